@@ -1,0 +1,530 @@
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::error::invalid_input;
+
+/// The longest Windows pipe path, in UTF-16 units (`\\.\pipe\` included).
+const WINDOWS_MAX_PATH: usize = 256;
+
+/// The name a server binds and clients connect to.
+///
+/// A `PipeName` is one of four forms:
+///
+/// | form | made with | parsed from | Unix | Windows |
+/// |---|---|---|---|---|
+/// | portable | [`new`](Self::new) | `test_pipe` | `<private dir>/test_pipe` | `\\.\pipe\test_pipe` |
+/// | path | [`path`](Self::path) | anything with a `/` | the path as given | error |
+/// | Windows | [`windows`](Self::windows) | `\\server\pipe\name` | error | as given |
+/// | abstract | [`abstract_name`](Self::abstract_name) | `@name` | Linux abstract socket | error |
+///
+/// The *private directory* of a portable name is `$XDG_RUNTIME_DIR/pipekit/` when
+/// `XDG_RUNTIME_DIR` is set, absolute, owned by the user and not writable by others, and
+/// `$TMPDIR/pipekit-<uid>/` (`/tmp` when `TMPDIR` is unset) otherwise. The backend creates it
+/// with mode 0700 and refuses to use it if it is a symlink, is owned by someone else, or is
+/// open to others. See [`UnixEnv`] and [`resolve_unix`](Self::resolve_unix).
+///
+/// # Errors
+///
+/// Constructors return [`io::ErrorKind::InvalidInput`] for an empty name, a NUL byte, a path
+/// separator (`/` or `\`) in a portable name, `.` or `..`, or a malformed Windows pipe path.
+/// Resolution reports a path longer than the OS's `sun_path` limit, naming both lengths.
+///
+/// # Examples
+///
+/// ```
+/// use std::path::Path;
+/// use pipekit_core::{PipeName, UnixAddress, UnixEnv};
+///
+/// let name = PipeName::new("test_pipe")?;
+/// assert_eq!(name.resolve_windows()?, r"\\.\pipe\test_pipe");
+///
+/// let env = UnixEnv::new(1000, "/tmp");
+/// match name.resolve_unix(&env)? {
+///     UnixAddress::Path { path, .. } => assert_eq!(path, Path::new("/tmp/pipekit-1000/test_pipe")),
+///     other => unreachable!("{other:?}"),
+/// }
+///
+/// assert!(PipeName::new("a/b").is_err());
+/// assert_eq!(PipeName::parse("/run/app.sock")?.to_string(), "/run/app.sock");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PipeName {
+    repr: Repr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Repr {
+    Portable(String),
+    Path(PathBuf),
+    Windows(String),
+    Abstract(Vec<u8>),
+}
+
+/// Which form a [`PipeName`] has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NameForm {
+    /// A portable name, resolved per OS.
+    Portable,
+    /// An explicit filesystem path (Unix).
+    Path,
+    /// A raw Windows pipe path, `\\server\pipe\name`.
+    Windows,
+    /// A name in the Linux abstract socket namespace.
+    Abstract,
+}
+
+impl PipeName {
+    /// A portable name such as `"test_pipe"`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `name` is empty, `.` or `..`, or holds a NUL byte, `/` or `\`.
+    pub fn new(name: &str) -> io::Result<PipeName> {
+        if name.is_empty() {
+            return Err(invalid_input("pipe name is empty"));
+        }
+        if name == "." || name == ".." {
+            return Err(invalid_input(format!("pipe name {name:?} is not allowed")));
+        }
+        if let Some(c) = name.chars().find(|c| matches!(c, '\0' | '/' | '\\')) {
+            let what = if c == '\0' { "a NUL byte" } else { "a path separator" };
+            return Err(invalid_input(format!(
+                "pipe name {name:?} contains {what} ({c:?}); a portable name is one path component \
+                 (use PipeName::path for a filesystem path)"
+            )));
+        }
+        Ok(PipeName {
+            repr: Repr::Portable(name.to_owned()),
+        })
+    }
+
+    /// An explicit filesystem path for a Unix socket (or FIFO directory), used as given.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `path` is empty or holds a NUL byte.
+    pub fn path(path: impl Into<PathBuf>) -> io::Result<PipeName> {
+        let path = path.into();
+        let bytes = path.as_os_str().as_encoded_bytes();
+        if bytes.is_empty() {
+            return Err(invalid_input("pipe path is empty"));
+        }
+        if bytes.contains(&0) {
+            return Err(invalid_input(format!(
+                "pipe path {} contains a NUL byte",
+                path.display()
+            )));
+        }
+        Ok(PipeName {
+            repr: Repr::Path(path),
+        })
+    }
+
+    /// A raw Windows pipe path, `\\.\pipe\<name>` or `\\<server>\pipe\<name>`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `raw` does not have that shape, holds a NUL, or is longer than 256
+    /// UTF-16 units.
+    pub fn windows(raw: &str) -> io::Result<PipeName> {
+        let bad = |why: &str| invalid_input(format!("invalid Windows pipe path {raw:?}: {why}"));
+        let rest = raw
+            .strip_prefix(r"\\")
+            .ok_or_else(|| bad(r"it must start with \\"))?;
+        let (server, rest) = rest
+            .split_once('\\')
+            .ok_or_else(|| bad(r"expected \\server\pipe\name"))?;
+        if server.is_empty() {
+            return Err(bad("the server part is empty (use '.' for this machine)"));
+        }
+        let (pipe, name) = rest
+            .split_once('\\')
+            .ok_or_else(|| bad(r"expected \\server\pipe\name"))?;
+        if !pipe.eq_ignore_ascii_case("pipe") {
+            return Err(bad(r"the second component must be 'pipe'"));
+        }
+        if name.is_empty() {
+            return Err(bad("the pipe name is empty"));
+        }
+        if raw.contains('\0') {
+            return Err(bad("it contains a NUL byte"));
+        }
+        let units = raw.encode_utf16().count();
+        if units > WINDOWS_MAX_PATH {
+            return Err(bad(&format!(
+                "it is {units} UTF-16 units long; the limit is {WINDOWS_MAX_PATH}"
+            )));
+        }
+        Ok(PipeName {
+            repr: Repr::Windows(raw.to_owned()),
+        })
+    }
+
+    /// A name in the Linux abstract socket namespace (no file on disk; the kernel frees the
+    /// name when the listener closes).
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Linux and Android only; resolving it elsewhere is an `Unsupported` error. An abstract
+    /// name has no file permissions: anyone on the machine (in the same network namespace) can
+    /// connect, so check [`PeerCredentials`](crate::PeerCredentials).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `name` is empty.
+    pub fn abstract_name(name: impl Into<Vec<u8>>) -> io::Result<PipeName> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(invalid_input("abstract socket name is empty"));
+        }
+        Ok(PipeName {
+            repr: Repr::Abstract(name),
+        })
+    }
+
+    /// Parses the textual form used on command lines: `\\server\pipe\name` is a Windows
+    /// path, `@name` an abstract name, anything holding a `/` a filesystem path, and anything
+    /// else a portable name.
+    ///
+    /// # Errors
+    ///
+    /// The errors of the constructor the text selects.
+    pub fn parse(text: &str) -> io::Result<PipeName> {
+        if text.starts_with(r"\\") {
+            PipeName::windows(text)
+        } else if let Some(rest) = text.strip_prefix('@') {
+            PipeName::abstract_name(rest.as_bytes())
+        } else if text.contains('/') {
+            PipeName::path(text)
+        } else {
+            PipeName::new(text)
+        }
+    }
+
+    /// Which form this name has.
+    pub fn form(&self) -> NameForm {
+        match self.repr {
+            Repr::Portable(_) => NameForm::Portable,
+            Repr::Path(_) => NameForm::Path,
+            Repr::Windows(_) => NameForm::Windows,
+            Repr::Abstract(_) => NameForm::Abstract,
+        }
+    }
+
+    /// The portable name, if this is one.
+    pub fn as_portable(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Portable(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Where this name lives on Unix, given the environment `env`.
+    ///
+    /// A portable name becomes `<private dir>/<name>`; the private directory is returned
+    /// too, for the backend to create and check. The result is checked against the
+    /// `sun_path` limit (`sun_path` holds the path and a terminating NUL).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a Windows pipe path or a path too long for `sun_path`;
+    /// `Unsupported` for an abstract name where `env` says there is no abstract namespace.
+    pub fn resolve_unix(&self, env: &UnixEnv) -> io::Result<UnixAddress> {
+        let (path, private_dir) = match &self.repr {
+            Repr::Portable(name) => {
+                let dir = env.private_dir();
+                (dir.join(name), Some(dir))
+            }
+            Repr::Path(path) => (path.clone(), None),
+            Repr::Windows(raw) => {
+                return Err(invalid_input(format!(
+                    "{raw:?} is a Windows pipe path; it has no meaning on Unix \
+                     (use a portable name or a filesystem path)"
+                )));
+            }
+            Repr::Abstract(name) => {
+                if !env.abstract_namespace {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!(
+                            "abstract socket name @{} needs the Linux abstract namespace, \
+                             which this OS does not have",
+                            String::from_utf8_lossy(name)
+                        ),
+                    ));
+                }
+                // The abstract name takes sun_path's leading NUL byte too.
+                let limit = env.sun_path_len - 1;
+                if name.len() > limit {
+                    return Err(invalid_input(format!(
+                        "abstract socket name @{} is {} bytes; the limit is {limit}",
+                        String::from_utf8_lossy(name),
+                        name.len()
+                    )));
+                }
+                return Ok(UnixAddress::Abstract(name.clone()));
+            }
+        };
+        let len = path.as_os_str().as_encoded_bytes().len();
+        let limit = env.sun_path_len - 1;
+        if len > limit {
+            return Err(invalid_input(format!(
+                "pipe name {self} resolves to {} ({len} bytes), longer than the {limit}-byte \
+                 limit of a Unix socket path on this OS (sun_path is {} bytes); use a shorter \
+                 name or an explicit shorter path",
+                path.display(),
+                env.sun_path_len
+            )));
+        }
+        Ok(UnixAddress::Path { path, private_dir })
+    }
+
+    /// The Windows pipe path of this name: `\\.\pipe\<name>` for a portable name.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a filesystem path or an abstract name, or a portable name too long
+    /// for a pipe path (256 UTF-16 units).
+    pub fn resolve_windows(&self) -> io::Result<String> {
+        match &self.repr {
+            Repr::Portable(name) => {
+                let full = format!(r"\\.\pipe\{name}");
+                let units = full.encode_utf16().count();
+                if units > WINDOWS_MAX_PATH {
+                    return Err(invalid_input(format!(
+                        "pipe name {name:?} resolves to a {units}-unit pipe path; \
+                         Windows allows {WINDOWS_MAX_PATH}"
+                    )));
+                }
+                Ok(full)
+            }
+            Repr::Windows(raw) => Ok(raw.clone()),
+            Repr::Path(path) => Err(invalid_input(format!(
+                "{} is a filesystem path; Windows named pipes live under \\\\.\\pipe\\",
+                path.display()
+            ))),
+            Repr::Abstract(_) => Err(invalid_input(format!(
+                "{self} is a Linux abstract socket name; Windows has no such namespace"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for PipeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Portable(name) | Repr::Windows(name) => f.write_str(name),
+            Repr::Path(path) => write!(f, "{}", path.display()),
+            Repr::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+        }
+    }
+}
+
+impl FromStr for PipeName {
+    type Err = io::Error;
+
+    fn from_str(text: &str) -> io::Result<PipeName> {
+        PipeName::parse(text)
+    }
+}
+
+impl TryFrom<&str> for PipeName {
+    type Error = io::Error;
+
+    fn try_from(text: &str) -> io::Result<PipeName> {
+        PipeName::parse(text)
+    }
+}
+
+impl TryFrom<&PipeName> for PipeName {
+    type Error = io::Error;
+
+    fn try_from(name: &PipeName) -> io::Result<PipeName> {
+        Ok(name.clone())
+    }
+}
+
+/// What a Unix name resolves to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnixAddress {
+    /// A socket (or FIFO directory) at `path`.
+    Path {
+        /// The socket's path.
+        path: PathBuf,
+        /// The private per-user directory that holds it, for a portable name; the backend
+        /// creates it (0700) and checks its owner and mode.
+        private_dir: Option<PathBuf>,
+    },
+    /// A Linux abstract socket name (without the leading NUL).
+    Abstract(Vec<u8>),
+}
+
+/// The facts about the running system that Unix name resolution needs.
+///
+/// The backend fills it from the OS (`getuid`, `XDG_RUNTIME_DIR` after checking it is safe,
+/// `TMPDIR`); tests can build any environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnixEnv {
+    runtime_dir: Option<PathBuf>,
+    temp_dir: PathBuf,
+    uid: u32,
+    sun_path_len: usize,
+    abstract_namespace: bool,
+}
+
+impl UnixEnv {
+    /// An environment for user `uid` with temporary directory `temp_dir`, no runtime
+    /// directory, a 108-byte `sun_path` (Linux) and no abstract namespace.
+    pub fn new(uid: u32, temp_dir: impl Into<PathBuf>) -> UnixEnv {
+        UnixEnv {
+            runtime_dir: None,
+            temp_dir: temp_dir.into(),
+            uid,
+            sun_path_len: 108,
+            abstract_namespace: false,
+        }
+    }
+
+    /// Sets the per-user runtime directory (`$XDG_RUNTIME_DIR`), already checked to be safe.
+    pub fn runtime_dir(&mut self, dir: Option<PathBuf>) -> &mut Self {
+        self.runtime_dir = dir;
+        self
+    }
+
+    /// Sets the size of `sockaddr_un.sun_path` (108 on Linux, 104 on macOS and the BSDs).
+    pub fn sun_path_len(&mut self, len: usize) -> &mut Self {
+        self.sun_path_len = len.max(2);
+        self
+    }
+
+    /// Says whether the Linux abstract socket namespace exists.
+    pub fn abstract_namespace(&mut self, available: bool) -> &mut Self {
+        self.abstract_namespace = available;
+        self
+    }
+
+    /// The private directory that portable names live in:
+    /// `<runtime dir>/pipekit` or `<temp dir>/pipekit-<uid>`.
+    pub fn private_dir(&self) -> PathBuf {
+        match &self.runtime_dir {
+            Some(dir) => dir.join("pipekit"),
+            None => self.temp_dir.join(format!("pipekit-{}", self.uid)),
+        }
+    }
+
+    /// The temporary directory.
+    pub fn temp_dir(&self) -> &Path {
+        &self.temp_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> UnixEnv {
+        UnixEnv::new(1000, "/tmp")
+    }
+
+    fn path_of(name: &PipeName, env: &UnixEnv) -> PathBuf {
+        match name.resolve_unix(env).unwrap() {
+            UnixAddress::Path { path, .. } => path,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn portable_names_resolve_per_os() {
+        let name = PipeName::new("test_pipe").unwrap();
+        assert_eq!(name.resolve_windows().unwrap(), r"\\.\pipe\test_pipe");
+        assert_eq!(
+            path_of(&name, &env()),
+            Path::new("/tmp/pipekit-1000/test_pipe")
+        );
+        let mut xdg = env();
+        xdg.runtime_dir(Some("/run/user/1000".into()));
+        assert_eq!(
+            path_of(&name, &xdg),
+            Path::new("/run/user/1000/pipekit/test_pipe")
+        );
+        match name.resolve_unix(&xdg).unwrap() {
+            UnixAddress::Path { private_dir, .. } => {
+                assert_eq!(private_dir.unwrap(), Path::new("/run/user/1000/pipekit"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_portable_names_are_invalid_input() {
+        for bad in ["", ".", "..", "a/b", r"a\b", "a\0b", "/abs"] {
+            let err = PipeName::new(bad).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn long_paths_name_the_limit_and_length() {
+        let name = PipeName::new(&"x".repeat(120)).unwrap();
+        let err = name.resolve_unix(&env()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let text = err.to_string();
+        assert!(text.contains("107-byte limit"), "{text}");
+        assert!(text.contains("138 bytes"), "{text}");
+
+        let mut mac = env();
+        mac.sun_path_len(104);
+        let edge = PipeName::new(&"y".repeat(103 - "/tmp/pipekit-1000/".len())).unwrap();
+        assert!(edge.resolve_unix(&mac).is_ok());
+        let over = PipeName::new(&"y".repeat(104 - "/tmp/pipekit-1000/".len())).unwrap();
+        assert!(over.resolve_unix(&mac).is_err());
+    }
+
+    #[test]
+    fn windows_paths_are_checked() {
+        assert!(PipeName::windows(r"\\.\pipe\x").is_ok());
+        assert!(PipeName::windows(r"\\server\PIPE\a\b").is_ok());
+        for bad in [r"\\.\pipe\", r"\\.\file\x", r"\\\pipe\x", r"\.\pipe\x", r"\\."] {
+            let err = PipeName::windows(bad).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+        let long = format!(r"\\.\pipe\{}", "n".repeat(250));
+        assert!(PipeName::windows(&long).is_err());
+        assert!(PipeName::new(&"n".repeat(250)).unwrap().resolve_windows().is_err());
+        let err = PipeName::windows(r"\\.\pipe\x")
+            .unwrap()
+            .resolve_unix(&env())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn parse_picks_the_form() {
+        assert_eq!(PipeName::parse("a").unwrap().form(), NameForm::Portable);
+        assert_eq!(PipeName::parse("./a").unwrap().form(), NameForm::Path);
+        assert_eq!(PipeName::parse("/run/a").unwrap().form(), NameForm::Path);
+        assert_eq!(PipeName::parse(r"\\.\pipe\a").unwrap().form(), NameForm::Windows);
+        assert_eq!(PipeName::parse("@a").unwrap().form(), NameForm::Abstract);
+        assert!(PipeName::parse("@").is_err());
+        assert!(PipeName::parse("").is_err());
+    }
+
+    #[test]
+    fn abstract_names_need_the_namespace() {
+        let name = PipeName::abstract_name("svc").unwrap();
+        let err = name.resolve_unix(&env()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        let mut linux = env();
+        linux.abstract_namespace(true);
+        assert_eq!(
+            name.resolve_unix(&linux).unwrap(),
+            UnixAddress::Abstract(b"svc".to_vec())
+        );
+        assert!(name.resolve_windows().is_err());
+    }
+}

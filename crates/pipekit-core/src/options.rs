@@ -1,0 +1,281 @@
+use std::io;
+use std::num::NonZeroU8;
+use std::time::Duration;
+
+use crate::Mode;
+use crate::error::invalid_input;
+
+/// The default in/out buffer size: 65535 bytes, the classic named-pipe buffer.
+pub const DEFAULT_BUFFER_SIZE: u32 = 65535;
+
+/// The default maximum message size: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+
+/// The default server timeout that Windows clients waiting with
+/// `NMPWAIT_USE_DEFAULT_WAIT` use: 500 ms.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The largest maximum message size: what a 4-byte frame header can carry.
+const MAX_MESSAGE_LIMIT: usize = u32::MAX as usize;
+
+/// How a listener is made. One value makes every later instance.
+///
+/// Fields are public to read; set them with the builder methods of the same name. Create the
+/// listener with the facade's `Listener::bind_with(name, &options)`.
+///
+/// # Examples
+///
+/// ```
+/// use std::num::NonZeroU8;
+/// use pipekit_core::{ListenerOptions, Mode};
+///
+/// let mut options = ListenerOptions::new();
+/// options.mode(Mode::Messages).max_instances(NonZeroU8::new(4));
+/// assert_eq!(options.in_buffer_size, 65535);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenerOptions {
+    /// Byte stream or message pipe.
+    pub mode: Mode,
+    /// Inbound buffer size hint, in bytes.
+    pub in_buffer_size: u32,
+    /// Outbound buffer size hint, in bytes.
+    pub out_buffer_size: u32,
+    /// The most connections served at once; `None` is unlimited.
+    pub max_instances: Option<NonZeroU8>,
+    /// The server's default timeout for waiting clients.
+    pub default_timeout: Duration,
+    /// The largest message `send` accepts and `recv` takes, in bytes.
+    pub max_message_size: usize,
+}
+
+impl ListenerOptions {
+    /// The defaults: byte mode, 65535-byte buffers, unlimited instances, a 500 ms default
+    /// timeout, 1 MiB maximum message size.
+    pub fn new() -> ListenerOptions {
+        ListenerOptions {
+            mode: Mode::Bytes,
+            in_buffer_size: DEFAULT_BUFFER_SIZE,
+            out_buffer_size: DEFAULT_BUFFER_SIZE,
+            max_instances: None,
+            default_timeout: DEFAULT_TIMEOUT,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+
+    /// Byte stream or message pipe.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows: `PIPE_TYPE_BYTE` or `PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE`. Linux:
+    /// `SOCK_STREAM` or `SOCK_SEQPACKET`. Other Unix: messages are framed on `SOCK_STREAM`.
+    pub fn mode(&mut self, mode: Mode) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Inbound buffer size in bytes (default 65535).
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows: `nInBufferSize` of `CreateNamedPipeW`. Unix: `SO_RCVBUF` is raised to at least
+    /// this (never lowered below the system default).
+    pub fn in_buffer_size(&mut self, bytes: u32) -> &mut Self {
+        self.in_buffer_size = bytes;
+        self
+    }
+
+    /// Outbound buffer size in bytes (default 65535).
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows: `nOutBufferSize` of `CreateNamedPipeW`. Unix: `SO_SNDBUF` is raised to at least
+    /// this (never lowered below the system default).
+    pub fn out_buffer_size(&mut self, bytes: u32) -> &mut Self {
+        self.out_buffer_size = bytes;
+        self
+    }
+
+    /// The most connections served at once; `None` (the default) is unlimited.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows: `nMaxInstances` (255 is `PIPE_UNLIMITED_INSTANCES`, the same as `None`);
+    /// clients beyond the limit get `ERROR_PIPE_BUSY` and wait. Unix: `accept` waits while
+    /// this many accepted streams are alive; clients beyond it wait in the listen backlog.
+    pub fn max_instances(&mut self, limit: Option<NonZeroU8>) -> &mut Self {
+        self.max_instances = limit;
+        self
+    }
+
+    /// The server's default timeout (default 500 ms).
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows: `nDefaultTimeOut`, used by clients that wait with `NMPWAIT_USE_DEFAULT_WAIT`.
+    /// Unix: no effect.
+    pub fn default_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// The largest message, in bytes, that `send` accepts and `recv` takes (default 1 MiB,
+    /// at most 4 GiB − 1).
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Linux `SOCK_SEQPACKET`: one message must also fit the socket send buffer; pipekit
+    /// raises `SO_SNDBUF` to fit this size as far as `net.core.wmem_max` allows.
+    pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Checks the options for values no OS accepts.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a maximum message size above 4 GiB − 1.
+    pub fn validate(&self) -> io::Result<()> {
+        check_max_message_size(self.max_message_size)
+    }
+}
+
+impl Default for ListenerOptions {
+    fn default() -> ListenerOptions {
+        ListenerOptions::new()
+    }
+}
+
+/// How a client connects. One value makes every later connection.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pipekit_core::{ConnectOptions, Mode};
+///
+/// let mut options = ConnectOptions::new();
+/// options.mode(Mode::Messages).wait(Some(Duration::from_secs(2)));
+/// assert_eq!(options.wait, Some(Duration::from_secs(2)));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// Byte stream or message pipe; must match the server's mode.
+    pub mode: Mode,
+    /// How long to wait for a server that is absent or busy; `None` fails at once.
+    pub wait: Option<Duration>,
+    /// Inbound buffer size hint, in bytes.
+    pub in_buffer_size: u32,
+    /// Outbound buffer size hint, in bytes.
+    pub out_buffer_size: u32,
+    /// The largest message `send` accepts and `recv` takes, in bytes.
+    pub max_message_size: usize,
+}
+
+impl ConnectOptions {
+    /// The defaults: byte mode, no waiting, 65535-byte buffers, 1 MiB maximum message size.
+    pub fn new() -> ConnectOptions {
+        ConnectOptions {
+            mode: Mode::Bytes,
+            wait: None,
+            in_buffer_size: DEFAULT_BUFFER_SIZE,
+            out_buffer_size: DEFAULT_BUFFER_SIZE,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+
+    /// Byte stream or message pipe; must match the server's mode, or connecting fails with
+    /// an error that says so.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows: message mode sets `PIPE_READMODE_MESSAGE` on the client handle. Unix: the
+    /// socket type (`SOCK_STREAM` / `SOCK_SEQPACKET`).
+    pub fn mode(&mut self, mode: Mode) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How long to wait for a server that does not exist yet or is busy. `None` (the
+    /// default) fails at once with `NotFound` when nobody serves the name.
+    ///
+    /// When the time is up, connecting fails with `TimedOut`.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Windows: `WaitNamedPipeW` on `ERROR_PIPE_BUSY`, polling while the pipe does not exist.
+    /// Unix: retries `connect` on `ENOENT`/`ECONNREFUSED` with a short backoff.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.wait = timeout;
+        self
+    }
+
+    /// Inbound buffer size hint (default 65535): Unix raises `SO_RCVBUF` to at least this.
+    pub fn in_buffer_size(&mut self, bytes: u32) -> &mut Self {
+        self.in_buffer_size = bytes;
+        self
+    }
+
+    /// Outbound buffer size hint (default 65535): Unix raises `SO_SNDBUF` to at least this.
+    pub fn out_buffer_size(&mut self, bytes: u32) -> &mut Self {
+        self.out_buffer_size = bytes;
+        self
+    }
+
+    /// The largest message, in bytes, that `send` accepts and `recv` takes (default 1 MiB).
+    pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Checks the options for values no OS accepts.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a maximum message size above 4 GiB − 1.
+    pub fn validate(&self) -> io::Result<()> {
+        check_max_message_size(self.max_message_size)
+    }
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions::new()
+    }
+}
+
+fn check_max_message_size(bytes: usize) -> io::Result<()> {
+    if bytes > MAX_MESSAGE_LIMIT {
+        return Err(invalid_input(format!(
+            "maximum message size of {bytes} bytes is above the limit of {MAX_MESSAGE_LIMIT}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_classic_recipe() {
+        let l = ListenerOptions::default();
+        assert_eq!((l.in_buffer_size, l.out_buffer_size), (65535, 65535));
+        assert_eq!(l.default_timeout, Duration::from_millis(500));
+        assert_eq!(l.max_instances, None);
+        assert_eq!(ConnectOptions::default().wait, None);
+    }
+
+    #[test]
+    fn oversized_limits_are_refused() {
+        let mut l = ListenerOptions::new();
+        assert!(l.validate().is_ok());
+        if usize::BITS > 32 {
+            l.max_message_size(MAX_MESSAGE_LIMIT + 1);
+            assert_eq!(l.validate().unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        }
+    }
+}
