@@ -1,1 +1,79 @@
+//! The Unix backend of [pipekit]: named pipes as Unix-domain sockets.
+//!
+//! A [`Listener`] binds a [`PipeName`](pipekit_core::PipeName) and accepts [`Stream`]s; a
+//! client makes a `Stream` with [`Stream::connect`]. Applications normally use the `pipekit`
+//! facade, which re-exports these types on Unix.
+//!
+//! # Transports
+//!
+//! | mode | Linux, Android | macOS, FreeBSD, other Unix |
+//! |---|---|---|
+//! | bytes | `SOCK_STREAM` | `SOCK_STREAM` |
+//! | messages | `SOCK_SEQPACKET` | `SOCK_STREAM` + [length-prefixed framing](pipekit_core::framing) |
+//!
+//! Both ends of a connection are on the same machine and so agree on the transport; a
+//! client whose mode differs from the server's gets an `InvalidInput` error (the socket types
+//! differ), never a silent change of semantics. [`UnixOptions::framing`] selects the framed
+//! transport on Linux too (both ends must ask for it).
+//!
+//! On Linux, `SO_PASSCRED` is set on message-mode sockets: each message then carries the
+//! sender's credentials, which is how a zero-length message is told from end of stream.
+//!
+//! # Signals
+//!
+//! Writing to a peer that is gone returns `BrokenPipe`; no `SIGPIPE` is raised
+//! (`MSG_NOSIGNAL`, or `SO_NOSIGPIPE` on Apple systems).
+//!
+//! [pipekit]: https://docs.rs/pipekit
+#![cfg(unix)]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
 
+mod dir;
+mod listener;
+mod stream;
+#[allow(unsafe_code)]
+mod sys;
+
+pub use dir::{ensure_private_dir, env};
+pub use listener::Listener;
+pub use stream::Stream;
+
+/// How message mode rides on a Unix socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Framing {
+    /// The OS's own message socket (`SOCK_SEQPACKET`) where pipekit uses one (Linux,
+    /// Android); length-prefixed framing elsewhere.
+    #[default]
+    Native,
+    /// Length-prefixed framing on `SOCK_STREAM` on every OS (see
+    /// [`pipekit_core::framing`]).
+    LengthPrefixed,
+}
+
+/// Unix-only options, beside the portable [`ListenerOptions`](pipekit_core::ListenerOptions)
+/// and [`ConnectOptions`](pipekit_core::ConnectOptions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnixOptions {
+    /// How message mode rides on the socket.
+    pub framing: Framing,
+}
+
+impl UnixOptions {
+    /// The defaults: native framing.
+    pub fn new() -> UnixOptions {
+        UnixOptions::default()
+    }
+
+    /// How message mode rides on the socket; server and clients must agree.
+    pub fn framing(&mut self, framing: Framing) -> &mut Self {
+        self.framing = framing;
+        self
+    }
+}
+
+/// Whether this OS carries message mode on `SOCK_SEQPACKET` (Linux, Android) rather than on
+/// framed `SOCK_STREAM`.
+pub const NATIVE_MESSAGES: bool = sys::NATIVE_MESSAGES;

@@ -1,0 +1,390 @@
+//! A server bound to a name: a listening Unix-domain socket.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use nix::errno::Errno;
+use nix::sys::socket::UnixAddr;
+use pipekit_core::error::{context, context_kind};
+use pipekit_core::{ListenerOptions, Mode, PipeName, UnixAddress};
+
+use crate::stream::{socket_addr, uses_seqpacket};
+use crate::{Stream, UnixOptions, dir, sys};
+
+/// A server bound to a name; every [`accept`](Self::accept) returns the next client.
+///
+/// # Security
+///
+/// A portable name's socket lives in the private per-user directory (0700, owner and mode
+/// checked, no symlink followed) and is itself 0600. A lock file beside the socket
+/// (`<path>.lock`, held with `flock` while the listener lives) makes sure one server owns a
+/// name at a time; a leftover socket file is replaced only after a connect probe finds nobody
+/// listening. The socket file and lock file are removed on drop.
+pub struct Listener {
+    fd: OwnedFd,
+    name: PipeName,
+    mode: Mode,
+    seqpacket: bool,
+    max_message_size: usize,
+    buffers: (usize, usize),
+    bound: Option<Bound>,
+    slots: Option<Arc<Slots>>,
+}
+
+/// The file a listener bound, removed on drop if it is still the same file.
+struct Bound {
+    path: PathBuf,
+    identity: (u64, u64),
+    lock: Option<(PathBuf, File)>,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("name", &self.name)
+            .field("mode", &self.mode)
+            .field("seqpacket", &self.seqpacket)
+            .field("path", &self.bound.as_ref().map(|b| &b.path))
+            .finish()
+    }
+}
+
+impl Listener {
+    /// Binds `name` in byte mode with default options.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_with`](Self::bind_with).
+    pub fn bind(name: &PipeName) -> io::Result<Listener> {
+        Listener::bind_with(name, &ListenerOptions::new(), &UnixOptions::new())
+    }
+
+    /// Binds `name` with `options`.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` if a live server already has the name; `InvalidInput` for a bad name or
+    /// options; `PermissionDenied` if the private directory is unsafe; `AlreadyExists` if
+    /// something other than a socket is at the path; other OS errors with the path named.
+    pub fn bind_with(
+        name: &PipeName,
+        options: &ListenerOptions,
+        unix: &UnixOptions,
+    ) -> io::Result<Listener> {
+        options.validate()?;
+        let addr = name.resolve_unix(&dir::env())?;
+        let seqpacket = uses_seqpacket(options.mode, unix);
+        let ty = sys::sock_type(seqpacket);
+        let sockaddr = socket_addr(&addr)?;
+        let fd = sys::socket(ty)?;
+        let bound = match &addr {
+            UnixAddress::Abstract(_) => {
+                sys::bind(&fd, &sockaddr).map_err(|e| in_use(e, name))?;
+                None
+            }
+            UnixAddress::Path { path, private_dir } => {
+                if let Some(dir) = private_dir {
+                    dir::ensure_private_dir(dir)?;
+                }
+                let lock = lock(path, name)?;
+                reclaim_stale(path, ty, &sockaddr, name)?;
+                bind_owner_only(&fd, path, private_dir.is_some(), name)?;
+                let meta = fs::symlink_metadata(path)?;
+                Some(Bound {
+                    path: path.clone(),
+                    identity: (meta.dev(), meta.ino()),
+                    lock: Some(lock),
+                })
+            }
+            _ => return Err(io::ErrorKind::Unsupported.into()),
+        };
+        let buffers = (
+            options.out_buffer_size as usize,
+            options.in_buffer_size as usize,
+        );
+        let listener = Listener {
+            fd,
+            name: name.clone(),
+            mode: options.mode,
+            seqpacket,
+            max_message_size: options.max_message_size,
+            buffers,
+            bound,
+            slots: options.max_instances.map(|limit| {
+                Arc::new(Slots {
+                    limit: usize::from(limit.get()),
+                    live: Mutex::new(0),
+                    freed: Condvar::new(),
+                })
+            }),
+        };
+        sys::listen(&listener.fd).map_err(|e| context(e, format!("cannot listen on {name}")))?;
+        Ok(listener)
+    }
+
+    /// Waits for the next client and returns the connection to it.
+    ///
+    /// With an instance limit, first waits until fewer than that many accepted streams are
+    /// alive.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `accept` (`WouldBlock` in non-blocking mode).
+    pub fn accept(&self) -> io::Result<Stream> {
+        let slot = self.slots.as_ref().map(|slots| slots.acquire());
+        let fd = sys::accept(&self.fd)?;
+        sys::after_accept(&fd, sys::sock_type(self.seqpacket))?;
+        sys::raise_buffers(fd.as_fd(), self.buffers.0, self.buffers.1);
+        Stream::new(fd, self.mode, self.seqpacket, self.max_message_size, slot)
+    }
+
+    /// The mode of every connection this listener accepts.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The name this listener serves.
+    pub fn name(&self) -> &PipeName {
+        &self.name
+    }
+
+    /// The socket's path, for a name that lives in the filesystem.
+    pub fn path(&self) -> Option<&Path> {
+        self.bound.as_ref().map(|b| b.path.as_path())
+    }
+
+    /// Puts the listening socket in non-blocking mode: `accept` fails with `WouldBlock`
+    /// when no client waits.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        sys::set_nonblocking(self.fd.as_fd(), nonblocking)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(bound) = self.bound.take() {
+            let ours = fs::symlink_metadata(&bound.path)
+                .is_ok_and(|m| (m.dev(), m.ino()) == bound.identity);
+            if ours {
+                let _ = fs::remove_file(&bound.path);
+            }
+            if let Some((path, _file)) = bound.lock {
+                // Removed while still held; a waiting binder re-checks the file it locked.
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl pipekit_core::Listener for Listener {
+    type Stream = Stream;
+
+    fn accept(&self) -> io::Result<Stream> {
+        Listener::accept(self)
+    }
+
+    fn mode(&self) -> Mode {
+        self.mode
+    }
+}
+
+fn in_use(err: io::Error, name: &PipeName) -> io::Error {
+    if err.kind() == io::ErrorKind::AddrInUse {
+        context(err, format!("pipe name {name} is already served"))
+    } else {
+        context(err, format!("cannot bind {name}"))
+    }
+}
+
+/// Takes the lock file `<path>.lock`, which a listener holds for its lifetime.
+fn lock(path: &Path, name: &PipeName) -> io::Result<(PathBuf, File)> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&lock_path)
+            .map_err(|e| context(e, format!("cannot open lock file {}", lock_path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "pipe name {name} is already served by another process \
+                         (it holds {})",
+                        lock_path.display()
+                    ),
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(context(e, format!("cannot lock {}", lock_path.display())));
+            }
+        }
+        // The previous owner may have removed the file between our open and our lock; then
+        // we hold a lock on a file nobody else can see, and must try again.
+        let held = file.metadata()?;
+        match fs::symlink_metadata(&lock_path) {
+            Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => {
+                return Ok((lock_path, file));
+            }
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Removes a socket file left by a server that is gone, after a connect probe finds nobody
+/// listening. A live server's socket gives `AddrInUse`; anything else at the path,
+/// `AlreadyExists`.
+fn reclaim_stale(
+    path: &Path,
+    ty: nix::sys::socket::SockType,
+    addr: &UnixAddr,
+    name: &PipeName,
+) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(context(e, format!("cannot inspect {}", path.display()))),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            ),
+        ));
+    }
+    let probe = sys::socket(ty)?;
+    match sys::connect(&probe, addr) {
+        Ok(()) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("pipe name {name} is already served ({})", path.display()),
+        )),
+        Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+            Errno::ECONNREFUSED => fs::remove_file(path).or_else(|e| match e.kind() {
+                io::ErrorKind::NotFound => Ok(()),
+                _ => Err(context(e, format!("cannot remove stale {}", path.display()))),
+            }),
+            Errno::ENOENT => Ok(()),
+            Errno::EPROTOTYPE | Errno::EAGAIN => Err(context_kind(
+                io::ErrorKind::AddrInUse,
+                e,
+                format!("pipe name {name} is already served ({})", path.display()),
+            )),
+            _ => Err(context(e, format!("cannot probe {}", path.display()))),
+        },
+    }
+}
+
+/// Binds `fd` at `path` so that the socket is never reachable with a mode wider than 0600.
+///
+/// In the private directory nobody else can reach the socket, so it is bound in place and
+/// then restricted. Elsewhere it is bound inside a fresh 0700 directory next to `path`,
+/// restricted, and renamed into place.
+fn bind_owner_only(fd: &OwnedFd, path: &Path, private: bool, name: &PipeName) -> io::Result<()> {
+    let restrict = |p: &Path| fs::set_permissions(p, fs::Permissions::from_mode(0o600));
+    if private {
+        sys::bind(fd, &UnixAddr::new(path).map_err(io::Error::from)?)
+            .map_err(|e| in_use(e, name))?;
+        return restrict(path).map_err(|e| context(e, format!("cannot chmod {}", path.display())));
+    }
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let staging = parent.join(format!(
+        ".pk{:x}-{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let temp = staging.join("s");
+    let temp_len = temp.as_os_str().len();
+    if temp_len >= sys::SUN_PATH_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "cannot bind {} safely: the staging path {} is {temp_len} bytes, over the \
+                 {}-byte socket path limit; use a shorter path or a portable name",
+                path.display(),
+                temp.display(),
+                sys::SUN_PATH_LEN - 1
+            ),
+        ));
+    }
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(|e| context(e, format!("cannot create {}", staging.display())))?;
+    let result = (|| {
+        sys::bind(fd, &UnixAddr::new(&temp).map_err(io::Error::from)?)
+            .map_err(|e| in_use(e, name))?;
+        restrict(&temp)?;
+        fs::rename(&temp, path)
+    })();
+    let _ = fs::remove_file(&temp);
+    let _ = fs::remove_dir(&staging);
+    result.map_err(|e| context(e, format!("cannot bind {}", path.display())))
+}
+
+/// The instance limit: how many accepted streams may be alive at once.
+struct Slots {
+    limit: usize,
+    live: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn acquire(self: &Arc<Self>) -> SlotGuard {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        while *live >= self.limit {
+            live = self.freed.wait(live).unwrap_or_else(|e| e.into_inner());
+        }
+        *live += 1;
+        SlotGuard(Arc::clone(self))
+    }
+}
+
+/// One accepted stream's place under the instance limit, given back on drop.
+pub(crate) struct SlotGuard(Arc<Slots>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut live = self.0.live.lock().unwrap_or_else(|e| e.into_inner());
+        *live -= 1;
+        self.0.freed.notify_one();
+    }
+}

@@ -1,0 +1,568 @@
+//! A connection over a Unix-domain socket, in byte or message mode.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::UnixAddr;
+use pipekit_core::error::{MessageTooLarge, context, context_kind, invalid_data, wrong_mode};
+use pipekit_core::framing::{FrameReader, FrameWriter};
+use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName, UnixAddress};
+
+use crate::listener::SlotGuard;
+use crate::{Framing, UnixOptions, dir, sys};
+
+/// How messages travel on this connection.
+enum Wire {
+    /// Byte mode on `SOCK_STREAM`.
+    Bytes,
+    /// Message mode on `SOCK_SEQPACKET`; `cmsg` is the reused control-message buffer.
+    Packets { cmsg: Vec<u8> },
+    /// Message mode framed on `SOCK_STREAM`.
+    Framed {
+        reader: FrameReader,
+        writer: FrameWriter,
+    },
+}
+
+/// One connection over a Unix-domain socket.
+///
+/// Made by [`Stream::connect`] or by [`Listener::accept`](crate::Listener::accept). In byte
+/// mode it is `Read + Write`; in message mode use [`send`](Self::send) and
+/// [`recv`](Self::recv) (`Read`/`Write` then move one message per call).
+pub struct Stream {
+    fd: OwnedFd,
+    mode: Mode,
+    wire: Wire,
+    max_message_size: usize,
+    nonblocking: AtomicBool,
+    _slot: Option<SlotGuard>,
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let wire = match self.wire {
+            Wire::Bytes => "stream",
+            Wire::Packets { .. } => "seqpacket",
+            Wire::Framed { .. } => "framed stream",
+        };
+        f.debug_struct("Stream")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("mode", &self.mode)
+            .field("wire", &wire)
+            .finish()
+    }
+}
+
+/// Whether message mode rides on `SOCK_SEQPACKET` for these options.
+pub(crate) fn uses_seqpacket(mode: Mode, unix: &UnixOptions) -> bool {
+    mode == Mode::Messages && unix.framing == Framing::Native && sys::NATIVE_MESSAGES
+}
+
+/// The socket address of a resolved name.
+pub(crate) fn socket_addr(addr: &UnixAddress) -> io::Result<UnixAddr> {
+    let result = match addr {
+        UnixAddress::Path { path, .. } => UnixAddr::new(path.as_path()),
+        UnixAddress::Abstract(name) => abstract_addr(name),
+        _ => Err(Errno::EINVAL),
+    };
+    result.map_err(|e| context(e.into(), "cannot build the socket address"))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_addr(name: &[u8]) -> nix::Result<UnixAddr> {
+    UnixAddr::new_abstract(name)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn abstract_addr(_name: &[u8]) -> nix::Result<UnixAddr> {
+    Err(Errno::EAFNOSUPPORT)
+}
+
+impl Stream {
+    /// Connects to the server bound to `name` in byte mode, failing at once if there is none.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if nobody serves `name`; `InvalidInput` for a bad name or if the server
+    /// uses message mode.
+    pub fn connect(name: &PipeName) -> io::Result<Stream> {
+        Stream::connect_with(name, &ConnectOptions::new(), &UnixOptions::new())
+    }
+
+    /// Connects to the server bound to `name` with `options`.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` at once if nobody serves `name` and no wait was asked; `TimedOut` if the
+    /// wait ran out; `InvalidInput` for a bad name, bad options, or a server in the other
+    /// mode (the socket types differ: `EPROTOTYPE`); other OS errors with the path named.
+    pub fn connect_with(
+        name: &PipeName,
+        options: &ConnectOptions,
+        unix: &UnixOptions,
+    ) -> io::Result<Stream> {
+        options.validate()?;
+        let addr = name.resolve_unix(&dir::env())?;
+        let sockaddr = socket_addr(&addr)?;
+        let seqpacket = uses_seqpacket(options.mode, unix);
+        let ty = sys::sock_type(seqpacket);
+        let deadline = options.wait.map(|wait| Instant::now() + wait);
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            let fd = sys::socket(ty)?;
+            let err = match sys::connect(&fd, &sockaddr) {
+                Ok(()) => {
+                    sys::raise_buffers(
+                        fd.as_fd(),
+                        options.out_buffer_size as usize,
+                        options.in_buffer_size as usize,
+                    );
+                    return Stream::new(fd, options.mode, seqpacket, options.max_message_size, None);
+                }
+                Err(err) => err,
+            };
+            let absent = matches!(
+                Errno::from_raw(err.raw_os_error().unwrap_or(0)),
+                Errno::ENOENT | Errno::ECONNREFUSED
+            );
+            let busy = err.raw_os_error() == Some(Errno::EAGAIN as i32);
+            if err.raw_os_error() == Some(Errno::EPROTOTYPE as i32) {
+                return Err(context_kind(
+                    io::ErrorKind::InvalidInput,
+                    err,
+                    format!(
+                        "the server of {name} does not use {} mode (its socket type differs)",
+                        options.mode
+                    ),
+                ));
+            }
+            if !(absent || busy) {
+                return Err(context(err, format!("cannot connect to {name}")));
+            }
+            let Some(deadline) = deadline else {
+                let what = if busy {
+                    format!("the server of {name} is busy (its backlog is full)")
+                } else {
+                    format!("no server is listening on {name} ({})", describe(&addr))
+                };
+                let kind = if busy {
+                    io::ErrorKind::WouldBlock
+                } else {
+                    io::ErrorKind::NotFound
+                };
+                return Err(context_kind(kind, err, what));
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(context_kind(
+                    io::ErrorKind::TimedOut,
+                    err,
+                    format!(
+                        "no server accepted on {name} within {:?}",
+                        options.wait.unwrap_or_default()
+                    ),
+                ));
+            }
+            thread::sleep(backoff.min(deadline - now));
+            backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn new(
+        fd: OwnedFd,
+        mode: Mode,
+        seqpacket: bool,
+        max_message_size: usize,
+        slot: Option<SlotGuard>,
+    ) -> io::Result<Stream> {
+        let wire = match (mode, seqpacket) {
+            (Mode::Messages, true) => Wire::Packets { cmsg: Vec::new() },
+            (Mode::Messages, false) => Wire::Framed {
+                reader: FrameReader::new(max_message_size),
+                writer: FrameWriter::new(max_message_size),
+            },
+            _ => Wire::Bytes,
+        };
+        Ok(Stream {
+            fd,
+            mode,
+            wire,
+            max_message_size,
+            nonblocking: AtomicBool::new(false),
+            _slot: slot,
+        })
+    }
+
+    /// The connection's mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The largest message this end sends or receives.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// Who is on the other end.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Linux: `SO_PEERCRED` (pid, uid, gid). macOS: `getpeereid` and `LOCAL_PEERPID`.
+    /// Other BSDs: `getpeereid` (no pid).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        sys::peer_credentials(self.fd.as_fd())
+    }
+
+    /// Shuts down the write side: the peer reads EOF after everything sent before
+    /// (`shutdown(SHUT_WR)`); this end can still read.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        sys::shutdown_write(self.fd.as_fd())
+    }
+
+    /// Sets the read timeout (`SO_RCVTIMEO`); a read or `recv` that waits longer fails with
+    /// `TimedOut`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        sys::set_read_timeout(self.fd.as_fd(), timeout)
+    }
+
+    /// Sets the write timeout (`SO_SNDTIMEO`); a write or `send` that waits longer fails
+    /// with `TimedOut`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        sys::set_write_timeout(self.fd.as_fd(), timeout)
+    }
+
+    /// Puts the socket in non-blocking mode (`O_NONBLOCK`): calls that would wait fail with
+    /// `WouldBlock` instead.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        sys::set_nonblocking(self.fd.as_fd(), nonblocking)?;
+        self.nonblocking.store(nonblocking, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sends `msg` as one message.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming the size for a message over the maximum (nothing is sent);
+    /// `BrokenPipe` if the peer is gone; `TimedOut` after the write timeout; `InvalidInput` on
+    /// a byte-mode stream.
+    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let mut io = Io::new(self.fd.as_fd(), &self.nonblocking);
+        match &mut self.wire {
+            Wire::Packets { .. } => {
+                if msg.len() > self.max_message_size {
+                    return Err(pipekit_core::error::message_over_limit(
+                        msg.len(),
+                        self.max_message_size,
+                    ));
+                }
+                match io.write(msg) {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.raw_os_error() == Some(Errno::EMSGSIZE as i32) => Err(context(
+                        e,
+                        format!(
+                            "message of {} bytes is larger than the socket send buffer allows \
+                             (raise net.core.wmem_max or lower the message size)",
+                            msg.len()
+                        ),
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
+            Wire::Framed { writer, .. } => writer.send(&mut io, msg),
+            Wire::Bytes => Err(wrong_mode("send", self.mode)),
+        }
+    }
+
+    /// Receives one message into `buf`: `Some(len)`, or `None` once the peer has closed and
+    /// every message has been read.
+    ///
+    /// # Errors
+    ///
+    /// A [`MessageTooLarge`] (kind `InvalidInput`) naming the message's size if it does not
+    /// fit `buf`; the message stays readable. `TimedOut` after the read timeout;
+    /// `InvalidData` if the peer breaks the protocol; `InvalidInput` on a byte-mode stream.
+    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let fd = self.fd.as_fd();
+        let max = self.max_message_size;
+        match &mut self.wire {
+            Wire::Packets { cmsg } => {
+                if buf.len() < max {
+                    // Look at the size first, so that a message too large stays queued.
+                    let size = match packet(fd, &mut [], true, cmsg, &self.nonblocking)? {
+                        sys::Packet::Eof => return Ok(None),
+                        sys::Packet::Message(size) => size,
+                    };
+                    if size > buf.len() {
+                        return Err(MessageTooLarge::error(size, buf.len()));
+                    }
+                }
+                match packet(fd, buf, false, cmsg, &self.nonblocking)? {
+                    sys::Packet::Eof => Ok(None),
+                    sys::Packet::Message(size) if size > buf.len() => Err(discarded(size, max)),
+                    sys::Packet::Message(size) => Ok(Some(size)),
+                }
+            }
+            Wire::Framed { reader, .. } => reader.recv(&mut Io::new(fd, &self.nonblocking), buf),
+            Wire::Bytes => Err(wrong_mode("recv", self.mode)),
+        }
+    }
+
+    /// Receives one whole message into `buf`, which is cleared first and grown to fit.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), except that no message is too large for it (a message over
+    /// the maximum message size is `InvalidData`).
+    pub fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        let fd = self.fd.as_fd();
+        let max = self.max_message_size;
+        match &mut self.wire {
+            Wire::Packets { cmsg } => {
+                buf.clear();
+                let size = match packet(fd, &mut [], true, cmsg, &self.nonblocking)? {
+                    sys::Packet::Eof => return Ok(None),
+                    sys::Packet::Message(size) => size,
+                };
+                // A message over the maximum is read into what the maximum allows, and
+                // refused.
+                buf.resize(size.min(max), 0);
+                let result = packet(fd, buf, false, cmsg, &self.nonblocking);
+                match result {
+                    Ok(sys::Packet::Message(size)) if size <= buf.len() => {
+                        buf.truncate(size);
+                        Ok(Some(size))
+                    }
+                    Ok(sys::Packet::Message(size)) => {
+                        buf.clear();
+                        Err(discarded(size, max))
+                    }
+                    Ok(sys::Packet::Eof) => {
+                        buf.clear();
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        buf.clear();
+                        Err(e)
+                    }
+                }
+            }
+            Wire::Framed { reader, .. } => {
+                reader.recv_to_vec(&mut Io::new(fd, &self.nonblocking), buf)
+            }
+            Wire::Bytes => Err(wrong_mode("recv_to_vec", self.mode)),
+        }
+    }
+}
+
+fn packet(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    peek: bool,
+    cmsg: &mut Vec<u8>,
+    nonblocking: &AtomicBool,
+) -> io::Result<sys::Packet> {
+    sys::recv_packet(fd, buf, peek, cmsg).map_err(|e| read_error(e, nonblocking))
+}
+
+fn discarded(size: usize, max: usize) -> io::Error {
+    invalid_data(format!(
+        "peer sent a message of {size} bytes, above the maximum message size of {max} bytes; \
+         it was discarded"
+    ))
+}
+
+fn describe(addr: &UnixAddress) -> String {
+    match addr {
+        UnixAddress::Path { path, .. } => path.display().to_string(),
+        UnixAddress::Abstract(name) => format!("abstract @{}", String::from_utf8_lossy(name)),
+        _ => String::from("?"),
+    }
+}
+
+/// Maps a read error: a timeout in blocking mode is `TimedOut` (the OS says `EAGAIN`), a
+/// reset is `BrokenPipe`.
+fn read_error(err: io::Error, nonblocking: &AtomicBool) -> io::Error {
+    match Errno::from_raw(err.raw_os_error().unwrap_or(0)) {
+        Errno::EAGAIN if !nonblocking.load(Ordering::Relaxed) => {
+            context_kind(io::ErrorKind::TimedOut, err, "read timed out")
+        }
+        Errno::ECONNRESET => context_kind(
+            io::ErrorKind::BrokenPipe,
+            err,
+            "peer closed the connection before reading all that was sent to it",
+        ),
+        _ => err,
+    }
+}
+
+/// Maps a write error: a timeout in blocking mode is `TimedOut`, a reset is `BrokenPipe`.
+fn write_error(err: io::Error, nonblocking: &AtomicBool) -> io::Error {
+    match Errno::from_raw(err.raw_os_error().unwrap_or(0)) {
+        Errno::EAGAIN if !nonblocking.load(Ordering::Relaxed) => {
+            context_kind(io::ErrorKind::TimedOut, err, "write timed out")
+        }
+        Errno::ECONNRESET => context_kind(io::ErrorKind::BrokenPipe, err, "peer is gone"),
+        _ => err,
+    }
+}
+
+/// Plain socket I/O on a borrowed descriptor, with pipekit's error mapping.
+struct Io<'a> {
+    fd: BorrowedFd<'a>,
+    nonblocking: &'a AtomicBool,
+}
+
+impl<'a> Io<'a> {
+    fn new(fd: BorrowedFd<'a>, nonblocking: &'a AtomicBool) -> Io<'a> {
+        Io { fd, nonblocking }
+    }
+}
+
+impl Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::recv(self.fd, buf).map_err(|e| read_error(e, self.nonblocking))
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        sys::recv_vectored(self.fd, bufs).map_err(|e| read_error(e, self.nonblocking))
+    }
+}
+
+impl Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sys::send(self.fd, buf).map_err(|e| write_error(e, self.nonblocking))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        sys::send_vectored(self.fd, bufs).map_err(|e| write_error(e, self.nonblocking))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for Stream {
+    /// Byte mode: reads what has arrived. Message mode: receives one message (`Ok(0)` is a
+    /// zero-length message or the end; use [`recv`](Stream::recv) to tell them apart).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.wire {
+            Wire::Bytes => Io::new(self.fd.as_fd(), &self.nonblocking).read(buf),
+            _ => Ok(self.recv(buf)?.unwrap_or(0)),
+        }
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        match self.wire {
+            Wire::Bytes => Io::new(self.fd.as_fd(), &self.nonblocking).read_vectored(bufs),
+            _ => {
+                let first = bufs.iter_mut().find(|b| !b.is_empty());
+                first.map_or(Ok(0), |b| self.read(b))
+            }
+        }
+    }
+}
+
+impl Write for Stream {
+    /// Byte mode: writes some of `buf`. Message mode: sends `buf` as one message.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.wire {
+            Wire::Bytes => Io::new(self.fd.as_fd(), &self.nonblocking).write(buf),
+            _ => self.send(buf).map(|()| buf.len()),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self.wire {
+            Wire::Bytes => Io::new(self.fd.as_fd(), &self.nonblocking).write_vectored(bufs),
+            _ => {
+                let first = bufs.iter().find(|b| !b.is_empty());
+                first.map_or(Ok(0), |b| self.write(b))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl pipekit_core::Connection for Stream {
+    fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        Stream::peer_credentials(self)
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        Stream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        Stream::set_write_timeout(self, timeout)
+    }
+}
+
+impl pipekit_core::ByteStream for Stream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        Stream::shutdown_write(self)
+    }
+}
+
+impl pipekit_core::MessagePipe for Stream {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        Stream::send(self, msg)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Stream::recv(self, buf)
+    }
+
+    fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        Stream::recv_to_vec(self, buf)
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+}

@@ -1,0 +1,176 @@
+//! The system calls the Unix backend makes, each turned into an `io::Result`.
+//!
+//! Everything here goes through `nix`; this module is where `unsafe` would live if a call
+//! needed it. Sockets are created close-on-exec and, where the OS has no `MSG_NOSIGNAL`, with
+//! `SO_NOSIGPIPE`, so a dead peer is an `EPIPE` error and never a `SIGPIPE`.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, MsgFlags, SockType, UnixAddr, sockopt};
+use nix::sys::time::TimeVal;
+
+use pipekit_core::PeerCredentials;
+
+mod os;
+
+pub(crate) use os::{ABSTRACT_NAMESPACE, NATIVE_MESSAGES, SUN_PATH_LEN};
+
+/// Turns a nix result into an `io::Result`, keeping the OS code.
+pub(crate) fn cvt<T>(result: nix::Result<T>) -> io::Result<T> {
+    result.map_err(io::Error::from)
+}
+
+/// The socket type that carries `Messages` natively, or stream.
+pub(crate) fn sock_type(seqpacket: bool) -> SockType {
+    if seqpacket {
+        SockType::SeqPacket
+    } else {
+        SockType::Stream
+    }
+}
+
+/// A new `AF_UNIX` socket, close-on-exec, with `SIGPIPE` suppressed where that is a socket
+/// option, and with credentials passed on each message for `SOCK_SEQPACKET` where the OS
+/// needs that to tell a zero-length message from end of stream.
+pub(crate) fn socket(ty: SockType) -> io::Result<OwnedFd> {
+    let fd = cvt(socket::socket(
+        socket::AddressFamily::Unix,
+        ty,
+        os::SOCKET_FLAGS,
+        None,
+    ))?;
+    os::after_socket(&fd, ty)?;
+    Ok(fd)
+}
+
+pub(crate) fn bind(fd: &OwnedFd, addr: &UnixAddr) -> io::Result<()> {
+    cvt(socket::bind(fd.as_raw_fd(), addr))
+}
+
+pub(crate) fn listen(fd: &OwnedFd) -> io::Result<()> {
+    cvt(socket::listen(fd, socket::Backlog::MAXCONN))
+}
+
+pub(crate) fn connect(fd: &OwnedFd, addr: &UnixAddr) -> io::Result<()> {
+    loop {
+        match socket::connect(fd.as_raw_fd(), addr) {
+            Err(Errno::EINTR) => continue,
+            other => return cvt(other),
+        }
+    }
+}
+
+pub(crate) fn accept(listener: &OwnedFd) -> io::Result<OwnedFd> {
+    loop {
+        match os::accept(listener.as_raw_fd()) {
+            Err(Errno::EINTR) | Err(Errno::ECONNABORTED) => continue,
+            Err(e) => return Err(e.into()),
+            // SAFETY: a successful `accept` returned this descriptor: it is open, and
+            // nothing else owns it, so the `OwnedFd` becomes its only owner.
+            Ok(raw) => return Ok(unsafe { OwnedFd::from_raw_fd(raw) }),
+        }
+    }
+}
+
+pub(crate) fn after_accept(fd: &OwnedFd, ty: SockType) -> io::Result<()> {
+    os::after_accept(fd, ty)
+}
+
+/// Sends from `bufs` without raising `SIGPIPE`.
+pub(crate) fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    cvt(socket::sendmsg::<()>(
+        fd.as_raw_fd(),
+        bufs,
+        &[],
+        os::SEND_FLAGS,
+        None,
+    ))
+}
+
+pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    cvt(socket::send(fd.as_raw_fd(), buf, os::SEND_FLAGS))
+}
+
+pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    cvt(socket::recv(fd.as_raw_fd(), buf, MsgFlags::empty()))
+}
+
+pub(crate) fn recv_vectored(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+    cvt(nix::sys::uio::readv(fd, bufs))
+}
+
+/// What one `recvmsg` on a `SOCK_SEQPACKET` socket found.
+pub(crate) enum Packet {
+    /// A message of this many bytes (`MSG_TRUNC`: the whole message's length).
+    Message(usize),
+    /// End of stream.
+    Eof,
+}
+
+/// Receives (or with `peek`, looks at) the next message on a `SOCK_SEQPACKET` socket,
+/// reporting its full length even when `buf` is shorter.
+pub(crate) fn recv_packet(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    peek: bool,
+    cmsg: &mut Vec<u8>,
+) -> io::Result<Packet> {
+    os::recv_packet(fd, buf, peek, cmsg)
+}
+
+pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    cvt(socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Write))
+}
+
+fn timeval(timeout: Option<Duration>) -> io::Result<TimeVal> {
+    match timeout {
+        None => Ok(TimeVal::new(0, 0)),
+        Some(t) if t.is_zero() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a zero timeout is not allowed (use None to wait forever)",
+        )),
+        Some(t) => {
+            // A timeout that rounds to zero microseconds would mean "forever".
+            let t = t.max(Duration::from_micros(1));
+            let secs = t.as_secs().min(i32::MAX as u64);
+            Ok(TimeVal::new(secs as _, t.subsec_micros() as _))
+        }
+    }
+}
+
+pub(crate) fn set_read_timeout(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    cvt(socket::setsockopt(&fd, sockopt::ReceiveTimeout, &timeval(timeout)?))
+}
+
+pub(crate) fn set_write_timeout(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    cvt(socket::setsockopt(&fd, sockopt::SendTimeout, &timeval(timeout)?))
+}
+
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = OFlag::from_bits_truncate(cvt(fcntl(fd, FcntlArg::F_GETFL))?);
+    let flags = if nonblocking {
+        flags | OFlag::O_NONBLOCK
+    } else {
+        flags - OFlag::O_NONBLOCK
+    };
+    cvt(fcntl(fd, FcntlArg::F_SETFL(flags))).map(drop)
+}
+
+/// Raises the socket's send and receive buffers to at least the given sizes; never lowers
+/// them. A refusal by the OS is not an error: the buffers stay as they were.
+pub(crate) fn raise_buffers(fd: BorrowedFd<'_>, send: usize, recv: usize) {
+    if cvt(socket::getsockopt(&fd, sockopt::SndBuf)).is_ok_and(|cur| cur < send) {
+        let _ = socket::setsockopt(&fd, sockopt::SndBuf, &send);
+    }
+    if cvt(socket::getsockopt(&fd, sockopt::RcvBuf)).is_ok_and(|cur| cur < recv) {
+        let _ = socket::setsockopt(&fd, sockopt::RcvBuf, &recv);
+    }
+}
+
+pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
+    os::peer_credentials(fd)
+}

@@ -1,0 +1,53 @@
+//! macOS and Apple's other systems: no `SOCK_SEQPACKET` for `AF_UNIX`, so messages are framed
+//! on `SOCK_STREAM`; no `SOCK_CLOEXEC` or `MSG_NOSIGNAL`, so both are socket options.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::sys::socket::{self, MsgFlags, SockFlag, SockType, sockopt};
+
+use super::super::{Packet, cvt};
+use pipekit_core::PeerCredentials;
+
+/// Messages are framed on `SOCK_STREAM`.
+pub(crate) const NATIVE_MESSAGES: bool = false;
+/// Whether the abstract socket namespace exists.
+pub(crate) const ABSTRACT_NAMESPACE: bool = false;
+/// `sizeof(sockaddr_un.sun_path)`.
+pub(crate) const SUN_PATH_LEN: usize = 104;
+pub(crate) const SOCKET_FLAGS: SockFlag = SockFlag::empty();
+pub(crate) const SEND_FLAGS: MsgFlags = MsgFlags::empty();
+
+pub(crate) fn after_socket(fd: &OwnedFd, _ty: SockType) -> io::Result<()> {
+    cvt(fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)))?;
+    cvt(socket::setsockopt(fd, sockopt::NoSigPipe, &true))
+}
+
+pub(crate) fn after_accept(fd: &OwnedFd, ty: SockType) -> io::Result<()> {
+    after_socket(fd, ty)
+}
+
+pub(crate) fn accept(listener: RawFd) -> nix::Result<RawFd> {
+    socket::accept(listener)
+}
+
+pub(crate) fn recv_packet(
+    _fd: BorrowedFd<'_>,
+    _buf: &mut [u8],
+    _peek: bool,
+    _cmsg: &mut Vec<u8>,
+) -> io::Result<Packet> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "SOCK_SEQPACKET is not available for Unix sockets on this OS",
+    ))
+}
+
+pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
+    let (uid, gid) = cvt(nix::unistd::getpeereid(fd))?;
+    let pid = socket::getsockopt(&fd, sockopt::LocalPeerPid)
+        .ok()
+        .and_then(|p| u32::try_from(p).ok());
+    Ok(PeerCredentials::new(pid, Some(uid.as_raw()), Some(gid.as_raw())))
+}

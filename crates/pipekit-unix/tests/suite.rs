@@ -1,0 +1,74 @@
+//! The core behaviour suite on every Unix socket transport, over real bound names.
+#![cfg(unix)]
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+use pipekit_core::testing::{bytes_suite, messages_suite};
+use pipekit_core::{ConnectOptions, ListenerOptions, Mode, PipeName};
+use pipekit_unix::{Framing, Listener, Stream, UnixOptions};
+
+fn unique_name() -> PipeName {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    PipeName::new(&format!("suite-{}-{n}-{:x}", std::process::id(), rand_u32())).unwrap()
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u8) as u32
+}
+
+/// A connected pair over a freshly bound name: (accepted side, client side).
+fn pair(mode: Mode, framing: Framing) -> io::Result<(Stream, Stream)> {
+    let name = unique_name();
+    let mut unix = UnixOptions::new();
+    unix.framing(framing);
+    let mut lo = ListenerOptions::new();
+    lo.mode(mode);
+    let listener = Listener::bind_with(&name, &lo, &unix)?;
+    let mut co = ConnectOptions::new();
+    co.mode(mode);
+    let client = thread::spawn(move || Stream::connect_with(&name, &co, &unix));
+    let server = listener.accept()?;
+    let client = client.join().expect("connect thread")?;
+    Ok((server, client))
+}
+
+#[test]
+fn bytes_over_stream_sockets() {
+    bytes_suite(|| pair(Mode::Bytes, Framing::Native));
+}
+
+#[test]
+fn messages_over_native_sockets() {
+    messages_suite(|| pair(Mode::Messages, Framing::Native));
+}
+
+#[test]
+fn messages_over_framed_stream_sockets() {
+    messages_suite(|| pair(Mode::Messages, Framing::LengthPrefixed));
+}
+
+#[test]
+fn byte_methods_refuse_the_wrong_mode() {
+    let (mut a, _b) = pair(Mode::Bytes, Framing::Native).unwrap();
+    assert_eq!(a.send(b"x").unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(
+        a.recv(&mut [0; 4]).unwrap_err().kind(),
+        io::ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn peer_credentials_name_this_process() {
+    let (a, b) = pair(Mode::Messages, Framing::Native).unwrap();
+    for s in [&a, &b] {
+        let cred = s.peer_credentials().unwrap();
+        assert_eq!(cred.uid, Some(nix::unistd::geteuid().as_raw()));
+        if cfg!(any(target_os = "linux", target_os = "macos")) {
+            assert_eq!(cred.pid, Some(std::process::id()));
+        }
+    }
+}
