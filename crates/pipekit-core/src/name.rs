@@ -340,11 +340,45 @@ impl TryFrom<&str> for PipeName {
     }
 }
 
-impl TryFrom<&PipeName> for PipeName {
-    type Error = io::Error;
+/// Anything that names a pipe: a [`PipeName`], or text parsed with [`PipeName::parse`].
+///
+/// Lets `bind` and `connect` take `"test_pipe"` as well as a `PipeName`.
+pub trait IntoPipeName {
+    /// Converts to a `PipeName`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for text that is not a valid name.
+    fn into_pipe_name(self) -> io::Result<PipeName>;
+}
 
-    fn try_from(name: &PipeName) -> io::Result<PipeName> {
-        Ok(name.clone())
+impl IntoPipeName for PipeName {
+    fn into_pipe_name(self) -> io::Result<PipeName> {
+        Ok(self)
+    }
+}
+
+impl IntoPipeName for &PipeName {
+    fn into_pipe_name(self) -> io::Result<PipeName> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoPipeName for &str {
+    fn into_pipe_name(self) -> io::Result<PipeName> {
+        PipeName::parse(self)
+    }
+}
+
+impl IntoPipeName for &String {
+    fn into_pipe_name(self) -> io::Result<PipeName> {
+        PipeName::parse(self)
+    }
+}
+
+impl IntoPipeName for String {
+    fn into_pipe_name(self) -> io::Result<PipeName> {
+        PipeName::parse(&self)
     }
 }
 

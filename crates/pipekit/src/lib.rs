@@ -1,0 +1,363 @@
+//! One named-pipe model on every OS.
+//!
+//! A server binds a *name* with [`Listener::bind`]; clients connect to it with
+//! [`Stream::connect`]; each connection is either a byte stream (`Read + Write`) or a
+//! message pipe ([`send`](Stream::send) / [`recv`](Stream::recv), each `send` arriving as
+//! exactly one `recv`). The mode is the server's choice ([`ListenerOptions::mode`]).
+//!
+//! Underneath, pipekit uses each OS's own primitive:
+//!
+//! | | bytes | messages |
+//! |---|---|---|
+//! | Linux, Android | `AF_UNIX` `SOCK_STREAM` | `AF_UNIX` `SOCK_SEQPACKET` |
+//! | macOS, FreeBSD, other Unix | `AF_UNIX` `SOCK_STREAM` | `SOCK_STREAM` + [length-prefixed framing](framing) |
+//! | Windows | named pipe, `PIPE_TYPE_BYTE` | named pipe, `PIPE_TYPE_MESSAGE` |
+//!
+//! A portable name such as `"test_pipe"` resolves to `\\.\pipe\test_pipe` on Windows and to a
+//! socket in a private per-user directory on Unix (see [`PipeName`]).
+//!
+//! # Examples
+//!
+//! The classic message-mode exchange, server and client in one program:
+//!
+//! ```
+//! use std::thread;
+//! use pipekit::{ConnectOptions, Listener, ListenerOptions, Mode, Stream};
+//! # let name = format!("doc-lib-{}", std::process::id());
+//! # let name = name.as_str();
+//!
+//! let listener = Listener::bind_with(name, ListenerOptions::new().mode(Mode::Messages))?;
+//! let server = thread::spawn(move || -> std::io::Result<()> {
+//!     let mut conn = listener.accept()?;
+//!     let mut buf = [0u8; 65535];
+//!     while let Some(n) = conn.recv(&mut buf)? {
+//!         println!("got {}", String::from_utf8_lossy(&buf[..n]));
+//!         conn.send(b"OK")?;
+//!     }
+//!     Ok(())
+//! });
+//!
+//! let mut client = Stream::connect_with(name, ConnectOptions::new().mode(Mode::Messages))?;
+//! let mut reply = Vec::new();
+//! for i in 1..=10 {
+//!     client.send(i.to_string().as_bytes())?;
+//!     client.recv_to_vec(&mut reply)?;
+//!     assert_eq!(reply, b"OK");
+//! }
+//! drop(client);
+//! server.join().unwrap()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::time::Duration;
+
+pub use pipekit_core::error::{self, MessageTooLarge};
+pub use pipekit_core::{
+    ByteStream, ConnectOptions, Connection, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_TIMEOUT, IntoPipeName, ListenerOptions, MessagePipe, Mode, NameForm, PeerCredentials,
+    PipeName, framing,
+};
+
+pub mod os;
+
+cfg_if::cfg_if! {
+    if #[cfg(unix)] {
+        use pipekit_unix as backend;
+        fn bind(name: &PipeName, options: &ListenerOptions) -> io::Result<backend::Listener> {
+            backend::Listener::bind_with(name, options, &backend::UnixOptions::new())
+        }
+        fn connect(name: &PipeName, options: &ConnectOptions) -> io::Result<backend::Stream> {
+            backend::Stream::connect_with(name, options, &backend::UnixOptions::new())
+        }
+    } else {
+        compile_error!("pipekit has no backend for this OS yet");
+    }
+}
+
+/// A server bound to a name. Every [`accept`](Self::accept) returns the next client.
+///
+/// # Platform-specific behavior
+///
+/// Unix: a listening `AF_UNIX` socket (see [`os::unix`] for its security rules).
+#[derive(Debug)]
+pub struct Listener {
+    inner: backend::Listener,
+}
+
+impl Listener {
+    /// Binds `name` in byte mode with the default options.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_with`](Self::bind_with).
+    pub fn bind(name: impl IntoPipeName) -> io::Result<Listener> {
+        Listener::bind_with(name, &ListenerOptions::new())
+    }
+
+    /// Binds `name` with `options`.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` if a live server already has the name; `InvalidInput` for a bad name (it
+    /// says why) or bad options; `PermissionDenied` if the per-user directory is unsafe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipekit::{Listener, ListenerOptions, Mode};
+    /// # let name = format!("doc-bind-{}", std::process::id());
+    ///
+    /// let listener = Listener::bind_with(&name, ListenerOptions::new().mode(Mode::Messages))?;
+    /// let second = Listener::bind(&name).unwrap_err();
+    /// assert_eq!(second.kind(), std::io::ErrorKind::AddrInUse);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn bind_with(name: impl IntoPipeName, options: &ListenerOptions) -> io::Result<Listener> {
+        let name = name.into_pipe_name()?;
+        Ok(Listener {
+            inner: bind(&name, options)?,
+        })
+    }
+
+    /// Waits for the next client and returns the connection to it.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn accept(&self) -> io::Result<Stream> {
+        Ok(Stream {
+            inner: self.inner.accept()?,
+        })
+    }
+
+    /// The mode of every connection this listener accepts.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode()
+    }
+
+    /// The name this listener serves.
+    pub fn name(&self) -> &PipeName {
+        self.inner.name()
+    }
+
+    /// An iterator over accepted connections; it never ends by itself.
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<Stream>> + '_ {
+        std::iter::repeat_with(move || self.accept())
+    }
+}
+
+impl pipekit_core::Listener for Listener {
+    type Stream = Stream;
+
+    fn accept(&self) -> io::Result<Stream> {
+        Listener::accept(self)
+    }
+
+    fn mode(&self) -> Mode {
+        self.inner.mode()
+    }
+}
+
+/// One connection, in byte or message mode.
+///
+/// Byte mode: `Read + Write`. Message mode: [`send`](Self::send) and [`recv`](Self::recv);
+/// there `Read`/`Write` move one message per call.
+#[derive(Debug)]
+pub struct Stream {
+    inner: backend::Stream,
+}
+
+impl Stream {
+    /// Connects to `name` in byte mode, failing at once if nobody serves it.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with`](Self::connect_with).
+    pub fn connect(name: impl IntoPipeName) -> io::Result<Stream> {
+        Stream::connect_with(name, &ConnectOptions::new())
+    }
+
+    /// Connects to `name` with `options`.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if nobody serves `name` (at once, unless [`ConnectOptions::wait`] asks to
+    /// wait); `TimedOut` when that wait runs out; `InvalidInput` for a bad name or if the
+    /// server's mode differs from `options.mode`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = pipekit::Stream::connect("nobody-serves-this-name").unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    /// ```
+    pub fn connect_with(name: impl IntoPipeName, options: &ConnectOptions) -> io::Result<Stream> {
+        let name = name.into_pipe_name()?;
+        Ok(Stream {
+            inner: connect(&name, options)?,
+        })
+    }
+
+    /// The connection's mode.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode()
+    }
+
+    /// The largest message this end sends or receives.
+    pub fn max_message_size(&self) -> usize {
+        self.inner.max_message_size()
+    }
+
+    /// Sends `msg` as one message (message mode).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming the size if `msg` is over [`max_message_size`](Self::max_message_size)
+    /// (nothing is sent; the connection stays usable) or the stream is in byte mode;
+    /// `BrokenPipe` if the peer is gone; `TimedOut` after the write timeout.
+    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.inner.send(msg)
+    }
+
+    /// Receives one message into `buf`: `Some(len)`, or `None` once the peer has closed and
+    /// every message has been read. Zero-length messages are `Some(0)`.
+    ///
+    /// # Errors
+    ///
+    /// If the message does not fit `buf`: an `InvalidInput` error carrying a
+    /// [`MessageTooLarge`] with the message's size; the message stays readable. `TimedOut`
+    /// after the read timeout; `InvalidData` if the peer breaks the protocol.
+    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.inner.recv(buf)
+    }
+
+    /// Receives one whole message into `buf`, which is cleared first and grown to fit.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), but no message is too large for it.
+    pub fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        self.inner.recv_to_vec(buf)
+    }
+
+    /// Shuts down the write side: the peer reads EOF after everything sent before; this end
+    /// can still read.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.inner.shutdown_write()
+    }
+
+    /// Who is on the other end.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        self.inner.peer_credentials()
+    }
+
+    /// Makes reads and `recv` fail with `TimedOut` after `timeout`; `None` waits forever.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+
+    /// Makes writes and `send` fail with `TimedOut` after `timeout`; `None` waits forever.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_write_timeout(timeout)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.inner.read_vectored(bufs)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.inner.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Connection for Stream {
+    fn mode(&self) -> Mode {
+        self.inner.mode()
+    }
+
+    fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        self.inner.peer_credentials()
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_write_timeout(timeout)
+    }
+}
+
+impl ByteStream for Stream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.inner.shutdown_write()
+    }
+}
+
+impl MessagePipe for Stream {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.inner.send(msg)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.inner.recv(buf)
+    }
+
+    fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        self.inner.recv_to_vec(buf)
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.inner.max_message_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn types_are_send_and_sync() {
+        assert_send_sync::<Listener>();
+        assert_send_sync::<Stream>();
+        assert_send_sync::<PipeName>();
+        assert_send_sync::<ListenerOptions>();
+    }
+}

@@ -1,0 +1,4 @@
+//! Platform-specific extras.
+
+#[cfg(unix)]
+pub mod unix;

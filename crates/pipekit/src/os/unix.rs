@@ -1,0 +1,162 @@
+//! Unix extras: where names live, the socket's path, framing choice, file descriptors.
+//!
+//! # Security
+//!
+//! A portable name's socket lives in a private per-user directory — `$XDG_RUNTIME_DIR/pipekit/`
+//! when that is set and safe, else `$TMPDIR/pipekit-<uid>/` — created 0700 and refused if it
+//! is a symlink, owned by someone else or open to others. The socket is 0600 from the moment
+//! it is reachable. A lock file (`<socket>.lock`) held for the listener's lifetime gives one
+//! server per name; a leftover socket is reclaimed only after a connect probe finds nobody
+//! listening. Peers can be checked with [`Stream::peer_credentials`](crate::Stream::peer_credentials).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+pub use pipekit_core::{UnixAddress, UnixEnv};
+pub use pipekit_unix::{Framing, NATIVE_MESSAGES, UnixOptions, ensure_private_dir, env};
+
+use crate::{ConnectOptions, IntoPipeName, Listener, ListenerOptions, Stream};
+
+/// Where `name` lives on this machine: the socket path (or abstract name) a non-pipekit peer,
+/// such as Python's `socket` module, must use.
+///
+/// # Errors
+///
+/// `InvalidInput` for a name that has no Unix form or a path too long for `sun_path`.
+///
+/// # Examples
+///
+/// ```
+/// use pipekit::os::unix::{UnixAddress, resolve};
+///
+/// if let UnixAddress::Path { path, .. } = resolve("test_pipe")? {
+///     assert!(path.ends_with("test_pipe"));
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn resolve(name: impl IntoPipeName) -> io::Result<UnixAddress> {
+    name.into_pipe_name()?.resolve_unix(&env())
+}
+
+/// The socket path of `name`, for names that live in the filesystem.
+///
+/// # Errors
+///
+/// As [`resolve`]; `InvalidInput` for an abstract name.
+pub fn socket_path(name: impl IntoPipeName) -> io::Result<PathBuf> {
+    match resolve(name)? {
+        UnixAddress::Path { path, .. } => Ok(path),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{other:?} has no filesystem path"),
+        )),
+    }
+}
+
+/// Unix-only constructors and queries for [`Listener`].
+pub trait ListenerExt: Sized {
+    /// Binds `name` with portable `options` and Unix-only `unix` options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::bind_with`].
+    fn bind_unix(
+        name: impl IntoPipeName,
+        options: &ListenerOptions,
+        unix: &UnixOptions,
+    ) -> io::Result<Self>;
+
+    /// The socket's path, unless the name is abstract.
+    fn path(&self) -> Option<&Path>;
+
+    /// Puts the listening socket in non-blocking mode.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
+}
+
+impl ListenerExt for Listener {
+    fn bind_unix(
+        name: impl IntoPipeName,
+        options: &ListenerOptions,
+        unix: &UnixOptions,
+    ) -> io::Result<Listener> {
+        let name = name.into_pipe_name()?;
+        Ok(Listener {
+            inner: pipekit_unix::Listener::bind_with(&name, options, unix)?,
+        })
+    }
+
+    fn path(&self) -> Option<&Path> {
+        self.inner.path()
+    }
+
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.inner.set_nonblocking(nonblocking)
+    }
+}
+
+/// Unix-only constructors and settings for [`Stream`].
+pub trait StreamExt: Sized {
+    /// Connects to `name` with portable `options` and Unix-only `unix` options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stream::connect_with`].
+    fn connect_unix(
+        name: impl IntoPipeName,
+        options: &ConnectOptions,
+        unix: &UnixOptions,
+    ) -> io::Result<Self>;
+
+    /// Puts the socket in non-blocking mode (`WouldBlock` instead of waiting).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
+}
+
+impl StreamExt for Stream {
+    fn connect_unix(
+        name: impl IntoPipeName,
+        options: &ConnectOptions,
+        unix: &UnixOptions,
+    ) -> io::Result<Stream> {
+        let name = name.into_pipe_name()?;
+        Ok(Stream {
+            inner: pipekit_unix::Stream::connect_with(&name, options, unix)?,
+        })
+    }
+
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.inner.set_nonblocking(nonblocking)
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
