@@ -1,0 +1,137 @@
+//! The peer process of pipekit's cross-process tests.
+//!
+//! ```text
+//! pipekit-peer serve NAME bytes|messages [echo|reply TEXT|big SIZE] [--print] [--clients N]
+//! ```
+//!
+//! Binds NAME, prints `ready` on stdout, and serves each client on its own thread: `echo`
+//! sends back what arrives, `reply TEXT` answers each message with TEXT, `big SIZE` answers
+//! each message with SIZE bytes followed by the message itself. `--print` prints each
+//! received message as a line. With `--clients N` it exits 0 after N clients have finished.
+//! A name already served exits with status 3 and the error on stderr.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use pipekit::{Listener, ListenerOptions, Mode, Stream};
+
+#[derive(Clone)]
+enum Answer {
+    Echo,
+    Reply(Vec<u8>),
+    Big(usize),
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            eprintln!("pipekit-peer: {e}");
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("pipekit-peer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "usage: pipekit-peer serve NAME bytes|messages [echo|reply TEXT|big SIZE] [--print] [--clients N]",
+    )
+}
+
+fn run(args: &[String]) -> io::Result<()> {
+    let [cmd, name, mode, rest @ ..] = args else {
+        return Err(usage());
+    };
+    if cmd != "serve" {
+        return Err(usage());
+    }
+    let mode = match mode.as_str() {
+        "bytes" => Mode::Bytes,
+        "messages" => Mode::Messages,
+        _ => return Err(usage()),
+    };
+    let mut answer = Answer::Echo;
+    let mut print = false;
+    let mut clients = None;
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "echo" => answer = Answer::Echo,
+            "reply" => answer = Answer::Reply(it.next().ok_or_else(usage)?.as_bytes().to_vec()),
+            "big" => {
+                let size = it.next().ok_or_else(usage)?;
+                answer = Answer::Big(size.parse().map_err(|_| usage())?);
+            }
+            "--print" => print = true,
+            "--clients" => {
+                let n = it.next().ok_or_else(usage)?;
+                clients = Some(n.parse::<usize>().map_err(|_| usage())?);
+            }
+            _ => return Err(usage()),
+        }
+    }
+    let listener = Listener::bind_with(name.as_str(), ListenerOptions::new().mode(mode))?;
+    println!("ready");
+    io::stdout().flush()?;
+    let out = Arc::new(Mutex::new(io::stdout()));
+    let mut handles = Vec::new();
+    loop {
+        if clients.is_some_and(|n| handles.len() >= n) {
+            break;
+        }
+        let conn = listener.accept()?;
+        let (answer, out) = (answer.clone(), Arc::clone(&out));
+        handles.push(thread::spawn(move || {
+            if let Err(e) = serve(conn, &answer, print.then_some(&*out)) {
+                eprintln!("pipekit-peer: client: {e}");
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+fn serve(mut conn: Stream, answer: &Answer, out: Option<&Mutex<io::Stdout>>) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match conn.mode() {
+            Mode::Messages => match conn.recv(&mut buf)? {
+                Some(n) => n,
+                None => return Ok(()),
+            },
+            _ => match conn.read(&mut buf)? {
+                0 => return Ok(()),
+                n => n,
+            },
+        };
+        if let Some(out) = out {
+            let mut out = out.lock().unwrap();
+            writeln!(out, "{}", String::from_utf8_lossy(&buf[..n]))?;
+            out.flush()?;
+        }
+        let reply: Vec<u8> = match answer {
+            Answer::Echo => buf[..n].to_vec(),
+            Answer::Reply(text) => text.clone(),
+            Answer::Big(size) => {
+                let mut big = vec![0xA5u8; *size];
+                big.extend_from_slice(&buf[..n]);
+                big
+            }
+        };
+        match conn.mode() {
+            Mode::Messages => conn.send(&reply)?,
+            _ => conn.write_all(&reply)?,
+        }
+    }
+}

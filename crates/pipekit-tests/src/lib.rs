@@ -1,0 +1,62 @@
+//! Helpers shared by pipekit's cross-process tests: unique names and the peer process.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A pipe name no other test (or test run) uses.
+pub fn unique_name(tag: &str) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let random = RandomState::new().hash_one(n) as u32;
+    format!("t-{tag}-{}-{n}-{random:08x}", std::process::id())
+}
+
+/// A running peer process; killed on drop.
+#[derive(Debug)]
+pub struct Peer {
+    /// The child process.
+    pub child: Child,
+    /// Its stdout, after the ready line.
+    pub stdout: BufReader<ChildStdout>,
+}
+
+impl Peer {
+    /// Starts `peer_exe` with `args` and waits for its `ready` line.
+    ///
+    /// # Panics
+    ///
+    /// If the peer cannot start or exits before it is ready.
+    pub fn start(peer_exe: &str, args: &[&str]) -> Peer {
+        let mut child = Command::new(peer_exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the peer");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("reading the peer's ready line");
+        assert_eq!(line.trim(), "ready", "peer {args:?} did not start");
+        Peer { child, stdout }
+    }
+
+    /// The next line the peer printed, without its newline; `None` at its end.
+    pub fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line.trim_end_matches('\n').to_owned()),
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

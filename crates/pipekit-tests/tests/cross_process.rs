@@ -1,0 +1,271 @@
+//! Cross-process behaviour: a `pipekit-peer` process on the other end of every connection.
+
+use std::io::{self, Read, Write};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pipekit::{ConnectOptions, Listener, ListenerOptions, MessageTooLarge, Mode, Stream};
+use pipekit_tests::{Peer, unique_name};
+
+const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
+
+fn messages() -> ConnectOptions {
+    let mut options = ConnectOptions::new();
+    options.mode(Mode::Messages);
+    options
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[test]
+fn ten_message_exchange_in_message_mode() {
+    let name = unique_name("ten-msg");
+    let mut peer = Peer::start(PEER, &["serve", &name, "messages", "reply", "OK", "--print"]);
+    let mut client = Stream::connect_with(&name, &messages()).unwrap();
+    let mut buf = [0u8; 65535];
+    for i in 1..=10 {
+        client.send(i.to_string().as_bytes()).unwrap();
+        let n = client.recv(&mut buf).unwrap().expect("a reply");
+        assert_eq!(&buf[..n], b"OK");
+    }
+    for i in 1..=10 {
+        assert_eq!(peer.line().as_deref(), Some(i.to_string().as_str()));
+    }
+}
+
+#[test]
+fn ten_message_exchange_in_byte_mode() {
+    let name = unique_name("ten-bytes");
+    let _peer = Peer::start(PEER, &["serve", &name, "bytes", "echo"]);
+    let mut client = Stream::connect(&name).unwrap();
+    for i in 1..=10 {
+        let msg = format!("message {i}\n");
+        client.write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+}
+
+#[test]
+fn full_size_message_both_ways_in_message_mode() {
+    let name = unique_name("full-msg");
+    let _peer = Peer::start(PEER, &["serve", &name, "messages", "echo"]);
+    let mut client = Stream::connect_with(&name, &messages()).unwrap();
+    let msg = pattern(65535, 1);
+    client.send(&msg).unwrap();
+    let mut buf = vec![0u8; 65535];
+    assert_eq!(client.recv(&mut buf).unwrap(), Some(65535));
+    assert!(buf == msg, "the 65535-byte message came back changed");
+}
+
+#[test]
+fn full_size_message_both_ways_in_byte_mode() {
+    let name = unique_name("full-bytes");
+    let _peer = Peer::start(PEER, &["serve", &name, "bytes", "echo"]);
+    let mut client = Stream::connect(&name).unwrap();
+    let msg = pattern(65535, 2);
+    // The peer echoes while we write; 65535 bytes fit the socket buffers both ways.
+    client.write_all(&msg).unwrap();
+    let mut back = vec![0u8; 65535];
+    client.read_exact(&mut back).unwrap();
+    assert!(back == msg, "the 65535 bytes came back changed");
+}
+
+#[test]
+fn hundred_clients_hundred_messages_each() {
+    let name = unique_name("hundred");
+    let _peer = Peer::start(PEER, &["serve", &name, "messages", "echo"]);
+    let clients: Vec<_> = (0..100u32)
+        .map(|c| {
+            let name = name.clone();
+            thread::spawn(move || {
+                let mut options = messages();
+                options.wait(Some(Duration::from_secs(10)));
+                let mut conn = Stream::connect_with(&name, &options).unwrap();
+                let mut reply = Vec::new();
+                for m in 0..100u32 {
+                    let mut msg = format!("client {c} message {m} ").into_bytes();
+                    msg.extend(pattern((c * 37 + m * 11) as usize % 3000, m as u8));
+                    conn.send(&msg).unwrap();
+                    let got = conn.recv_to_vec(&mut reply).unwrap();
+                    assert_eq!(got, Some(msg.len()), "client {c} message {m}");
+                    assert!(reply == msg, "client {c} message {m} came back changed");
+                }
+                conn.shutdown_write().unwrap();
+                assert_eq!(conn.recv_to_vec(&mut reply).unwrap(), None);
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+}
+
+fn assert_gone(result: io::Result<Option<usize>>) {
+    match result {
+        Ok(None) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        other => panic!("expected EOF or BrokenPipe, got {other:?}"),
+    }
+}
+
+#[test]
+fn killed_server_is_seen_at_once_and_its_name_is_reusable() {
+    for mode in ["messages", "bytes"] {
+        let name = unique_name("killed");
+        let mut peer = Peer::start(PEER, &["serve", &name, mode, "echo"]);
+        let mut options = ConnectOptions::new();
+        options.mode(if mode == "messages" { Mode::Messages } else { Mode::Bytes });
+        let mut client = Stream::connect_with(&name, &options).unwrap();
+        client.write_all(b"before").unwrap();
+        let mut buf = [0u8; 6];
+        client.read_exact(&mut buf).unwrap();
+        // Unread data in the server's queue when it dies.
+        client.write_all(b"in flight").unwrap();
+        peer.child.kill().unwrap();
+        peer.child.wait().unwrap();
+
+        client.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let start = Instant::now();
+        let seen = if mode == "messages" {
+            client.recv(&mut [0u8; 64])
+        } else {
+            client.read(&mut [0u8; 64]).map(|n| (n > 0).then_some(n))
+        };
+        assert_gone(seen);
+        assert!(start.elapsed() < Duration::from_secs(1));
+        let err = (0..64)
+            .find_map(|_| client.write(&[0u8; 1024]).err())
+            .expect("writes to a dead server kept succeeding");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+
+        // The dead server's socket file is stale: a new server binds at once.
+        let again = Listener::bind(&name).expect("rebinding a dead server's name");
+        drop(again);
+    }
+}
+
+#[test]
+fn second_server_on_a_live_name_is_addr_in_use() {
+    let name = unique_name("taken");
+    let _peer = Peer::start(PEER, &["serve", &name, "messages", "reply", "OK"]);
+    let err = Listener::bind_with(&name, ListenerOptions::new().mode(Mode::Messages)).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    assert!(err.to_string().contains(&name), "{err}");
+
+    let status = std::process::Command::new(PEER)
+        .args(["serve", &name, "messages"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "a second peer process must fail with AddrInUse");
+
+    let mut client = Stream::connect_with(&name, &messages()).unwrap();
+    client.send(b"still serving?").unwrap();
+    let mut reply = Vec::new();
+    client.recv_to_vec(&mut reply).unwrap();
+    assert_eq!(reply, b"OK");
+}
+
+#[test]
+fn bad_names_are_invalid_input() {
+    let long = "n".repeat(200);
+    for bad in ["", "a\0b", ".", "..", r"a\b", long.as_str(), "@"] {
+        let err = Listener::bind(bad).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "bind {bad:?}: {err}");
+        let err = Stream::connect(bad).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "connect {bad:?}: {err}");
+    }
+    let err = Listener::bind(long.as_str()).unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    let err = Stream::connect(r"\\.\pipe\windows-only").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+}
+
+#[test]
+fn no_server_is_not_found_at_once_and_a_wait_times_out() {
+    let name = unique_name("absent");
+    let start = Instant::now();
+    let err = Stream::connect(&name).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    assert!(start.elapsed() < Duration::from_secs(1));
+
+    let mut options = ConnectOptions::new();
+    options.wait(Some(Duration::from_millis(200)));
+    let err = Stream::connect_with(&name, &options).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+}
+
+#[test]
+fn a_waiting_client_connects_when_the_server_arrives() {
+    let name = unique_name("late");
+    let waiter = {
+        let name = name.clone();
+        thread::spawn(move || {
+            let mut options = messages();
+            options.wait(Some(Duration::from_secs(20)));
+            let mut conn = Stream::connect_with(&name, &options)?;
+            conn.send(b"hi")?;
+            let mut reply = Vec::new();
+            conn.recv_to_vec(&mut reply)?;
+            Ok::<_, io::Error>(reply)
+        })
+    };
+    let _peer = Peer::start(PEER, &["serve", &name, "messages", "reply", "OK"]);
+    assert_eq!(waiter.join().unwrap().unwrap(), b"OK");
+}
+
+#[test]
+fn mode_mismatch_is_a_clear_error() {
+    let name = unique_name("mismatch");
+    let _peer = Peer::start(PEER, &["serve", &name, "bytes", "echo"]);
+    if pipekit::os::unix::NATIVE_MESSAGES {
+        let err = Stream::connect_with(&name, &messages()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("messages mode"), "{err}");
+    }
+}
+
+#[test]
+fn oversized_messages_are_refused_with_their_size_and_the_next_arrives() {
+    let name = unique_name("oversized");
+    let _peer = Peer::start(PEER, &["serve", &name, "messages", "big", "5000"]);
+    let mut options = messages();
+    options.max_message_size(8192);
+    let mut client = Stream::connect_with(&name, &options).unwrap();
+
+    // Sending over the maximum: refused before anything is sent.
+    let err = client.send(&vec![1u8; 8193]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("8193"), "{err}");
+
+    // Receiving into a small buffer: the size is named, and the message is kept.
+    client.send(b"next").unwrap();
+    let mut small = [0u8; 100];
+    let err = client.recv(&mut small).unwrap_err();
+    let report = MessageTooLarge::from_io(&err).expect("a MessageTooLarge report");
+    assert_eq!(report.size, 5004);
+    assert!(err.to_string().contains("5004"), "{err}");
+    let mut whole = Vec::new();
+    assert_eq!(client.recv_to_vec(&mut whole).unwrap(), Some(5004));
+    assert_eq!(&whole[5000..], b"next");
+    assert!(whole[..5000].iter().all(|&b| b == 0xA5));
+}
+
+#[test]
+fn peer_credentials_name_the_peer_process() {
+    let name = unique_name("cred");
+    let peer = Peer::start(PEER, &["serve", &name, "messages", "echo"]);
+    let client = Stream::connect_with(&name, &messages()).unwrap();
+    let cred = client.peer_credentials().unwrap();
+    if cfg!(any(target_os = "linux", target_os = "macos")) {
+        assert_eq!(cred.pid, Some(peer.child.id()));
+    }
+    assert!(cred.uid.is_some());
+}
