@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
 
 /// A pipe name no other test (or test run) uses.
 pub fn unique_name(tag: &str) -> String {
@@ -19,8 +20,8 @@ pub fn unique_name(tag: &str) -> String {
 pub struct Peer {
     /// The child process.
     pub child: Child,
-    /// Its stdout, after the ready line.
-    pub stdout: BufReader<ChildStdout>,
+    /// Its stdout, after the ready line (taken by [`Peer::collect_lines`]).
+    stdout: Option<BufReader<ChildStdout>>,
 }
 
 impl Peer {
@@ -41,16 +42,37 @@ impl Peer {
         let mut line = String::new();
         stdout.read_line(&mut line).expect("reading the peer's ready line");
         assert_eq!(line.trim(), "ready", "peer {args:?} did not start");
-        Peer { child, stdout }
+        Peer {
+            child,
+            stdout: Some(stdout),
+        }
     }
 
     /// The next line the peer printed, without its newline; `None` at its end.
     pub fn line(&mut self) -> Option<String> {
         let mut line = String::new();
-        match self.stdout.read_line(&mut line) {
+        match self.stdout.as_mut()?.read_line(&mut line) {
             Ok(0) | Err(_) => None,
             Ok(_) => Some(line.trim_end_matches('\n').to_owned()),
         }
+    }
+
+    /// Reads every line the peer prints from now on, on a thread (so the peer never blocks
+    /// on a full stdout pipe); the thread ends with the peer's stdout.
+    pub fn collect_lines(&mut self) -> JoinHandle<Vec<String>> {
+        let stdout = self.stdout.take();
+        thread::spawn(move || {
+            let mut lines = Vec::new();
+            if let Some(stdout) = stdout {
+                for line in stdout.lines() {
+                    match line {
+                        Ok(line) => lines.push(line),
+                        Err(_) => break,
+                    }
+                }
+            }
+            lines
+        })
     }
 }
 
