@@ -106,10 +106,11 @@ pub fn os_code(err: &io::Error) -> Option<i32> {
     }
     let mut cur: Option<&(dyn StdError + 'static)> = err.get_ref().map(|e| e as _);
     while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if let Some(code) = io.raw_os_error() {
-                return Some(code);
-            }
+        if let Some(code) = e
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+        {
+            return Some(code);
         }
         cur = e.source();
     }
@@ -135,7 +136,9 @@ pub fn message_over_limit(len: usize, max: usize) -> io::Error {
 
 /// The error for calling a message operation on a byte-mode connection, or the reverse.
 pub fn wrong_mode(operation: &str, mode: crate::Mode) -> io::Error {
-    invalid_input(format!("{operation} is not available on a {mode}-mode connection"))
+    invalid_input(format!(
+        "{operation} is not available on a {mode}-mode connection"
+    ))
 }
 
 #[cfg(test)]

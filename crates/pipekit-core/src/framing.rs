@@ -538,14 +538,18 @@ mod tests {
         let mut too_large = None;
         loop {
             let result = if use_vec {
-                reader.recv_to_vec(src, &mut vec).map(|r| r.map(|_| vec.clone()))
+                reader
+                    .recv_to_vec(src, &mut vec)
+                    .map(|r| r.map(|_| vec.clone()))
             } else if let Some(size) = too_large.take() {
                 let mut big = vec![0u8; size];
                 reader
                     .recv(src, &mut big)
                     .map(|r| r.map(|n| big[..n].to_vec()))
             } else {
-                reader.recv(src, &mut buf).map(|r| r.map(|n| buf[..n].to_vec()))
+                reader
+                    .recv(src, &mut buf)
+                    .map(|r| r.map(|n| buf[..n].to_vec()))
             };
             match result {
                 Ok(Some(m)) => got.push(m),
@@ -643,7 +647,11 @@ mod tests {
         let again = reader.recv(&mut &[][..], &mut buf).unwrap_err();
         assert_eq!(again.kind(), io::ErrorKind::InvalidData);
         let mut vec = Vec::new();
-        assert!(FrameReader::new(1024).recv_to_vec(&mut &wire[..], &mut vec).is_err());
+        assert!(
+            FrameReader::new(1024)
+                .recv_to_vec(&mut &wire[..], &mut vec)
+                .is_err()
+        );
         assert!(vec.capacity() < 1 << 20);
     }
 

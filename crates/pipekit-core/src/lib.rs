@@ -4,7 +4,7 @@
 //! Application code normally uses the `pipekit` facade crate, which re-exports the public items
 //! of this crate next to the platform's `Listener` and `Stream`. Backends (`pipekit-unix`,
 //! `pipekit-windows`) depend on this crate and implement its traits, so a program — and the
-//! shared behaviour suite in [`testing`] (feature `testing`) — can drive every transport the
+//! shared behaviour suite in `testing` (feature `testing`) — can drive every transport the
 //! same way.
 //!
 //! Nothing in this crate touches the operating system: name resolution takes its inputs (the
@@ -29,8 +29,7 @@ pub use error::MessageTooLarge;
 pub use mode::Mode;
 pub use name::{IntoPipeName, NameForm, PipeName, UnixAddress, UnixEnv};
 pub use options::{
-    ConnectOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT,
-    ListenerOptions,
+    ConnectOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT, ListenerOptions,
 };
 pub use peer::PeerCredentials;
 pub use traits::{ByteStream, Connection, Listener, MessagePipe};

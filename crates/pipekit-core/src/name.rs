@@ -91,7 +91,11 @@ impl PipeName {
             return Err(invalid_input(format!("pipe name {name:?} is not allowed")));
         }
         if let Some(c) = name.chars().find(|c| matches!(c, '\0' | '/' | '\\')) {
-            let what = if c == '\0' { "a NUL byte" } else { "a path separator" };
+            let what = if c == '\0' {
+                "a NUL byte"
+            } else {
+                "a path separator"
+            };
             return Err(invalid_input(format!(
                 "pipe name {name:?} contains {what} ({c:?}); a portable name is one path component \
                  (use PipeName::path for a filesystem path)"
@@ -523,13 +527,24 @@ mod tests {
     fn windows_paths_are_checked() {
         assert!(PipeName::windows(r"\\.\pipe\x").is_ok());
         assert!(PipeName::windows(r"\\server\PIPE\a\b").is_ok());
-        for bad in [r"\\.\pipe\", r"\\.\file\x", r"\\\pipe\x", r"\.\pipe\x", r"\\."] {
+        for bad in [
+            r"\\.\pipe\",
+            r"\\.\file\x",
+            r"\\\pipe\x",
+            r"\.\pipe\x",
+            r"\\.",
+        ] {
             let err = PipeName::windows(bad).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
         }
         let long = format!(r"\\.\pipe\{}", "n".repeat(250));
         assert!(PipeName::windows(&long).is_err());
-        assert!(PipeName::new(&"n".repeat(250)).unwrap().resolve_windows().is_err());
+        assert!(
+            PipeName::new(&"n".repeat(250))
+                .unwrap()
+                .resolve_windows()
+                .is_err()
+        );
         let err = PipeName::windows(r"\\.\pipe\x")
             .unwrap()
             .resolve_unix(&env())
@@ -542,7 +557,10 @@ mod tests {
         assert_eq!(PipeName::parse("a").unwrap().form(), NameForm::Portable);
         assert_eq!(PipeName::parse("./a").unwrap().form(), NameForm::Path);
         assert_eq!(PipeName::parse("/run/a").unwrap().form(), NameForm::Path);
-        assert_eq!(PipeName::parse(r"\\.\pipe\a").unwrap().form(), NameForm::Windows);
+        assert_eq!(
+            PipeName::parse(r"\\.\pipe\a").unwrap().form(),
+            NameForm::Windows
+        );
         assert_eq!(PipeName::parse("@a").unwrap().form(), NameForm::Abstract);
         assert!(PipeName::parse("@").is_err());
         assert!(PipeName::parse("").is_err());

@@ -275,7 +275,10 @@ mod tests {
         assert!(l.validate().is_ok());
         if usize::BITS > 32 {
             l.max_message_size(MAX_MESSAGE_LIMIT + 1);
-            assert_eq!(l.validate().unwrap_err().kind(), io::ErrorKind::InvalidInput);
+            assert_eq!(
+                l.validate().unwrap_err().kind(),
+                io::ErrorKind::InvalidInput
+            );
         }
     }
 }

@@ -104,7 +104,11 @@ pub fn bytes_write_to_dropped_peer_is_broken_pipe<S: ByteStream>((mut a, b): (S,
 pub fn bytes_read_timeout<S: ByteStream>((_a, mut b): (S, S)) {
     b.set_read_timeout(Some(TIMEOUT)).unwrap();
     let err = b.read(&mut [0u8; 8]).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "bytes_read_timeout: {err}");
+    assert_eq!(
+        err.kind(),
+        io::ErrorKind::TimedOut,
+        "bytes_read_timeout: {err}"
+    );
     assert_eq!(
         b.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(),
         io::ErrorKind::InvalidInput,
@@ -131,7 +135,10 @@ pub fn bytes_many_chunks_in_order<S: ByteStream + Send + 'static>((mut a, mut b)
     let mut got = Vec::new();
     b.read_to_end(&mut got).unwrap();
     writer.join().unwrap();
-    assert!(got == expected, "bytes_many_chunks_in_order: stream differs");
+    assert!(
+        got == expected,
+        "bytes_many_chunks_in_order: stream differs"
+    );
 }
 
 /// Messages go both ways with their boundaries kept.
@@ -145,7 +152,11 @@ pub fn messages_round_trip_both_ways<M: MessagePipe>((mut a, mut b): (M, M)) {
     assert_eq!(&buf[..6], b"world!");
     b.send(b"OK").unwrap();
     let mut vec = vec![1, 2, 3];
-    assert_eq!(a.recv_to_vec(&mut vec).unwrap(), Some(2), "messages_round_trip");
+    assert_eq!(
+        a.recv_to_vec(&mut vec).unwrap(),
+        Some(2),
+        "messages_round_trip"
+    );
     assert_eq!(vec, b"OK");
 }
 
@@ -158,8 +169,16 @@ pub fn messages_zero_length_is_not_eof<M: MessagePipe>((mut a, mut b): (M, M)) {
     let mut buf = [0u8; 16];
     let mut vec = Vec::new();
     assert_eq!(b.recv(&mut buf).unwrap(), Some(0), "zero-length message");
-    assert_eq!(b.recv(&mut buf).unwrap(), Some(5), "message after zero-length");
-    assert_eq!(b.recv_to_vec(&mut vec).unwrap(), Some(0), "zero-length message");
+    assert_eq!(
+        b.recv(&mut buf).unwrap(),
+        Some(5),
+        "message after zero-length"
+    );
+    assert_eq!(
+        b.recv_to_vec(&mut vec).unwrap(),
+        Some(0),
+        "zero-length message"
+    );
     assert_eq!(b.recv(&mut buf).unwrap(), None, "EOF after the messages");
 }
 
@@ -171,11 +190,19 @@ pub fn messages_peer_drop_is_eof<M: MessagePipe>((mut a, mut b): (M, M)) {
     drop(a);
     let mut buf = [0u8; 128];
     for i in 0..10u8 {
-        assert_eq!(b.recv(&mut buf).unwrap(), Some(100), "messages_peer_drop_is_eof");
+        assert_eq!(
+            b.recv(&mut buf).unwrap(),
+            Some(100),
+            "messages_peer_drop_is_eof"
+        );
         assert_eq!(buf[..100], [i; 100]);
     }
     assert_eq!(b.recv(&mut buf).unwrap(), None, "messages_peer_drop_is_eof");
-    assert_eq!(b.recv_to_vec(&mut Vec::new()).unwrap(), None, "EOF stays EOF");
+    assert_eq!(
+        b.recv_to_vec(&mut Vec::new()).unwrap(),
+        None,
+        "EOF stays EOF"
+    );
 }
 
 /// A message longer than the buffer reports its size and stays readable.
@@ -187,7 +214,10 @@ pub fn messages_too_small_buffer_keeps_message<M: MessagePipe>((mut a, mut b): (
     let err = b.recv(&mut small).unwrap_err();
     let report = MessageTooLarge::from_io(&err).expect("a MessageTooLarge report");
     assert_eq!((report.size, report.buffer_len), (5000, 100));
-    assert!(err.to_string().contains("5000"), "the error names the size: {err}");
+    assert!(
+        err.to_string().contains("5000"),
+        "the error names the size: {err}"
+    );
     // Asking again with the same small buffer reports the same message.
     let again = b.recv(&mut small).unwrap_err();
     assert_eq!(MessageTooLarge::from_io(&again).map(|r| r.size), Some(5000));
@@ -257,9 +287,17 @@ pub fn messages_many_in_order<M: MessagePipe + Send + 'static>((mut a, mut b): (
 pub fn messages_read_timeout<M: MessagePipe>((_a, mut b): (M, M)) {
     b.set_read_timeout(Some(TIMEOUT)).unwrap();
     let err = b.recv(&mut [0u8; 8]).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "messages_read_timeout: {err}");
+    assert_eq!(
+        err.kind(),
+        io::ErrorKind::TimedOut,
+        "messages_read_timeout: {err}"
+    );
     let err = b.recv_to_vec(&mut Vec::new()).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "messages_read_timeout: {err}");
+    assert_eq!(
+        err.kind(),
+        io::ErrorKind::TimedOut,
+        "messages_read_timeout: {err}"
+    );
 }
 
 /// Sending to a dropped peer fails with `BrokenPipe`.

@@ -40,7 +40,9 @@ impl Peer {
             .expect("starting the peer");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        stdout.read_line(&mut line).expect("reading the peer's ready line");
+        stdout
+            .read_line(&mut line)
+            .expect("reading the peer's ready line");
         assert_eq!(line.trim(), "ready", "peer {args:?} did not start");
         Peer {
             child,

@@ -24,7 +24,10 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 #[test]
 fn ten_message_exchange_in_message_mode() {
     let name = unique_name("ten-msg");
-    let mut peer = Peer::start(PEER, &["serve", &name, "messages", "reply", "OK", "--print"]);
+    let mut peer = Peer::start(
+        PEER,
+        &["serve", &name, "messages", "reply", "OK", "--print"],
+    );
     let mut client = Stream::connect_with(&name, &messages()).unwrap();
     let mut buf = [0u8; 65535];
     for i in 1..=10 {
@@ -120,7 +123,11 @@ fn killed_server_is_seen_at_once_and_its_name_is_reusable() {
         let name = unique_name("killed");
         let mut peer = Peer::start(PEER, &["serve", &name, mode, "echo"]);
         let mut options = ConnectOptions::new();
-        options.mode(if mode == "messages" { Mode::Messages } else { Mode::Bytes });
+        options.mode(if mode == "messages" {
+            Mode::Messages
+        } else {
+            Mode::Bytes
+        });
         let mut client = Stream::connect_with(&name, &options).unwrap();
         client.write_all(b"before").unwrap();
         let mut buf = [0u8; 6];
@@ -130,7 +137,9 @@ fn killed_server_is_seen_at_once_and_its_name_is_reusable() {
         peer.child.kill().unwrap();
         peer.child.wait().unwrap();
 
-        client.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
         let start = Instant::now();
         let seen = if mode == "messages" {
             client.recv(&mut [0u8; 64])
@@ -164,7 +173,11 @@ fn second_server_on_a_live_name_is_addr_in_use() {
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
-    assert_eq!(status.code(), Some(3), "a second peer process must fail with AddrInUse");
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "a second peer process must fail with AddrInUse"
+    );
 
     let mut client = Stream::connect_with(&name, &messages()).unwrap();
     client.send(b"still serving?").unwrap();
@@ -178,9 +191,17 @@ fn bad_names_are_invalid_input() {
     let long = "n".repeat(200);
     for bad in ["", "a\0b", ".", "..", r"a\b", long.as_str(), "@"] {
         let err = Listener::bind(bad).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "bind {bad:?}: {err}");
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::InvalidInput,
+            "bind {bad:?}: {err}"
+        );
         let err = Stream::connect(bad).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "connect {bad:?}: {err}");
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::InvalidInput,
+            "connect {bad:?}: {err}"
+        );
     }
     let err = Listener::bind(long.as_str()).unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");

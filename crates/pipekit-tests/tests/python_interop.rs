@@ -4,8 +4,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
+use pipekit::Stream;
 use pipekit::os::unix::{ensure_private_dir, socket_path};
-use pipekit::{ConnectOptions, Mode, Stream};
 use pipekit_tests::{Peer, unique_name};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
@@ -106,8 +106,8 @@ fn pipekit_client_talks_to_a_python_stream_server() {
 fn pipekit_client_talks_to_a_python_seqpacket_server() {
     let name = unique_name("py-seq-srv");
     let mut server = python_server(&name, "seqpacket");
-    let mut options = ConnectOptions::new();
-    options.mode(Mode::Messages);
+    let mut options = pipekit::ConnectOptions::new();
+    options.mode(pipekit::Mode::Messages);
     let mut client = Stream::connect_with(&name, &options).unwrap();
     let mut reply = Vec::new();
     for msg in [b"hello".to_vec(), vec![7u8; 65535], b"last".to_vec()] {
@@ -136,7 +136,10 @@ fn python_client_against_peer(mode: &str, kind: &str) {
         .unwrap();
     assert!(out.status.success(), "python client failed: {out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
-    assert!(peer.child.wait().unwrap().success(), "the peer exits after its client");
+    assert!(
+        peer.child.wait().unwrap().success(),
+        "the peer exits after its client"
+    );
     let printed = printed.join().unwrap();
     if mode == "messages" {
         let expected: Vec<String> = (1..=10).map(|i| i.to_string()).collect();

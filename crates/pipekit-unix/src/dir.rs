@@ -20,9 +20,8 @@ pub fn env() -> UnixEnv {
     let uid = nix::unistd::geteuid().as_raw();
     let temp = absolute_var("TMPDIR").unwrap_or_else(|| PathBuf::from("/tmp"));
     let runtime = absolute_var("XDG_RUNTIME_DIR").filter(|dir| {
-        fs::symlink_metadata(dir).is_ok_and(|m| {
-            m.file_type().is_dir() && m.uid() == uid && m.mode() & 0o022 == 0
-        })
+        fs::symlink_metadata(dir)
+            .is_ok_and(|m| m.file_type().is_dir() && m.uid() == uid && m.mode() & 0o022 == 0)
     });
     let mut env = UnixEnv::new(uid, temp);
     env.runtime_dir(runtime)
@@ -61,7 +60,10 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     let refuse = |why: String| {
         io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("refusing to use {} as a private directory: {why}", dir.display()),
+            format!(
+                "refusing to use {} as a private directory: {why}",
+                dir.display()
+            ),
         )
     };
     if !meta.file_type().is_dir() {
@@ -69,7 +71,10 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     }
     let uid = nix::unistd::geteuid().as_raw();
     if meta.uid() != uid {
-        return Err(refuse(format!("it is owned by uid {}, not {uid}", meta.uid())));
+        return Err(refuse(format!(
+            "it is owned by uid {}, not {uid}",
+            meta.uid()
+        )));
     }
     if meta.mode() & 0o077 != 0 {
         return Err(refuse(format!(

@@ -296,7 +296,10 @@ fn reclaim_stale(
         Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
             Errno::ECONNREFUSED => fs::remove_file(path).or_else(|e| match e.kind() {
                 io::ErrorKind::NotFound => Ok(()),
-                _ => Err(context(e, format!("cannot remove stale {}", path.display()))),
+                _ => Err(context(
+                    e,
+                    format!("cannot remove stale {}", path.display()),
+                )),
             }),
             Errno::ENOENT => Ok(()),
             Errno::EPROTOTYPE | Errno::EAGAIN => Err(context_kind(

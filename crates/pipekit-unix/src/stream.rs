@@ -122,7 +122,13 @@ impl Stream {
                         options.out_buffer_size as usize,
                         options.in_buffer_size as usize,
                     );
-                    return Stream::new(fd, options.mode, seqpacket, options.max_message_size, None);
+                    return Stream::new(
+                        fd,
+                        options.mode,
+                        seqpacket,
+                        options.max_message_size,
+                        None,
+                    );
                 }
                 Err(err) => err,
             };

@@ -12,7 +12,12 @@ use pipekit_unix::{Framing, Listener, Stream, UnixOptions};
 fn unique_name() -> PipeName {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    PipeName::new(&format!("suite-{}-{n}-{:x}", std::process::id(), rand_u32())).unwrap()
+    PipeName::new(&format!(
+        "suite-{}-{n}-{:x}",
+        std::process::id(),
+        rand_u32()
+    ))
+    .unwrap()
 }
 
 fn rand_u32() -> u32 {
@@ -54,7 +59,10 @@ fn messages_over_framed_stream_sockets() {
 #[test]
 fn byte_methods_refuse_the_wrong_mode() {
     let (mut a, _b) = pair(Mode::Bytes, Framing::Native).unwrap();
-    assert_eq!(a.send(b"x").unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(
+        a.send(b"x").unwrap_err().kind(),
+        io::ErrorKind::InvalidInput
+    );
     assert_eq!(
         a.recv(&mut [0; 4]).unwrap_err().kind(),
         io::ErrorKind::InvalidInput

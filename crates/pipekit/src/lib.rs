@@ -361,3 +361,8 @@ mod tests {
         assert_send_sync::<ListenerOptions>();
     }
 }
+
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

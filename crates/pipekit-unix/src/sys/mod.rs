@@ -103,6 +103,8 @@ pub(crate) fn recv_vectored(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>]) -> 
 }
 
 /// What one `recvmsg` on a `SOCK_SEQPACKET` socket found.
+// Constructed only on the OSes that carry messages on `SOCK_SEQPACKET`.
+#[allow(dead_code)]
 pub(crate) enum Packet {
     /// A message of this many bytes (`MSG_TRUNC`: the whole message's length).
     Message(usize),
@@ -142,11 +144,19 @@ fn timeval(timeout: Option<Duration>) -> io::Result<TimeVal> {
 }
 
 pub(crate) fn set_read_timeout(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
-    cvt(socket::setsockopt(&fd, sockopt::ReceiveTimeout, &timeval(timeout)?))
+    cvt(socket::setsockopt(
+        &fd,
+        sockopt::ReceiveTimeout,
+        &timeval(timeout)?,
+    ))
 }
 
 pub(crate) fn set_write_timeout(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
-    cvt(socket::setsockopt(&fd, sockopt::SendTimeout, &timeval(timeout)?))
+    cvt(socket::setsockopt(
+        &fd,
+        sockopt::SendTimeout,
+        &timeval(timeout)?,
+    ))
 }
 
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {

@@ -2,7 +2,7 @@
 //! on `SOCK_STREAM`; no `SOCK_CLOEXEC` or `MSG_NOSIGNAL`, so both are socket options.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::socket::{self, MsgFlags, SockFlag, SockType, sockopt};
@@ -21,7 +21,22 @@ pub(crate) const SEND_FLAGS: MsgFlags = MsgFlags::empty();
 
 pub(crate) fn after_socket(fd: &OwnedFd, _ty: SockType) -> io::Result<()> {
     cvt(fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)))?;
-    cvt(socket::setsockopt(fd, sockopt::NoSigPipe, &true))
+    let one: libc::c_int = 1;
+    // SAFETY: `fd` is an open socket for the duration of the call, and the option value
+    // points to a live `c_int` whose size is the length passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NOSIGPIPE,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 pub(crate) fn after_accept(fd: &OwnedFd, ty: SockType) -> io::Result<()> {
@@ -49,5 +64,9 @@ pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials
     let pid = socket::getsockopt(&fd, sockopt::LocalPeerPid)
         .ok()
         .and_then(|p| u32::try_from(p).ok());
-    Ok(PeerCredentials::new(pid, Some(uid.as_raw()), Some(gid.as_raw())))
+    Ok(PeerCredentials::new(
+        pid,
+        Some(uid.as_raw()),
+        Some(gid.as_raw()),
+    ))
 }

@@ -45,5 +45,9 @@ pub(crate) fn recv_packet(
 
 pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
     let (uid, gid) = cvt(nix::unistd::getpeereid(fd))?;
-    Ok(PeerCredentials::new(None, Some(uid.as_raw()), Some(gid.as_raw())))
+    Ok(PeerCredentials::new(
+        None,
+        Some(uid.as_raw()),
+        Some(gid.as_raw()),
+    ))
 }

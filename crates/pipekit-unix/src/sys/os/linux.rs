@@ -71,5 +71,9 @@ pub(crate) fn recv_packet(
 pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
     let cred = cvt(socket::getsockopt(&fd, sockopt::PeerCredentials))?;
     let pid = u32::try_from(cred.pid()).ok().filter(|&p| p != 0);
-    Ok(PeerCredentials::new(pid, Some(cred.uid()), Some(cred.gid())))
+    Ok(PeerCredentials::new(
+        pid,
+        Some(cred.uid()),
+        Some(cred.gid()),
+    ))
 }

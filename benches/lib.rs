@@ -1,0 +1,1 @@
+//! Criterion benchmarks of pipekit live in `benches/`; this library is empty.

@@ -1,0 +1,1 @@
+//! Runnable examples of pipekit live in `examples/`; this library is empty.
