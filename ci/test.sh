@@ -36,6 +36,12 @@ step "cargo bench --no-run (the benches build)"
 cargo bench --workspace --no-run --locked
 
 step "the echo example runs"
-cargo run --locked -q -p pipekit-examples --example echo -- both "ci-echo-$$" | tee /dev/stderr | grep -c '"OK"' | grep -qx 10
+echo_out=$(cargo run --locked -q -p pipekit-examples --example echo -- both "ci-echo-$$")
+printf '%s\n' "$echo_out"
+replies=$(grep -c 'got "OK"' <<<"$echo_out" || true)
+if [ "$replies" != 10 ]; then
+    echo "echo example: expected 10 \"OK\" replies, got $replies" >&2
+    exit 1
+fi
 
 printf '\nci/test.sh: all checks passed\n'
