@@ -6,9 +6,11 @@ cfg_if::cfg_if! {
         pub(crate) use linux::*;
     } else if #[cfg(any(target_os = "macos", target_os = "ios", target_os = "tvos", target_os = "watchos", target_os = "visionos"))] {
         mod apple;
+        mod no_seqpacket;
         pub(crate) use apple::*;
     } else {
         mod bsd;
+        mod no_seqpacket;
         pub(crate) use bsd::*;
     }
 }

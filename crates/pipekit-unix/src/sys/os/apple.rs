@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::socket::{self, MsgFlags, SockFlag, SockType, sockopt};
 
-use super::super::{Packet, cvt};
+use super::super::cvt;
 use pipekit_core::PeerCredentials;
 
 /// Messages are framed on `SOCK_STREAM`.
@@ -47,17 +47,7 @@ pub(crate) fn accept(listener: RawFd) -> nix::Result<RawFd> {
     socket::accept(listener)
 }
 
-pub(crate) fn recv_packet(
-    _fd: BorrowedFd<'_>,
-    _buf: &mut [u8],
-    _peek: bool,
-    _cmsg: &mut Vec<u8>,
-) -> io::Result<Packet> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "SOCK_SEQPACKET is not available for Unix sockets on this OS",
-    ))
-}
+pub(crate) use super::no_seqpacket::recv_packet;
 
 pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
     let (uid, gid) = cvt(nix::unistd::getpeereid(fd))?;

@@ -7,7 +7,7 @@ use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{self, MsgFlags, SockFlag, SockType};
 
-use super::super::{Packet, cvt};
+use super::super::cvt;
 use pipekit_core::PeerCredentials;
 
 /// Messages are framed on `SOCK_STREAM`.
@@ -31,17 +31,7 @@ pub(crate) fn accept(listener: RawFd) -> nix::Result<RawFd> {
     socket::accept4(listener, SockFlag::SOCK_CLOEXEC)
 }
 
-pub(crate) fn recv_packet(
-    _fd: BorrowedFd<'_>,
-    _buf: &mut [u8],
-    _peek: bool,
-    _cmsg: &mut Vec<u8>,
-) -> io::Result<Packet> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "pipekit does not use SOCK_SEQPACKET on this OS",
-    ))
-}
+pub(crate) use super::no_seqpacket::recv_packet;
 
 pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
     let (uid, gid) = cvt(nix::unistd::getpeereid(fd))?;
