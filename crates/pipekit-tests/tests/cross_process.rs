@@ -290,3 +290,53 @@ fn peer_credentials_name_the_peer_process() {
     }
     assert!(cred.uid.is_some());
 }
+
+#[cfg(unix)]
+#[test]
+fn files_are_private_and_removed_on_drop() {
+    use pipekit::os::unix::{ListenerExt, socket_path};
+    use std::os::unix::fs::PermissionsExt;
+
+    let name = unique_name("files");
+    let listener = Listener::bind(&name).unwrap();
+    let path = socket_path(&name).unwrap();
+    assert_eq!(listener.path(), Some(path.as_path()));
+    let mode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode();
+    assert_eq!(mode(&path) & 0o777, 0o600, "socket mode");
+    assert_eq!(
+        mode(path.parent().unwrap()) & 0o777,
+        0o700,
+        "directory mode"
+    );
+    let lock = path.with_file_name(format!("{name}.lock"));
+    assert!(lock.exists());
+    drop(listener);
+    assert!(!path.exists(), "the socket file is removed on drop");
+    assert!(!lock.exists(), "the lock file is removed on drop");
+}
+
+#[cfg(unix)]
+#[test]
+fn explicit_paths_are_bound_owner_only_and_never_replace_other_files() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = std::env::temp_dir().join(unique_name("dir"));
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("app.sock");
+    let listener = Listener::bind(path.to_str().unwrap()).unwrap();
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let mut client = Stream::connect(path.to_str().unwrap()).unwrap();
+    let mut served = listener.accept().unwrap();
+    client.write_all(b"x").unwrap();
+    let mut b = [0u8; 1];
+    served.read_exact(&mut b).unwrap();
+    drop((client, served, listener));
+
+    let regular = dir.join("data.txt");
+    std::fs::write(&regular, b"keep me").unwrap();
+    let err = Listener::bind(regular.to_str().unwrap()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+    assert_eq!(std::fs::read(&regular).unwrap(), b"keep me");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
