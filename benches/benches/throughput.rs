@@ -67,7 +67,7 @@ fn throughput(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(CHUNK as u64));
     group.measurement_time(Duration::from_secs(3));
     let chunk = vec![0x5Au8; CHUNK];
-    for kind in ["std", "pipekit"] {
+    for kind in ["pipekit", "std"] {
         let name = format!("bench-{kind}-{}", std::process::id());
         let mut reader = reader_process(kind, &name);
         group.bench_function(BenchmarkId::new("uds_bytes", kind), |b| {
