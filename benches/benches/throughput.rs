@@ -34,26 +34,27 @@ fn reader_process(kind: &str, name: &str) -> Child {
 #[cfg(unix)]
 fn run_reader(spec: &str) {
     let (kind, name) = spec.split_once(':').unwrap();
-    let mut buf = vec![0u8; CHUNK];
     if kind == "std" {
         let path = pipekit::os::unix::socket_path(name).unwrap();
         pipekit::os::unix::ensure_private_dir(path.parent().unwrap()).unwrap();
         let _ = std::fs::remove_file(&path);
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        std::io::stdout().write_all(b"r").unwrap();
-        std::io::stdout().flush().unwrap();
-        for conn in listener.incoming() {
-            let mut conn = conn.unwrap();
-            while conn.read(&mut buf).unwrap() > 0 {}
-        }
+        drain(listener.incoming());
     } else {
         let listener = pipekit::Listener::bind(name).unwrap();
-        std::io::stdout().write_all(b"r").unwrap();
-        std::io::stdout().flush().unwrap();
-        for conn in listener.incoming() {
-            let mut conn = conn.unwrap();
-            while conn.read(&mut buf).unwrap() > 0 {}
-        }
+        drain(listener.incoming());
+    }
+}
+
+/// Says the reader is ready, then reads every connection to its end, one after the other.
+#[cfg(unix)]
+fn drain<S: Read>(connections: impl Iterator<Item = std::io::Result<S>>) {
+    std::io::stdout().write_all(b"r").unwrap();
+    std::io::stdout().flush().unwrap();
+    let mut buf = vec![0u8; CHUNK];
+    for conn in connections {
+        let mut conn = conn.unwrap();
+        while conn.read(&mut buf).unwrap() > 0 {}
     }
 }
 

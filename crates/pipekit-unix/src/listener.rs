@@ -95,7 +95,7 @@ impl Listener {
                 }
                 let lock = lock(path, name)?;
                 reclaim_stale(path, ty, &sockaddr, name)?;
-                bind_owner_only(&fd, path, private_dir.is_some(), name)?;
+                bind_owner_only(&fd, path, &sockaddr, private_dir.is_some(), name)?;
                 let meta = fs::symlink_metadata(path)?;
                 Some(Bound {
                     path: path.clone(),
@@ -142,7 +142,13 @@ impl Listener {
         let fd = sys::accept(&self.fd)?;
         sys::after_accept(&fd, sys::sock_type(self.seqpacket))?;
         sys::raise_buffers(fd.as_fd(), self.buffers.0, self.buffers.1);
-        Stream::new(fd, self.mode, self.seqpacket, self.max_message_size, slot)
+        Ok(Stream::new(
+            fd,
+            self.mode,
+            self.seqpacket,
+            self.max_message_size,
+            slot,
+        ))
     }
 
     /// The mode of every connection this listener accepts.
@@ -293,7 +299,7 @@ fn reclaim_stale(
             io::ErrorKind::AddrInUse,
             format!("pipe name {name} is already served ({})", path.display()),
         )),
-        Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+        Err(e) => match sys::errno(&e) {
             Errno::ECONNREFUSED => fs::remove_file(path).or_else(|e| match e.kind() {
                 io::ErrorKind::NotFound => Ok(()),
                 _ => Err(context(
@@ -316,12 +322,17 @@ fn reclaim_stale(
 ///
 /// In the private directory nobody else can reach the socket, so it is bound in place and
 /// then restricted. Elsewhere it is bound inside a fresh 0700 directory next to `path`,
-/// restricted, and renamed into place.
-fn bind_owner_only(fd: &OwnedFd, path: &Path, private: bool, name: &PipeName) -> io::Result<()> {
+/// restricted, and renamed into place. `addr` is the socket address of `path`.
+fn bind_owner_only(
+    fd: &OwnedFd,
+    path: &Path,
+    addr: &UnixAddr,
+    private: bool,
+    name: &PipeName,
+) -> io::Result<()> {
     let restrict = |p: &Path| fs::set_permissions(p, fs::Permissions::from_mode(0o600));
     if private {
-        sys::bind(fd, &UnixAddr::new(path).map_err(io::Error::from)?)
-            .map_err(|e| in_use(e, name))?;
+        sys::bind(fd, addr).map_err(|e| in_use(e, name))?;
         return restrict(path).map_err(|e| context(e, format!("cannot chmod {}", path.display())));
     }
     static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -122,22 +122,20 @@ impl Stream {
                         options.out_buffer_size as usize,
                         options.in_buffer_size as usize,
                     );
-                    return Stream::new(
+                    return Ok(Stream::new(
                         fd,
                         options.mode,
                         seqpacket,
                         options.max_message_size,
                         None,
-                    );
+                    ));
                 }
                 Err(err) => err,
             };
-            let absent = matches!(
-                Errno::from_raw(err.raw_os_error().unwrap_or(0)),
-                Errno::ENOENT | Errno::ECONNREFUSED
-            );
-            let busy = err.raw_os_error() == Some(Errno::EAGAIN as i32);
-            if err.raw_os_error() == Some(Errno::EPROTOTYPE as i32) {
+            let errno = sys::errno(&err);
+            let absent = matches!(errno, Errno::ENOENT | Errno::ECONNREFUSED);
+            let busy = errno == Errno::EAGAIN;
+            if errno == Errno::EPROTOTYPE {
                 return Err(context_kind(
                     io::ErrorKind::InvalidInput,
                     err,
@@ -185,7 +183,7 @@ impl Stream {
         seqpacket: bool,
         max_message_size: usize,
         slot: Option<SlotGuard>,
-    ) -> io::Result<Stream> {
+    ) -> Stream {
         let wire = match (mode, seqpacket) {
             (Mode::Messages, true) => Wire::Packets { cmsg: Vec::new() },
             (Mode::Messages, false) => Wire::Framed {
@@ -194,14 +192,14 @@ impl Stream {
             },
             _ => Wire::Bytes,
         };
-        Ok(Stream {
+        Stream {
             fd,
             mode,
             wire,
             max_message_size,
             nonblocking: AtomicBool::new(false),
             _slot: slot,
-        })
+        }
     }
 
     /// The connection's mode.
@@ -289,7 +287,7 @@ impl Stream {
                 }
                 match io.write(msg) {
                     Ok(_) => Ok(()),
-                    Err(e) if e.raw_os_error() == Some(Errno::EMSGSIZE as i32) => Err(context(
+                    Err(e) if sys::errno(&e) == Errno::EMSGSIZE => Err(context(
                         e,
                         format!(
                             "message of {} bytes is larger than the socket send buffer allows \
@@ -358,25 +356,17 @@ impl Stream {
                 // A message over the maximum is read into what the maximum allows, and
                 // refused.
                 buf.resize(size.min(max), 0);
-                let result = packet(fd, buf, false, cmsg, &self.nonblocking);
-                match result {
+                let outcome = match packet(fd, buf, false, cmsg, &self.nonblocking) {
                     Ok(sys::Packet::Message(size)) if size <= buf.len() => {
                         buf.truncate(size);
-                        Ok(Some(size))
+                        return Ok(Some(size));
                     }
-                    Ok(sys::Packet::Message(size)) => {
-                        buf.clear();
-                        Err(discarded(size, max))
-                    }
-                    Ok(sys::Packet::Eof) => {
-                        buf.clear();
-                        Ok(None)
-                    }
-                    Err(e) => {
-                        buf.clear();
-                        Err(e)
-                    }
-                }
+                    Ok(sys::Packet::Message(size)) => Err(discarded(size, max)),
+                    Ok(sys::Packet::Eof) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                buf.clear();
+                outcome
             }
             Wire::Framed { reader, .. } => {
                 reader.recv_to_vec(&mut Io::new(fd, &self.nonblocking), buf)
@@ -414,7 +404,7 @@ fn describe(addr: &UnixAddress) -> String {
 /// Maps a read error: a timeout in blocking mode is `TimedOut` (the OS says `EAGAIN`), a
 /// reset is `BrokenPipe`.
 fn read_error(err: io::Error, nonblocking: &AtomicBool) -> io::Error {
-    match Errno::from_raw(err.raw_os_error().unwrap_or(0)) {
+    match sys::errno(&err) {
         Errno::EAGAIN if !nonblocking.load(Ordering::Relaxed) => {
             context_kind(io::ErrorKind::TimedOut, err, "read timed out")
         }
@@ -429,7 +419,7 @@ fn read_error(err: io::Error, nonblocking: &AtomicBool) -> io::Error {
 
 /// Maps a write error: a timeout in blocking mode is `TimedOut`, a reset is `BrokenPipe`.
 fn write_error(err: io::Error, nonblocking: &AtomicBool) -> io::Error {
-    match Errno::from_raw(err.raw_os_error().unwrap_or(0)) {
+    match sys::errno(&err) {
         Errno::EAGAIN if !nonblocking.load(Ordering::Relaxed) => {
             context_kind(io::ErrorKind::TimedOut, err, "write timed out")
         }

@@ -12,11 +12,19 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, MsgFlags, SockType, UnixAddr, sockopt};
 use nix::sys::time::TimeVal;
 
-use pipekit_core::PeerCredentials;
-
 mod os;
 
-pub(crate) use os::{ABSTRACT_NAMESPACE, NATIVE_MESSAGES, SUN_PATH_LEN};
+// `after_accept`: per-OS set-up of an accepted socket. `peer_credentials`: who is on the other
+// end. `recv_packet`: receives (or with `peek`, looks at) the next `SOCK_SEQPACKET` message,
+// reporting its full length even when the buffer is shorter.
+pub(crate) use os::{
+    ABSTRACT_NAMESPACE, NATIVE_MESSAGES, SUN_PATH_LEN, after_accept, peer_credentials, recv_packet,
+};
+
+/// The `errno` an I/O error carries (`UnknownErrno` for errors that carry none).
+pub(crate) fn errno(err: &io::Error) -> Errno {
+    Errno::from_raw(err.raw_os_error().unwrap_or(0))
+}
 
 /// Turns a nix result into an `io::Result`, keeping the OS code.
 pub(crate) fn cvt<T>(result: nix::Result<T>) -> io::Result<T> {
@@ -75,10 +83,6 @@ pub(crate) fn accept(listener: &OwnedFd) -> io::Result<OwnedFd> {
     }
 }
 
-pub(crate) fn after_accept(fd: &OwnedFd, ty: SockType) -> io::Result<()> {
-    os::after_accept(fd, ty)
-}
-
 /// Sends from `bufs` without raising `SIGPIPE`.
 pub(crate) fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     cvt(socket::sendmsg::<()>(
@@ -110,17 +114,6 @@ pub(crate) enum Packet {
     Message(usize),
     /// End of stream.
     Eof,
-}
-
-/// Receives (or with `peek`, looks at) the next message on a `SOCK_SEQPACKET` socket,
-/// reporting its full length even when `buf` is shorter.
-pub(crate) fn recv_packet(
-    fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-    peek: bool,
-    cmsg: &mut Vec<u8>,
-) -> io::Result<Packet> {
-    os::recv_packet(fd, buf, peek, cmsg)
 }
 
 pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -179,8 +172,4 @@ pub(crate) fn raise_buffers(fd: BorrowedFd<'_>, send: usize, recv: usize) {
     if cvt(socket::getsockopt(&fd, sockopt::RcvBuf)).is_ok_and(|cur| cur < recv) {
         let _ = socket::setsockopt(&fd, sockopt::RcvBuf, &recv);
     }
-}
-
-pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
-    os::peer_credentials(fd)
 }
