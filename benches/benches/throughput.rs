@@ -2,7 +2,8 @@
 //! `UnixStream` underneath it, same run.
 //!
 //! The reader runs in a second process (this bench binary re-executed with
-//! `PIPEKIT_BENCH_READER` set), so both sides are real processes.
+//! `PIPEKIT_BENCH_READER` set), so both sides are real processes. Unix only for now.
+#![cfg_attr(not(unix), allow(unused_imports, dead_code))]
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};

@@ -134,6 +134,15 @@ pub fn message_over_limit(len: usize, max: usize) -> io::Error {
     ))
 }
 
+/// The error for a received message of `size` bytes over the maximum of `max` bytes, which was
+/// read and thrown away.
+pub fn message_discarded(size: usize, max: usize) -> io::Error {
+    invalid_data(format!(
+        "peer sent a message of {size} bytes, above the maximum message size of {max} bytes; \
+         it was discarded"
+    ))
+}
+
 /// The error for calling a message operation on a byte-mode connection, or the reverse.
 pub fn wrong_mode(operation: &str, mode: crate::Mode) -> io::Error {
     invalid_input(format!(

@@ -21,6 +21,7 @@ mod mode;
 mod name;
 mod options;
 mod peer;
+pub mod slots;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod traits;

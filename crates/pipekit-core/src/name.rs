@@ -301,7 +301,7 @@ impl PipeName {
                 if units > WINDOWS_MAX_PATH {
                     return Err(invalid_input(format!(
                         "pipe name {name:?} resolves to a {units}-unit pipe path; \
-                         Windows allows {WINDOWS_MAX_PATH}"
+                         the limit on Windows is {WINDOWS_MAX_PATH}"
                     )));
                 }
                 Ok(full)

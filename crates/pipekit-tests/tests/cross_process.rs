@@ -99,8 +99,10 @@ fn hundred_clients_hundred_messages_each() {
                     assert_eq!(got, Some(msg.len()), "client {c} message {m}");
                     assert!(reply == msg, "client {c} message {m} came back changed");
                 }
-                conn.shutdown_write().unwrap();
-                assert_eq!(conn.recv_to_vec(&mut reply).unwrap(), None);
+                // Half-close where the OS has it (not Windows): the server then ends too.
+                if conn.shutdown_write().is_ok() {
+                    assert_eq!(conn.recv_to_vec(&mut reply).unwrap(), None);
+                }
             })
         })
         .collect();
@@ -188,7 +190,7 @@ fn second_server_on_a_live_name_is_addr_in_use() {
 
 #[test]
 fn bad_names_are_invalid_input() {
-    let long = "n".repeat(200);
+    let long = "n".repeat(300);
     for bad in ["", "a\0b", ".", "..", r"a\b", long.as_str(), "@"] {
         let err = Listener::bind(bad).unwrap_err();
         assert_eq!(
@@ -205,7 +207,13 @@ fn bad_names_are_invalid_input() {
     }
     let err = Listener::bind(long.as_str()).unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
-    let err = Stream::connect(r"\\.\pipe\windows-only").unwrap_err();
+    // A name for the other OS's namespace.
+    let foreign = if cfg!(windows) {
+        "/tmp/unix-only"
+    } else {
+        r"\\.\pipe\windows-only"
+    };
+    let err = Stream::connect(foreign).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
 }
 
@@ -246,7 +254,11 @@ fn a_waiting_client_connects_when_the_server_arrives() {
 fn mode_mismatch_is_a_clear_error() {
     let name = unique_name("mismatch");
     let _peer = Peer::start(PEER, &["serve", &name, "bytes", "echo"]);
-    if pipekit::os::unix::NATIVE_MESSAGES {
+    #[cfg(unix)]
+    let native = pipekit::os::unix::NATIVE_MESSAGES;
+    #[cfg(windows)]
+    let native = true;
+    if native {
         let err = Stream::connect_with(&name, &messages()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
         assert!(err.to_string().contains("messages mode"), "{err}");
@@ -285,10 +297,11 @@ fn peer_credentials_name_the_peer_process() {
     let peer = Peer::start(PEER, &["serve", &name, "messages", "echo"]);
     let client = Stream::connect_with(&name, &messages()).unwrap();
     let cred = client.peer_credentials().unwrap();
-    if cfg!(any(target_os = "linux", target_os = "macos")) {
+    if cfg!(any(target_os = "linux", target_os = "macos", windows)) {
         assert_eq!(cred.pid, Some(peer.child.id()));
     }
-    assert!(cred.uid.is_some());
+    // Windows reports no uid.
+    assert_eq!(cred.uid.is_some(), cfg!(unix));
 }
 
 #[cfg(unix)]

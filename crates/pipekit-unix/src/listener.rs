@@ -6,12 +6,13 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 
 use nix::errno::Errno;
 use nix::sys::socket::UnixAddr;
 use pipekit_core::error::{context, context_kind};
+use pipekit_core::slots::Slots;
 use pipekit_core::{ListenerOptions, Mode, PipeName, UnixAddress};
 
 use crate::stream::{socket_addr, uses_seqpacket};
@@ -117,13 +118,7 @@ impl Listener {
             max_message_size: options.max_message_size,
             buffers,
             bound,
-            slots: options.max_instances.map(|limit| {
-                Arc::new(Slots {
-                    limit: usize::from(limit.get()),
-                    live: Mutex::new(0),
-                    freed: Condvar::new(),
-                })
-            }),
+            slots: options.max_instances.map(Slots::new),
         };
         sys::listen(&listener.fd).map_err(|e| context(e, format!("cannot listen on {name}")))?;
         Ok(listener)
@@ -372,33 +367,4 @@ fn bind_owner_only(
     let _ = fs::remove_file(&temp);
     let _ = fs::remove_dir(&staging);
     result.map_err(|e| context(e, format!("cannot bind {}", path.display())))
-}
-
-/// The instance limit: how many accepted streams may be alive at once.
-struct Slots {
-    limit: usize,
-    live: Mutex<usize>,
-    freed: Condvar,
-}
-
-impl Slots {
-    fn acquire(self: &Arc<Self>) -> SlotGuard {
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        while *live >= self.limit {
-            live = self.freed.wait(live).unwrap_or_else(|e| e.into_inner());
-        }
-        *live += 1;
-        SlotGuard(Arc::clone(self))
-    }
-}
-
-/// One accepted stream's place under the instance limit, given back on drop.
-pub(crate) struct SlotGuard(Arc<Slots>);
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        let mut live = self.0.live.lock().unwrap_or_else(|e| e.into_inner());
-        *live -= 1;
-        self.0.freed.notify_one();
-    }
 }

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::UnixAddr;
-use pipekit_core::error::{MessageTooLarge, context, context_kind, invalid_data, wrong_mode};
+use pipekit_core::error::{MessageTooLarge, context, context_kind, message_discarded, wrong_mode};
 use pipekit_core::framing::{FrameReader, FrameWriter};
+use pipekit_core::slots::Slot;
 use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName, UnixAddress};
 
-use crate::listener::SlotGuard;
 use crate::{Framing, UnixOptions, dir, sys};
 
 /// How messages travel on this connection.
@@ -40,7 +40,7 @@ pub struct Stream {
     wire: Wire,
     max_message_size: usize,
     nonblocking: AtomicBool,
-    _slot: Option<SlotGuard>,
+    _slot: Option<Slot>,
 }
 
 impl fmt::Debug for Stream {
@@ -182,7 +182,7 @@ impl Stream {
         mode: Mode,
         seqpacket: bool,
         max_message_size: usize,
-        slot: Option<SlotGuard>,
+        slot: Option<Slot>,
     ) -> Stream {
         let wire = match (mode, seqpacket) {
             (Mode::Messages, true) => Wire::Packets { cmsg: Vec::new() },
@@ -328,7 +328,9 @@ impl Stream {
                 }
                 match packet(fd, buf, false, cmsg, &self.nonblocking)? {
                     sys::Packet::Eof => Ok(None),
-                    sys::Packet::Message(size) if size > buf.len() => Err(discarded(size, max)),
+                    sys::Packet::Message(size) if size > buf.len() => {
+                        Err(message_discarded(size, max))
+                    }
                     sys::Packet::Message(size) => Ok(Some(size)),
                 }
             }
@@ -361,7 +363,7 @@ impl Stream {
                         buf.truncate(size);
                         return Ok(Some(size));
                     }
-                    Ok(sys::Packet::Message(size)) => Err(discarded(size, max)),
+                    Ok(sys::Packet::Message(size)) => Err(message_discarded(size, max)),
                     Ok(sys::Packet::Eof) => Ok(None),
                     Err(e) => Err(e),
                 };
@@ -384,13 +386,6 @@ fn packet(
     nonblocking: &AtomicBool,
 ) -> io::Result<sys::Packet> {
     sys::recv_packet(fd, buf, peek, cmsg).map_err(|e| read_error(e, nonblocking))
-}
-
-fn discarded(size: usize, max: usize) -> io::Error {
-    invalid_data(format!(
-        "peer sent a message of {size} bytes, above the maximum message size of {max} bytes; \
-         it was discarded"
-    ))
 }
 
 fn describe(addr: &UnixAddress) -> String {

@@ -72,6 +72,14 @@ cfg_if::cfg_if! {
         fn connect(name: &PipeName, options: &ConnectOptions) -> io::Result<backend::Stream> {
             backend::Stream::connect_with(name, options, &backend::UnixOptions::new())
         }
+    } else if #[cfg(windows)] {
+        use pipekit_windows as backend;
+        fn bind(name: &PipeName, options: &ListenerOptions) -> io::Result<backend::Listener> {
+            backend::Listener::bind_with(name, options, &backend::WindowsOptions::new())
+        }
+        fn connect(name: &PipeName, options: &ConnectOptions) -> io::Result<backend::Stream> {
+            backend::Stream::connect_with(name, options)
+        }
     } else {
         compile_error!("pipekit has no backend for this OS yet");
     }
@@ -81,7 +89,8 @@ cfg_if::cfg_if! {
 ///
 /// # Platform-specific behavior
 ///
-/// Unix: a listening `AF_UNIX` socket (see [`os::unix`] for its security rules).
+/// Unix: a listening `AF_UNIX` socket (see `os::unix` for its security rules). Windows: the
+/// instances of a named pipe, one always waiting for the next client (see `os::windows`).
 #[derive(Debug)]
 pub struct Listener {
     inner: backend::Listener,
@@ -102,7 +111,8 @@ impl Listener {
     /// # Errors
     ///
     /// `AddrInUse` if a live server already has the name; `InvalidInput` for a bad name (it
-    /// says why) or bad options; `PermissionDenied` if the per-user directory is unsafe.
+    /// says why) or bad options; `PermissionDenied` if the per-user directory is unsafe
+    /// (Unix).
     ///
     /// # Examples
     ///
@@ -248,7 +258,8 @@ impl Stream {
     ///
     /// # Errors
     ///
-    /// The OS error.
+    /// The OS error; `Unsupported` on Windows, whose named pipes have no half-close (drop the
+    /// stream instead: the peer still reads everything sent before).
     pub fn shutdown_write(&self) -> io::Result<()> {
         self.inner.shutdown_write()
     }

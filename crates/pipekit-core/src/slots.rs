@@ -1,0 +1,93 @@
+//! The instance limit of a listener, shared by the backends.
+//!
+//! A listener with [`ListenerOptions::max_instances`](crate::ListenerOptions::max_instances)
+//! set takes a [`Slot`] before each accept and hands it to the accepted stream, which gives it
+//! back when it is dropped; [`Slots::acquire`] waits while every slot is taken.
+
+use std::fmt;
+use std::num::NonZeroU8;
+use std::sync::{Arc, Condvar, Mutex};
+
+/// How many accepted streams may be alive at once.
+#[derive(Debug)]
+pub struct Slots {
+    limit: usize,
+    live: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    /// A limit of `limit` live streams.
+    pub fn new(limit: NonZeroU8) -> Arc<Slots> {
+        Arc::new(Slots {
+            limit: usize::from(limit.get()),
+            live: Mutex::new(0),
+            freed: Condvar::new(),
+        })
+    }
+
+    /// Waits until fewer than the limit are taken, then takes one.
+    pub fn acquire(self: &Arc<Self>) -> Slot {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        while *live >= self.limit {
+            live = self.freed.wait(live).unwrap_or_else(|e| e.into_inner());
+        }
+        *live += 1;
+        Slot(Arc::clone(self))
+    }
+
+    /// Takes a slot if one is free now.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if *live >= self.limit {
+            return None;
+        }
+        *live += 1;
+        Some(Slot(Arc::clone(self)))
+    }
+
+    /// How many slots are taken now.
+    pub fn live(&self) -> usize {
+        *self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One accepted stream's place under the limit, given back on drop.
+pub struct Slot(Arc<Slots>);
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot")
+            .field("limit", &self.0.limit)
+            .finish()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut live = self.0.live.lock().unwrap_or_else(|e| e.into_inner());
+        *live -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+
+    #[test]
+    fn acquire_waits_for_a_freed_slot() {
+        let slots = Slots::new(NonZeroU8::new(2).unwrap());
+        let a = slots.acquire();
+        let _b = slots.acquire();
+        assert!(slots.try_acquire().is_none());
+        let waiter = {
+            let slots = Arc::clone(&slots);
+            thread::spawn(move || slots.acquire())
+        };
+        drop(a);
+        let _c = waiter.join().unwrap();
+        assert_eq!(slots.live(), 2);
+    }
+}

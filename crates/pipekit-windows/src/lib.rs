@@ -1,0 +1,92 @@
+//! The Windows backend of [pipekit]: named pipes in byte and message mode.
+//!
+//! A [`Listener`] creates the instances of a named pipe (`CreateNamedPipeW`) and accepts
+//! clients on them; a client makes a [`Stream`] with [`Stream::connect`] (`CreateFileW`).
+//! Applications normally use the `pipekit` facade, which re-exports these types on Windows.
+//!
+//! # The pipe pipekit makes
+//!
+//! - Duplex, `PIPE_WAIT`; `PIPE_TYPE_BYTE` in byte mode, `PIPE_TYPE_MESSAGE` +
+//!   `PIPE_READMODE_MESSAGE` on both ends in message mode.
+//! - The first instance is created with `FILE_FLAG_FIRST_PIPE_INSTANCE`: if anyone already
+//!   serves (or squats) the name, binding fails with `AddrInUse`.
+//! - `PIPE_REJECT_REMOTE_CLIENTS` unless [`WindowsOptions::remote_clients`] asks otherwise.
+//! - An owner-only security descriptor: full access for `SYSTEM`, the Administrators group and
+//!   the user who created the pipe, nobody else
+//!   (`D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;<user SID>)`). [`WindowsOptions::security`] takes
+//!   another descriptor as an SDDL string.
+//! - Clients open with `SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION`: the server can learn
+//!   who the client is but cannot act as the client.
+//! - There is always one instance waiting for a client: [`Listener::accept`] connects the
+//!   waiting instance and creates the next one before it returns, so a client never finds no
+//!   instance (`ERROR_FILE_NOT_FOUND`) between two accepts. With an instance limit, clients
+//!   beyond it find every instance busy and wait (`WaitNamedPipeW`) until the server accepts
+//!   again after a connection has ended.
+//!
+//! # Data at disconnect
+//!
+//! Dropping a [`Stream`] closes its handle; it never calls `DisconnectNamedPipe`, which would
+//! throw away whatever the peer has not read yet. The peer reads everything sent before the
+//! drop, then sees the end of the stream (`ERROR_BROKEN_PIPE`). A server that wants to know
+//! the client has read everything before it goes on calls [`Stream::flush_buffers`]
+//! (`FlushFileBuffers`), which waits for exactly that.
+//!
+//! # Half-close
+//!
+//! Windows named pipes have no half-close: [`Stream::shutdown_write`] fails with
+//! `Unsupported`. End a conversation by dropping the stream, or by a message the peer
+//! understands.
+//!
+//! # Timeouts
+//!
+//! Every handle is opened for overlapped I/O; blocking reads and writes wait on the
+//! operation's event, so read and write timeouts work as on Unix: when one runs out the
+//! operation is cancelled (`CancelIoEx`) and the call fails with `TimedOut`. A byte-mode write
+//! cancelled after some bytes moved returns that count instead.
+//!
+//! [pipekit]: https://docs.rs/pipekit
+#![cfg(windows)]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+mod listener;
+mod stream;
+#[allow(unsafe_code)]
+mod sys;
+
+pub use listener::Listener;
+pub use stream::Stream;
+
+/// Windows-only options, beside the portable
+/// [`ListenerOptions`](pipekit_core::ListenerOptions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WindowsOptions {
+    /// Whether clients on other machines may connect (default `false`:
+    /// `PIPE_REJECT_REMOTE_CLIENTS`).
+    pub remote_clients: bool,
+    /// The pipe's security descriptor as an SDDL string; `None` (the default) is owner-only.
+    pub security: Option<String>,
+}
+
+impl WindowsOptions {
+    /// The defaults: local clients only, owner-only access.
+    pub fn new() -> WindowsOptions {
+        WindowsOptions::default()
+    }
+
+    /// Lets clients on other machines connect (`false` sets `PIPE_REJECT_REMOTE_CLIENTS`).
+    pub fn remote_clients(&mut self, allow: bool) -> &mut Self {
+        self.remote_clients = allow;
+        self
+    }
+
+    /// Uses the security descriptor written as `sddl` (for example
+    /// `"D:P(A;;GA;;;SY)(A;;GRGW;;;AU)"` to let every authenticated user connect) instead of
+    /// the owner-only default. An SDDL string that does not parse makes `bind` fail with
+    /// `InvalidInput`.
+    pub fn security(&mut self, sddl: Option<String>) -> &mut Self {
+        self.security = sddl;
+        self
+    }
+}

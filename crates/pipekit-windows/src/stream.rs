@@ -1,0 +1,592 @@
+//! One connection: an instance of a named pipe, from the server's or the client's end.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle, RawHandle};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pipekit_core::error::{
+    MessageTooLarge, context, context_kind, invalid_data, invalid_input, message_discarded,
+    message_over_limit, wrong_mode,
+};
+use pipekit_core::slots::Slot;
+use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName};
+
+use crate::listener::millis;
+use crate::sys::{self, Event, Transfer};
+
+/// Which end of the pipe a stream holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    Server,
+    Client,
+}
+
+/// One connection to a named pipe, in byte or message mode.
+///
+/// Byte mode: `Read + Write`. Message mode: [`send`](Self::send) and [`recv`](Self::recv)
+/// (`PIPE_READMODE_MESSAGE`: one `WriteFile` is one message); there `Read`/`Write` move one
+/// message per call.
+pub struct Stream {
+    // Declared before `_slot`: the instance is closed before its place under the instance
+    // limit is given back.
+    handle: OwnedHandle,
+    end: End,
+    mode: Mode,
+    max_message_size: usize,
+    read_event: Event,
+    write_event: Event,
+    /// Milliseconds, `INFINITE` for none.
+    read_timeout: AtomicU32,
+    write_timeout: AtomicU32,
+    /// A message taken off the pipe that did not fit the caller's buffer; the next `recv`
+    /// gives it out.
+    held: Option<Held>,
+    _slot: Option<Slot>,
+}
+
+/// A message read (or being read) ahead of the caller.
+struct Held {
+    data: Vec<u8>,
+    /// Whether the whole message is in `data`.
+    complete: bool,
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream")
+            .field("handle", &self.handle)
+            .field("end", &self.end)
+            .field("mode", &self.mode)
+            .field("max_message_size", &self.max_message_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream {
+    /// Connects to `name` in byte mode, failing at once if nobody serves it.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with`](Self::connect_with).
+    pub fn connect(name: &PipeName) -> io::Result<Stream> {
+        Stream::connect_with(name, &ConnectOptions::new())
+    }
+
+    /// Connects to `name` with `options`.
+    ///
+    /// When every instance is busy the client waits (`WaitNamedPipeW`) for
+    /// [`ConnectOptions::wait`], or the server's default timeout if no wait was asked, then
+    /// fails with `TimedOut`; it tries again when another client wins the freed instance.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` at once if no pipe has that name and no wait was asked; `TimedOut` when a
+    /// wait runs out; `InvalidInput` for a bad name, bad options, or a server in the other
+    /// mode; `PermissionDenied` if the pipe's security descriptor does not admit this user.
+    pub fn connect_with(name: &PipeName, options: &ConnectOptions) -> io::Result<Stream> {
+        options.validate()?;
+        let full = name.resolve_windows()?;
+        let path = sys::wide(&full)?;
+        let deadline = options.wait.map(|wait| Instant::now() + wait);
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            let err = match sys::open_client(&path) {
+                Ok(handle) => return Stream::client(handle, &full, options),
+                Err(err) => err,
+            };
+            let now = Instant::now();
+            match sys::code(&err) {
+                Some(sys::ERROR_FILE_NOT_FOUND) => {
+                    let Some(deadline) = deadline else {
+                        return Err(context(err, format!("no server is listening on {full}")));
+                    };
+                    if now >= deadline {
+                        return Err(timed_out(err, &full, options));
+                    }
+                    thread::sleep(backoff.min(deadline - now));
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                Some(sys::ERROR_PIPE_BUSY) => {
+                    let wait_ms = match deadline {
+                        None => sys::NMPWAIT_USE_DEFAULT_WAIT,
+                        Some(deadline) if now >= deadline => {
+                            return Err(timed_out(err, &full, options));
+                        }
+                        Some(deadline) => millis(deadline - now),
+                    };
+                    match sys::wait_named_pipe(&path, wait_ms) {
+                        // An instance is free (or the server went away): open again.
+                        Ok(()) => {}
+                        Err(e) if sys::code(&e) == Some(sys::ERROR_FILE_NOT_FOUND) => {}
+                        Err(e) if sys::code(&e) == Some(sys::ERROR_SEM_TIMEOUT) => {
+                            return Err(context_kind(
+                                io::ErrorKind::TimedOut,
+                                e,
+                                format!("every instance of {full} stayed busy"),
+                            ));
+                        }
+                        Err(e) => {
+                            return Err(context(e, format!("cannot wait for {full}")));
+                        }
+                    }
+                }
+                Some(sys::ERROR_ACCESS_DENIED) => {
+                    return Err(context(
+                        err,
+                        format!("{full}'s security descriptor does not admit this user"),
+                    ));
+                }
+                _ => return Err(context(err, format!("cannot connect to {full}"))),
+            }
+        }
+    }
+
+    fn client(handle: OwnedHandle, full: &str, options: &ConnectOptions) -> io::Result<Stream> {
+        let is_message = sys::is_message_pipe(handle.as_handle())
+            .map_err(|e| context(e, format!("cannot query {full}")))?;
+        let wanted = options.mode == Mode::Messages;
+        if is_message != wanted {
+            let theirs = if is_message { "message" } else { "byte" };
+            return Err(invalid_input(format!(
+                "the server of {full} does not use {} mode (it is a {theirs}-type pipe)",
+                options.mode
+            )));
+        }
+        if is_message {
+            sys::set_message_read_mode(handle.as_handle())
+                .map_err(|e| context(e, format!("cannot set message read mode on {full}")))?;
+        }
+        Stream::new(
+            handle,
+            End::Client,
+            options.mode,
+            options.max_message_size,
+            None,
+        )
+    }
+
+    pub(crate) fn new(
+        handle: OwnedHandle,
+        end: End,
+        mode: Mode,
+        max_message_size: usize,
+        slot: Option<Slot>,
+    ) -> io::Result<Stream> {
+        Ok(Stream {
+            handle,
+            end,
+            mode,
+            max_message_size,
+            read_event: Event::new()?,
+            write_event: Event::new()?,
+            read_timeout: AtomicU32::new(sys::WAIT_FOREVER),
+            write_timeout: AtomicU32::new(sys::WAIT_FOREVER),
+            held: None,
+            _slot: slot,
+        })
+    }
+
+    /// The connection's mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The largest message this end sends or receives.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// Sends `msg` as one message.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `msg` is over the maximum message size (nothing is sent) or the
+    /// stream is in byte mode; `BrokenPipe` if the peer is gone; `TimedOut` after the write
+    /// timeout (the message may then have been cut short: end the connection).
+    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        if self.mode != Mode::Messages {
+            return Err(wrong_mode("send", self.mode));
+        }
+        if msg.len() > self.max_message_size {
+            return Err(message_over_limit(msg.len(), self.max_message_size));
+        }
+        let n = self.write_raw(msg)?;
+        if n != msg.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the write timeout cut a {}-byte message after {n} bytes; the connection \
+                     is no longer usable",
+                    msg.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Receives one message into `buf`: `Some(len)`, or `None` once the peer has closed and
+    /// every message has been read. Zero-length messages are `Some(0)`.
+    ///
+    /// # Errors
+    ///
+    /// If the message does not fit `buf`: `InvalidInput` carrying a [`MessageTooLarge`] with
+    /// its size; the message stays readable (pipekit takes it off the pipe and holds it for
+    /// the next `recv`). `TimedOut` after the read timeout; `InvalidData` for a message over
+    /// the maximum message size (it is discarded).
+    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        if self.mode != Mode::Messages {
+            return Err(wrong_mode("recv", self.mode));
+        }
+        if let Some(held) = self.held.take() {
+            let data = self.complete_held(held)?;
+            if data.len() > buf.len() {
+                let err = MessageTooLarge::error(data.len(), buf.len());
+                self.held = Some(Held {
+                    data,
+                    complete: true,
+                });
+                return Err(err);
+            }
+            buf[..data.len()].copy_from_slice(&data);
+            return Ok(Some(data.len()));
+        }
+        let n = match self.read_raw(buf)? {
+            None => return Ok(None),
+            Some(Transfer::Done(n)) => return Ok(Some(n)),
+            Some(Transfer::More(n)) => n,
+        };
+        // The message goes on past `buf`: take the rest off the pipe and hold it.
+        let left = sys::message_left(self.handle.as_handle()).unwrap_or(0);
+        let mut data = Vec::with_capacity(n + left.min(self.max_message_size));
+        data.extend_from_slice(&buf[..n]);
+        let data = self.complete_held(Held {
+            data,
+            complete: false,
+        })?;
+        let err = MessageTooLarge::error(data.len(), buf.len());
+        self.held = Some(Held {
+            data,
+            complete: true,
+        });
+        Err(err)
+    }
+
+    /// Receives one whole message into `buf`, which is cleared first and grown to fit.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), but no message within the maximum is too large for it.
+    pub fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        if self.mode != Mode::Messages {
+            return Err(wrong_mode("recv_to_vec", self.mode));
+        }
+        buf.clear();
+        if let Some(held) = self.held.take() {
+            *buf = self.complete_held(held)?;
+            return Ok(Some(buf.len()));
+        }
+        buf.reserve(self.max_message_size.min(64 * 1024));
+        let timeout = self.read_timeout.load(Ordering::Relaxed);
+        match read_result(sys::read_spare(
+            self.handle.as_handle(),
+            &self.read_event,
+            buf,
+            timeout,
+        ))? {
+            None => Ok(None),
+            Some(Transfer::Done(n)) => Ok(Some(n)),
+            Some(Transfer::More(_)) => {
+                let data = self.complete_held(Held {
+                    data: std::mem::take(buf),
+                    complete: false,
+                })?;
+                *buf = data;
+                Ok(Some(buf.len()))
+            }
+        }
+    }
+
+    /// Reads the rest of a held message. On an error the part read so far stays held (a
+    /// timeout loses nothing); a message over the maximum is read to its end and dropped.
+    fn complete_held(&mut self, mut held: Held) -> io::Result<Vec<u8>> {
+        let timeout = self.read_timeout.load(Ordering::Relaxed);
+        while !held.complete {
+            if held.data.len() > self.max_message_size {
+                return self.discard_rest(held.data.len());
+            }
+            let left = sys::message_left(self.handle.as_handle()).unwrap_or(0);
+            held.data.reserve(left.max(4096));
+            let result = read_result(sys::read_spare(
+                self.handle.as_handle(),
+                &self.read_event,
+                &mut held.data,
+                timeout,
+            ));
+            match result {
+                Ok(Some(Transfer::Done(_))) => held.complete = true,
+                Ok(Some(Transfer::More(_))) => {}
+                Ok(None) => {
+                    return Err(invalid_data(format!(
+                        "the pipe ended {} bytes into a message",
+                        held.data.len()
+                    )));
+                }
+                Err(e) => {
+                    self.held = Some(held);
+                    return Err(e);
+                }
+            }
+        }
+        if held.data.len() > self.max_message_size {
+            return Err(message_discarded(held.data.len(), self.max_message_size));
+        }
+        Ok(held.data)
+    }
+
+    /// Reads and drops the rest of an oversized message of which `so_far` bytes were read.
+    fn discard_rest(&mut self, mut size: usize) -> io::Result<Vec<u8>> {
+        let mut scratch = vec![0u8; 64 * 1024];
+        loop {
+            match self.read_raw(&mut scratch)? {
+                Some(Transfer::More(n)) => size += n,
+                Some(Transfer::Done(n)) => {
+                    size += n;
+                    return Err(message_discarded(size, self.max_message_size));
+                }
+                None => {
+                    return Err(invalid_data(format!(
+                        "the pipe ended {size} bytes into a message"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// One read into `buf`; `None` at the end of the stream.
+    fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<Option<Transfer>> {
+        let timeout = self.read_timeout.load(Ordering::Relaxed);
+        read_result(sys::read(
+            self.handle.as_handle(),
+            &self.read_event,
+            buf,
+            timeout,
+        ))
+    }
+
+    fn write_raw(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let timeout = self.write_timeout.load(Ordering::Relaxed);
+        sys::write(self.handle.as_handle(), &self.write_event, buf, timeout).map_err(|e| {
+            if is_gone(&e) {
+                context_kind(io::ErrorKind::BrokenPipe, e, "the peer closed the pipe")
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Fails with `Unsupported`: named pipes have no half-close.
+    ///
+    /// # Errors
+    ///
+    /// Always `Unsupported`.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "Windows named pipes have no half-close; drop the stream to end the connection",
+        ))
+    }
+
+    /// Waits until the peer has read everything written so far (`FlushFileBuffers`).
+    ///
+    /// Not needed to keep data: dropping the stream never discards what the peer has not
+    /// read. Note that it waits for as long as the peer does not read.
+    ///
+    /// # Errors
+    ///
+    /// `BrokenPipe` if the peer is gone.
+    pub fn flush_buffers(&self) -> io::Result<()> {
+        sys::flush_buffers(self.handle.as_handle()).map_err(|e| {
+            if is_gone(&e) {
+                context_kind(io::ErrorKind::BrokenPipe, e, "the peer closed the pipe")
+            } else {
+                e
+            }
+        })
+    }
+
+    /// The peer's process id (uid and gid are `None` on Windows).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `GetNamedPipeClientProcessId` / `GetNamedPipeServerProcessId`.
+    pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        let pid = sys::peer_pid(self.handle.as_handle(), self.end == End::Server)?;
+        Ok(PeerCredentials::new(Some(pid), None, None))
+    }
+
+    /// Makes reads and `recv` fail with `TimedOut` after `timeout`; `None` waits forever.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.read_timeout
+            .store(timeout_ms(timeout)?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes writes and `send` fail with `TimedOut` after `timeout`; `None` waits forever.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.write_timeout
+            .store(timeout_ms(timeout)?, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn timeout_ms(timeout: Option<Duration>) -> io::Result<u32> {
+    match timeout {
+        None => Ok(sys::WAIT_FOREVER),
+        Some(d) if d.is_zero() => Err(invalid_input("a timeout of zero is not allowed")),
+        Some(d) => Ok(millis(d)),
+    }
+}
+
+fn timed_out(err: io::Error, full: &str, options: &ConnectOptions) -> io::Error {
+    context_kind(
+        io::ErrorKind::TimedOut,
+        err,
+        format!(
+            "no server accepted on {full} within {:?}",
+            options.wait.unwrap_or_default()
+        ),
+    )
+}
+
+/// The peer has closed its end (or the server disconnected this instance).
+fn is_gone(err: &io::Error) -> bool {
+    matches!(
+        sys::code(err),
+        Some(sys::ERROR_BROKEN_PIPE | sys::ERROR_NO_DATA | sys::ERROR_PIPE_NOT_CONNECTED)
+    )
+}
+
+/// A read's result with the end of the stream as `None`.
+fn read_result(result: io::Result<Transfer>) -> io::Result<Option<Transfer>> {
+    match result {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if is_gone(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Read for Stream {
+    /// Byte mode: reads what has arrived. Message mode: receives one message (`Ok(0)` is a
+    /// zero-length message or the end; use [`recv`](Stream::recv) to tell them apart).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.mode == Mode::Messages {
+            return Ok(self.recv(buf)?.unwrap_or(0));
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match self.read_raw(buf)? {
+                // A zero-byte write by the peer is not the end of the stream.
+                Some(Transfer::Done(0)) => continue,
+                Some(Transfer::Done(n) | Transfer::More(n)) => return Ok(n),
+                None => return Ok(0),
+            }
+        }
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let first = bufs.iter_mut().find(|b| !b.is_empty());
+        first.map_or(Ok(0), |b| self.read(b))
+    }
+}
+
+impl Write for Stream {
+    /// Byte mode: writes `buf` (or, after a write timeout, some of it). Message mode: sends
+    /// `buf` as one message.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.mode == Mode::Messages {
+            return self.send(buf).map(|()| buf.len());
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.write_raw(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let first = bufs.iter().find(|b| !b.is_empty());
+        first.map_or(Ok(0), |b| self.write(b))
+    }
+
+    /// Does nothing: nothing is buffered in the process. See
+    /// [`flush_buffers`](Stream::flush_buffers) to wait for the peer to read.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsHandle for Stream {
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        self.handle.as_handle()
+    }
+}
+
+impl AsRawHandle for Stream {
+    fn as_raw_handle(&self) -> RawHandle {
+        self.handle.as_raw_handle()
+    }
+}
+
+impl pipekit_core::Connection for Stream {
+    fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        Stream::peer_credentials(self)
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        Stream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        Stream::set_write_timeout(self, timeout)
+    }
+}
+
+impl pipekit_core::ByteStream for Stream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        Stream::shutdown_write(self)
+    }
+}
+
+impl pipekit_core::MessagePipe for Stream {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        Stream::send(self, msg)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Stream::recv(self, buf)
+    }
+
+    fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        Stream::recv_to_vec(self, buf)
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+}

@@ -1,0 +1,111 @@
+//! Windows extras: the pipe's path, remote clients and security descriptors, handles.
+//!
+//! # Security
+//!
+//! By default a pipe admits only `SYSTEM`, the Administrators group and the user who created
+//! it (an owner-only DACL), rejects clients on other machines (`PIPE_REJECT_REMOTE_CLIENTS`),
+//! and its first instance is created with `FILE_FLAG_FIRST_PIPE_INSTANCE`, so nobody can serve
+//! a name another process already serves. Clients open with `SECURITY_SQOS_PRESENT |
+//! SECURITY_IDENTIFICATION`: a server can identify them but not act as them.
+//! [`WindowsOptions`] relaxes these rules explicitly.
+//!
+//! # Data at disconnect
+//!
+//! Dropping a stream closes its handle without `DisconnectNamedPipe`: the peer still reads
+//! everything sent before, then the end of the stream. [`StreamExt::flush_buffers`] waits until
+//! the peer has read it all.
+
+use std::io;
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, RawHandle};
+
+pub use pipekit_windows::WindowsOptions;
+
+use crate::{IntoPipeName, Listener, ListenerOptions, Stream};
+
+/// The pipe path `name` resolves to (`\\.\pipe\<name>` for a portable name), as a C# or
+/// Python peer must open it.
+///
+/// # Errors
+///
+/// `InvalidInput` for a name with no Windows form (a filesystem path, an abstract name).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(pipekit::os::windows::pipe_path("test_pipe")?, r"\\.\pipe\test_pipe");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn pipe_path(name: impl IntoPipeName) -> io::Result<String> {
+    name.into_pipe_name()?.resolve_windows()
+}
+
+/// Windows-only constructors for [`Listener`].
+pub trait ListenerExt: Sized {
+    /// Binds `name` with portable `options` and Windows-only `windows` options (remote
+    /// clients, a security descriptor).
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::bind_with`]; `InvalidInput` for an SDDL string that does not parse.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipekit::os::windows::{ListenerExt, WindowsOptions};
+    /// use pipekit::{Listener, ListenerOptions};
+    /// # let name = format!("doc-win-{}", std::process::id());
+    ///
+    /// let mut windows = WindowsOptions::new();
+    /// // Every authenticated user may connect, not only this one.
+    /// windows.security(Some("D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGW;;;AU)".into()));
+    /// let listener = Listener::bind_windows(&name, &ListenerOptions::new(), &windows)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn bind_windows(
+        name: impl IntoPipeName,
+        options: &ListenerOptions,
+        windows: &WindowsOptions,
+    ) -> io::Result<Self>;
+}
+
+impl ListenerExt for Listener {
+    fn bind_windows(
+        name: impl IntoPipeName,
+        options: &ListenerOptions,
+        windows: &WindowsOptions,
+    ) -> io::Result<Listener> {
+        let name = name.into_pipe_name()?;
+        Ok(Listener {
+            inner: pipekit_windows::Listener::bind_with(&name, options, windows)?,
+        })
+    }
+}
+
+/// Windows-only operations on [`Stream`].
+pub trait StreamExt {
+    /// Waits until the peer has read everything written so far (`FlushFileBuffers`). It
+    /// waits as long as the peer does not read.
+    ///
+    /// # Errors
+    ///
+    /// `BrokenPipe` if the peer is gone.
+    fn flush_buffers(&self) -> io::Result<()>;
+}
+
+impl StreamExt for Stream {
+    fn flush_buffers(&self) -> io::Result<()> {
+        self.inner.flush_buffers()
+    }
+}
+
+impl AsHandle for Stream {
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        self.inner.as_handle()
+    }
+}
+
+impl AsRawHandle for Stream {
+    fn as_raw_handle(&self) -> RawHandle {
+        self.inner.as_raw_handle()
+    }
+}
