@@ -166,11 +166,13 @@ mod tests {
 
     #[test]
     fn context_keeps_kind_and_code() {
-        let err = context(io::Error::from_raw_os_error(13), "bind /x");
+        // EACCES; ERROR_ACCESS_DENIED on Windows.
+        let denied = if cfg!(windows) { 5 } else { 13 };
+        let err = context(io::Error::from_raw_os_error(denied), "bind /x");
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
-        assert_eq!(os_code(&err), Some(13));
+        assert_eq!(os_code(&err), Some(denied));
         let twice = context(err, "listen on \"x\"");
-        assert_eq!(os_code(&twice), Some(13));
+        assert_eq!(os_code(&twice), Some(denied));
         assert!(twice.to_string().starts_with("listen on \"x\": bind /x: "));
     }
 }
