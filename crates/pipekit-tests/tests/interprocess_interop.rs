@@ -96,3 +96,15 @@ fn interprocess_client_talks_to_a_pipekit_server() {
     assert_eq!(lines, expected);
     assert_eq!(server.join().unwrap().unwrap(), sizes.len());
 }
+
+#[test]
+fn a_name_squatted_by_another_implementation_is_addr_in_use() {
+    let name = unique_name("ip-squat");
+    let path = pipekit::os::windows::pipe_path(name.as_str()).unwrap();
+    let _squatter = Peer::start(PEER, &["serve", &path]);
+    for mode in [Mode::Messages, Mode::Bytes] {
+        let err =
+            Listener::bind_with(name.as_str(), ListenerOptions::new().mode(mode)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    }
+}

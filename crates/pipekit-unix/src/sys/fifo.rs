@@ -1,0 +1,191 @@
+//! FIFO system calls: opens that never follow symlinks and check the file type, waits with
+//! deadlines, and writes that report `EPIPE` without raising `SIGPIPE`.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{self, OFlag};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::stat::{self, FileStat, Mode, SFlag};
+
+use super::cvt;
+
+/// `PIPE_BUF`: writes up to this size are atomic on a FIFO.
+pub(crate) const PIPE_BUF: usize = libc::PIPE_BUF;
+
+/// Makes a FIFO with mode 0600.
+pub(crate) fn mkfifo(path: &Path) -> io::Result<()> {
+    cvt(nix::unistd::mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR))?;
+    // mkfifo applies the umask; make the mode exact. The FIFO was just made inside a
+    // directory only this user can write, so the path still names it.
+    cvt(stat::fchmodat(
+        fcntl::AT_FDCWD,
+        path,
+        Mode::S_IRUSR | Mode::S_IWUSR,
+        stat::FchmodatFlags::FollowSymlink,
+    ))
+}
+
+/// How a FIFO end is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+    /// Both: a reader that never sees end-of-file and never leaves writers without a reader.
+    ReadWrite,
+}
+
+/// Opens the FIFO at `path` non-blocking, never following a symlink, and checks with `fstat`
+/// that it is a FIFO. Returns the descriptor (still non-blocking) and its status.
+pub(crate) fn open_fifo(path: &Path, access: Access) -> io::Result<(OwnedFd, FileStat)> {
+    let mode = match access {
+        Access::Read => OFlag::O_RDONLY,
+        Access::Write => OFlag::O_WRONLY,
+        Access::ReadWrite => OFlag::O_RDWR,
+    };
+    let flags = mode | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = cvt(fcntl::open(path, flags, Mode::empty()))?;
+    let st = cvt(stat::fstat(&fd))?;
+    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFIFO {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a FIFO", path.display()),
+        ));
+    }
+    Ok((fd, st))
+}
+
+/// The status of `path` itself (not a symlink's target).
+pub(crate) fn lstat(path: &Path) -> io::Result<FileStat> {
+    cvt(stat::lstat(path))
+}
+
+/// Whether `st` describes a FIFO.
+pub(crate) fn is_fifo(st: &FileStat) -> bool {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFIFO
+}
+
+/// Sets or clears `O_NONBLOCK`.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
+    super::set_nonblocking(fd, nonblocking)
+}
+
+/// Waits until `fd` is readable (or `writable`), or hung up, or `deadline` passes
+/// (`TimedOut`). `None` waits without limit.
+pub(crate) fn wait(fd: BorrowedFd<'_>, writable: bool, deadline: Option<Instant>) -> io::Result<()> {
+    let events = if writable {
+        PollFlags::POLLOUT
+    } else {
+        PollFlags::POLLIN
+    };
+    loop {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the FIFO operation timed out",
+                    ));
+                }
+                poll_timeout(left)
+            }
+        };
+        let mut fds = [PollFd::new(fd, events)];
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(0) => continue,
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn poll_timeout(left: Duration) -> PollTimeout {
+    let ms = left.as_millis().max(1);
+    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+}
+
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::unistd::read(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            other => return cvt(other),
+        }
+    }
+}
+
+/// Whether this process ignores `SIGPIPE` (Rust programs do unless told otherwise).
+pub(crate) fn sigpipe_ignored() -> bool {
+    // SAFETY: sigaction with a null new action only reads the current disposition into
+    // `old`, a zeroed, valid out-parameter.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGPIPE, ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Whether `SIGPIPE` is pending for this thread or the process.
+fn sigpipe_pending() -> bool {
+    // SAFETY: `set` is a valid out-parameter for sigpending; sigismember reads it after.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut set) == 0 && libc::sigismember(&set, libc::SIGPIPE) == 1
+    }
+}
+
+/// Runs `write` with `SIGPIPE` blocked on this thread; if the write failed with `EPIPE` and
+/// so raised a `SIGPIPE` that was not pending before, takes that signal off the queue. The
+/// caller's signal mask is restored.
+fn without_sigpipe(write: impl FnOnce() -> io::Result<usize>) -> io::Result<usize> {
+    let mut block = SigSet::empty();
+    block.add(Signal::SIGPIPE);
+    let old = cvt(block.thread_swap_mask(SigmaskHow::SIG_BLOCK))?;
+    let was_pending = sigpipe_pending();
+    let result = write();
+    if let Err(e) = &result
+        && e.raw_os_error() == Some(libc::EPIPE)
+        && !was_pending
+        && sigpipe_pending()
+    {
+        // Pending and blocked: sigwait returns at once.
+        let _ = block.wait();
+    }
+    if !old.contains(Signal::SIGPIPE) {
+        let _ = old.thread_set_mask();
+    }
+    result
+}
+
+/// One `write`, with `EPIPE` as an error and, if `guard`, no `SIGPIPE` raised.
+pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8], guard: bool) -> io::Result<usize> {
+    let once = || loop {
+        match nix::unistd::write(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            other => return cvt(other),
+        }
+    };
+    if guard { without_sigpipe(once) } else { once() }
+}
+
+/// One `writev`, as [`write`].
+pub(crate) fn write_vectored(
+    fd: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    guard: bool,
+) -> io::Result<usize> {
+    let once = || loop {
+        match nix::sys::uio::writev(fd, bufs) {
+            Err(Errno::EINTR) => continue,
+            other => return cvt(other),
+        }
+    };
+    if guard { without_sigpipe(once) } else { once() }
+}
