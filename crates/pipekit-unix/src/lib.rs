@@ -16,6 +16,9 @@
 //! differ), never a silent change of semantics. [`UnixOptions::framing`] selects the framed
 //! transport on Linux too (both ends must ask for it).
 //!
+//! The [`fifo`] transport serves the same model over FIFOs (select it with
+//! [`UnixOptions::transport`]); a client connects to either without being told which.
+//!
 //! On Linux, `SO_PASSCRED` is set on message-mode sockets: each message then carries the
 //! sender's credentials, which is how a zero-length message is told from end of stream.
 //!
@@ -29,15 +32,30 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod any;
 mod dir;
+pub mod fifo;
 mod listener;
 mod stream;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use any::{Listener, Stream};
 pub use dir::{ensure_private_dir, env};
-pub use listener::Listener;
-pub use stream::Stream;
+
+/// Which kind of file a server is at its path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// A Unix-domain socket (the default).
+    #[default]
+    Socket,
+    /// A FIFO server directory (see [`fifo`]).
+    Fifo,
+    /// A socket, or a FIFO server directory where sockets cannot be bound (see
+    /// [`Listener::bind_with`] for the errors that count).
+    SocketOrFifo,
+}
 
 /// How message mode rides on a Unix socket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -59,6 +77,8 @@ pub enum Framing {
 pub struct UnixOptions {
     /// How message mode rides on the socket.
     pub framing: Framing,
+    /// What a listener binds. Clients need not set it: they speak whatever the path is.
+    pub transport: Transport,
 }
 
 impl UnixOptions {
@@ -70,6 +90,13 @@ impl UnixOptions {
     /// How message mode rides on the socket; server and clients must agree.
     pub fn framing(&mut self, framing: Framing) -> &mut Self {
         self.framing = framing;
+        self
+    }
+
+    /// What a listener binds: a socket (default), a FIFO server directory, or a socket with a
+    /// FIFO fallback.
+    pub fn transport(&mut self, transport: Transport) -> &mut Self {
+        self.transport = transport;
         self
     }
 }

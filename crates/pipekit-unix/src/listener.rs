@@ -15,8 +15,9 @@ use pipekit_core::error::{context, context_kind};
 use pipekit_core::slots::Slots;
 use pipekit_core::{ListenerOptions, Mode, PipeName, UnixAddress};
 
+use crate::stream::SocketStream;
 use crate::stream::{socket_addr, uses_seqpacket};
-use crate::{Stream, UnixOptions, dir, sys};
+use crate::{UnixOptions, dir, sys};
 
 /// A server bound to a name; every [`accept`](Self::accept) returns the next client.
 ///
@@ -27,7 +28,7 @@ use crate::{Stream, UnixOptions, dir, sys};
 /// (`<path>.lock`, held with `flock` while the listener lives) makes sure one server owns a
 /// name at a time; a leftover socket file is replaced only after a connect probe finds nobody
 /// listening. The socket file and lock file are removed on drop.
-pub struct Listener {
+pub(crate) struct SocketListener {
     fd: OwnedFd,
     name: PipeName,
     mode: Mode,
@@ -45,9 +46,9 @@ struct Bound {
     lock: Option<(PathBuf, File)>,
 }
 
-impl fmt::Debug for Listener {
+impl fmt::Debug for SocketListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener")
+        f.debug_struct("SocketListener")
             .field("fd", &self.fd.as_raw_fd())
             .field("name", &self.name)
             .field("mode", &self.mode)
@@ -57,16 +58,7 @@ impl fmt::Debug for Listener {
     }
 }
 
-impl Listener {
-    /// Binds `name` in byte mode with default options.
-    ///
-    /// # Errors
-    ///
-    /// As [`bind_with`](Self::bind_with).
-    pub fn bind(name: &PipeName) -> io::Result<Listener> {
-        Listener::bind_with(name, &ListenerOptions::new(), &UnixOptions::new())
-    }
-
+impl SocketListener {
     /// Binds `name` with `options`.
     ///
     /// # Errors
@@ -78,7 +70,7 @@ impl Listener {
         name: &PipeName,
         options: &ListenerOptions,
         unix: &UnixOptions,
-    ) -> io::Result<Listener> {
+    ) -> io::Result<SocketListener> {
         options.validate()?;
         let addr = name.resolve_unix(&dir::env())?;
         let seqpacket = uses_seqpacket(options.mode, unix);
@@ -110,7 +102,7 @@ impl Listener {
             options.out_buffer_size as usize,
             options.in_buffer_size as usize,
         );
-        let listener = Listener {
+        let listener = SocketListener {
             fd,
             name: name.clone(),
             mode: options.mode,
@@ -132,12 +124,12 @@ impl Listener {
     /// # Errors
     ///
     /// The OS error of `accept` (`WouldBlock` in non-blocking mode).
-    pub fn accept(&self) -> io::Result<Stream> {
+    pub fn accept(&self) -> io::Result<SocketStream> {
         let slot = self.slots.as_ref().map(|slots| slots.acquire());
         let fd = sys::accept(&self.fd)?;
         sys::after_accept(&fd, sys::sock_type(self.seqpacket))?;
         sys::raise_buffers(fd.as_fd(), self.buffers.0, self.buffers.1);
-        Ok(Stream::new(
+        Ok(SocketStream::new(
             fd,
             self.mode,
             self.seqpacket,
@@ -172,7 +164,7 @@ impl Listener {
     }
 }
 
-impl Drop for Listener {
+impl Drop for SocketListener {
     fn drop(&mut self) {
         if let Some(bound) = self.bound.take() {
             let ours = fs::symlink_metadata(&bound.path)
@@ -188,27 +180,15 @@ impl Drop for Listener {
     }
 }
 
-impl AsFd for Listener {
+impl AsFd for SocketListener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }
 
-impl AsRawFd for Listener {
+impl AsRawFd for SocketListener {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
-    }
-}
-
-impl pipekit_core::Listener for Listener {
-    type Stream = Stream;
-
-    fn accept(&self) -> io::Result<Stream> {
-        Listener::accept(self)
-    }
-
-    fn mode(&self) -> Mode {
-        self.mode
     }
 }
 
@@ -221,7 +201,7 @@ fn in_use(err: io::Error, name: &PipeName) -> io::Error {
 }
 
 /// Takes the lock file `<path>.lock`, which a listener holds for its lifetime.
-fn lock(path: &Path, name: &PipeName) -> io::Result<(PathBuf, File)> {
+pub(crate) fn lock(path: &Path, name: &PipeName) -> io::Result<(PathBuf, File)> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);

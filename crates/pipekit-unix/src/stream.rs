@@ -34,7 +34,7 @@ enum Wire {
 /// Made by [`Stream::connect`] or by [`Listener::accept`](crate::Listener::accept). In byte
 /// mode it is `Read + Write`; in message mode use [`send`](Self::send) and
 /// [`recv`](Self::recv) (`Read`/`Write` then move one message per call).
-pub struct Stream {
+pub(crate) struct SocketStream {
     fd: OwnedFd,
     mode: Mode,
     wire: Wire,
@@ -43,14 +43,14 @@ pub struct Stream {
     _slot: Option<Slot>,
 }
 
-impl fmt::Debug for Stream {
+impl fmt::Debug for SocketStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let wire = match self.wire {
             Wire::Bytes => "stream",
             Wire::Packets { .. } => "seqpacket",
             Wire::Framed { .. } => "framed stream",
         };
-        f.debug_struct("Stream")
+        f.debug_struct("SocketStream")
             .field("fd", &self.fd.as_raw_fd())
             .field("mode", &self.mode)
             .field("wire", &wire)
@@ -83,17 +83,7 @@ fn abstract_addr(_name: &[u8]) -> nix::Result<UnixAddr> {
     Err(Errno::EAFNOSUPPORT)
 }
 
-impl Stream {
-    /// Connects to the server bound to `name` in byte mode, failing at once if there is none.
-    ///
-    /// # Errors
-    ///
-    /// `NotFound` if nobody serves `name`; `InvalidInput` for a bad name or if the server
-    /// uses message mode.
-    pub fn connect(name: &PipeName) -> io::Result<Stream> {
-        Stream::connect_with(name, &ConnectOptions::new(), &UnixOptions::new())
-    }
-
+impl SocketStream {
     /// Connects to the server bound to `name` with `options`.
     ///
     /// # Errors
@@ -105,7 +95,7 @@ impl Stream {
         name: &PipeName,
         options: &ConnectOptions,
         unix: &UnixOptions,
-    ) -> io::Result<Stream> {
+    ) -> io::Result<SocketStream> {
         options.validate()?;
         let addr = name.resolve_unix(&dir::env())?;
         let sockaddr = socket_addr(&addr)?;
@@ -122,7 +112,7 @@ impl Stream {
                         options.out_buffer_size as usize,
                         options.in_buffer_size as usize,
                     );
-                    return Ok(Stream::new(
+                    return Ok(SocketStream::new(
                         fd,
                         options.mode,
                         seqpacket,
@@ -183,7 +173,7 @@ impl Stream {
         seqpacket: bool,
         max_message_size: usize,
         slot: Option<Slot>,
-    ) -> Stream {
+    ) -> SocketStream {
         let wire = match (mode, seqpacket) {
             (Mode::Messages, true) => Wire::Packets { cmsg: Vec::new() },
             (Mode::Messages, false) => Wire::Framed {
@@ -192,7 +182,7 @@ impl Stream {
             },
             _ => Wire::Bytes,
         };
-        Stream {
+        SocketStream {
             fd,
             mode,
             wire,
@@ -459,9 +449,9 @@ impl Write for Io<'_> {
     }
 }
 
-impl Read for Stream {
+impl Read for SocketStream {
     /// Byte mode: reads what has arrived. Message mode: receives one message (`Ok(0)` is a
-    /// zero-length message or the end; use [`recv`](Stream::recv) to tell them apart).
+    /// zero-length message or the end; use [`recv`](SocketStream::recv) to tell them apart).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.wire {
             Wire::Bytes => Io::new(self.fd.as_fd(), &self.nonblocking).read(buf),
@@ -480,7 +470,7 @@ impl Read for Stream {
     }
 }
 
-impl Write for Stream {
+impl Write for SocketStream {
     /// Byte mode: writes some of `buf`. Message mode: sends `buf` as one message.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.wire {
@@ -504,56 +494,14 @@ impl Write for Stream {
     }
 }
 
-impl AsFd for Stream {
+impl AsFd for SocketStream {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }
 
-impl AsRawFd for Stream {
+impl AsRawFd for SocketStream {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
-    }
-}
-
-impl pipekit_core::Connection for Stream {
-    fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        Stream::peer_credentials(self)
-    }
-
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        Stream::set_read_timeout(self, timeout)
-    }
-
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        Stream::set_write_timeout(self, timeout)
-    }
-}
-
-impl pipekit_core::ByteStream for Stream {
-    fn shutdown_write(&self) -> io::Result<()> {
-        Stream::shutdown_write(self)
-    }
-}
-
-impl pipekit_core::MessagePipe for Stream {
-    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        Stream::send(self, msg)
-    }
-
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        Stream::recv(self, buf)
-    }
-
-    fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        Stream::recv_to_vec(self, buf)
-    }
-
-    fn max_message_size(&self) -> usize {
-        self.max_message_size
     }
 }

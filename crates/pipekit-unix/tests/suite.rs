@@ -7,7 +7,7 @@ use std::thread;
 
 use pipekit_core::testing::{bytes_suite, messages_suite};
 use pipekit_core::{ConnectOptions, ListenerOptions, Mode, PipeName};
-use pipekit_unix::{Framing, Listener, Stream, UnixOptions};
+use pipekit_unix::{Framing, Listener, Stream, Transport, UnixOptions};
 
 fn unique_name() -> PipeName {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -27,9 +27,22 @@ fn rand_u32() -> u32 {
 
 /// A connected pair over a freshly bound name: (accepted side, client side).
 fn pair(mode: Mode, framing: Framing) -> io::Result<(Stream, Stream)> {
-    let name = unique_name();
     let mut unix = UnixOptions::new();
     unix.framing(framing);
+    pair_with(mode, unix)
+}
+
+fn fifo_pair(mode: Mode) -> io::Result<(Stream, Stream)> {
+    let mut unix = UnixOptions::new();
+    unix.transport(Transport::Fifo);
+    let (server, client) = pair_with(mode, unix)?;
+    assert_eq!(server.transport(), Transport::Fifo);
+    assert_eq!(client.transport(), Transport::Fifo);
+    Ok((server, client))
+}
+
+fn pair_with(mode: Mode, unix: UnixOptions) -> io::Result<(Stream, Stream)> {
+    let name = unique_name();
     let mut lo = ListenerOptions::new();
     lo.mode(mode);
     let listener = Listener::bind_with(&name, &lo, &unix)?;
@@ -54,6 +67,16 @@ fn messages_over_native_sockets() {
 #[test]
 fn messages_over_framed_stream_sockets() {
     messages_suite(|| pair(Mode::Messages, Framing::LengthPrefixed));
+}
+
+#[test]
+fn bytes_over_fifos() {
+    bytes_suite(|| fifo_pair(Mode::Bytes));
+}
+
+#[test]
+fn messages_over_fifos() {
+    messages_suite(|| fifo_pair(Mode::Messages));
 }
 
 #[test]

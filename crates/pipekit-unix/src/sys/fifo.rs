@@ -77,7 +77,11 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Resu
 
 /// Waits until `fd` is readable (or `writable`), or hung up, or `deadline` passes
 /// (`TimedOut`). `None` waits without limit.
-pub(crate) fn wait(fd: BorrowedFd<'_>, writable: bool, deadline: Option<Instant>) -> io::Result<()> {
+pub(crate) fn wait(
+    fd: BorrowedFd<'_>,
+    writable: bool,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
     let events = if writable {
         PollFlags::POLLOUT
     } else {

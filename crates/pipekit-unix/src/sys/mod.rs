@@ -12,6 +12,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, MsgFlags, SockType, UnixAddr, sockopt};
 use nix::sys::time::TimeVal;
 
+pub(crate) mod fifo;
 mod os;
 
 // `after_accept`: per-OS set-up of an accepted socket. `peer_credentials`: who is on the other

@@ -1,0 +1,466 @@
+//! The public listener and stream: a Unix-domain socket or a FIFO connection, whichever the
+//! name uses.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use pipekit_core::error::context_kind;
+use pipekit_core::{ConnectOptions, ListenerOptions, Mode, PeerCredentials, PipeName, UnixAddress};
+
+use crate::fifo::{FifoListener, FifoStream};
+use crate::listener::SocketListener;
+use crate::stream::SocketStream;
+use crate::{Transport, UnixOptions, dir, sys};
+
+/// A server bound to a name: a listening Unix-domain socket, or a FIFO server directory (see
+/// [`Transport`]); every [`accept`](Self::accept) returns the next client.
+pub struct Listener {
+    inner: ListenerInner,
+}
+
+enum ListenerInner {
+    Socket(SocketListener),
+    Fifo(FifoListener),
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            ListenerInner::Socket(l) => l.fmt(f),
+            ListenerInner::Fifo(l) => l.fmt(f),
+        }
+    }
+}
+
+/// Whether a failure to make or bind a socket says sockets are not available here (so a
+/// FIFO fallback makes sense), rather than that something is wrong with the name or path.
+fn sockets_unsupported(err: &io::Error) -> bool {
+    matches!(
+        sys::errno(err),
+        Errno::EAFNOSUPPORT
+            | Errno::EPROTONOSUPPORT
+            | Errno::ESOCKTNOSUPPORT
+            | Errno::EOPNOTSUPP
+            | Errno::EPERM
+    )
+}
+
+impl Listener {
+    /// Binds `name` in byte mode with default options (a socket).
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_with`](Self::bind_with).
+    pub fn bind(name: &PipeName) -> io::Result<Listener> {
+        Listener::bind_with(name, &ListenerOptions::new(), &UnixOptions::new())
+    }
+
+    /// Binds `name` with portable `options` and Unix `unix` options (transport, framing).
+    ///
+    /// With [`Transport::SocketOrFifo`], a socket is tried first and a FIFO server directory
+    /// is made instead if the socket fails with `EAFNOSUPPORT`, `EPROTONOSUPPORT`,
+    /// `ESOCKTNOSUPPORT`, `EOPNOTSUPP`/`ENOTSUP` or `EPERM` — the errors of a system or
+    /// filesystem that refuses Unix-domain sockets.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` if a live server already has the name; `InvalidInput` for a bad name or
+    /// bad options; `PermissionDenied` if the per-user directory is unsafe; `AlreadyExists`
+    /// if something that is not a stale server is at the path.
+    pub fn bind_with(
+        name: &PipeName,
+        options: &ListenerOptions,
+        unix: &UnixOptions,
+    ) -> io::Result<Listener> {
+        let inner = match unix.transport {
+            Transport::Fifo => ListenerInner::Fifo(FifoListener::bind(name, options)?),
+            Transport::SocketOrFifo => match SocketListener::bind_with(name, options, unix) {
+                Ok(l) => ListenerInner::Socket(l),
+                Err(e) if sockets_unsupported(&e) => {
+                    ListenerInner::Fifo(FifoListener::bind(name, options)?)
+                }
+                Err(e) => return Err(e),
+            },
+            _ => ListenerInner::Socket(SocketListener::bind_with(name, options, unix)?),
+        };
+        Ok(Listener { inner })
+    }
+
+    /// Waits for the next client and returns the connection to it.
+    ///
+    /// # Errors
+    ///
+    /// The OS error (`WouldBlock` in non-blocking mode).
+    pub fn accept(&self) -> io::Result<Stream> {
+        let inner = match &self.inner {
+            ListenerInner::Socket(l) => StreamInner::Socket(l.accept()?),
+            ListenerInner::Fifo(l) => StreamInner::Fifo(l.accept()?),
+        };
+        Ok(Stream { inner })
+    }
+
+    /// The mode of every connection this listener accepts.
+    pub fn mode(&self) -> Mode {
+        match &self.inner {
+            ListenerInner::Socket(l) => l.mode(),
+            ListenerInner::Fifo(l) => l.mode(),
+        }
+    }
+
+    /// The name this listener serves.
+    pub fn name(&self) -> &PipeName {
+        match &self.inner {
+            ListenerInner::Socket(l) => l.name(),
+            ListenerInner::Fifo(l) => l.name(),
+        }
+    }
+
+    /// The transport this listener uses: [`Transport::Socket`] or [`Transport::Fifo`].
+    pub fn transport(&self) -> Transport {
+        match &self.inner {
+            ListenerInner::Socket(_) => Transport::Socket,
+            ListenerInner::Fifo(_) => Transport::Fifo,
+        }
+    }
+
+    /// The socket's path or the FIFO server directory; `None` for an abstract socket.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.inner {
+            ListenerInner::Socket(l) => l.path(),
+            ListenerInner::Fifo(l) => Some(l.path()),
+        }
+    }
+
+    /// Puts the listener in non-blocking mode: `accept` returns `WouldBlock` when nobody is
+    /// waiting.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match &self.inner {
+            ListenerInner::Socket(l) => l.set_nonblocking(nonblocking),
+            ListenerInner::Fifo(l) => l.set_nonblocking(nonblocking),
+        }
+    }
+}
+
+impl AsFd for Listener {
+    /// The listening socket, or the FIFO server's request FIFO.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.inner {
+            ListenerInner::Socket(l) => l.as_fd(),
+            ListenerInner::Fifo(l) => l.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl pipekit_core::Listener for Listener {
+    type Stream = Stream;
+
+    fn accept(&self) -> io::Result<Stream> {
+        Listener::accept(self)
+    }
+
+    fn mode(&self) -> Mode {
+        Listener::mode(self)
+    }
+}
+
+/// One connection, over a Unix-domain socket or a pair of FIFOs.
+///
+/// Made by [`Stream::connect`] or by [`Listener::accept`]. In byte mode it is
+/// `Read + Write`; in message mode use [`send`](Self::send) and [`recv`](Self::recv)
+/// (`Read`/`Write` then move one message per call).
+pub struct Stream {
+    inner: StreamInner,
+}
+
+enum StreamInner {
+    Socket(SocketStream),
+    Fifo(FifoStream),
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            StreamInner::Socket(s) => s.fmt(f),
+            StreamInner::Fifo(s) => s.fmt(f),
+        }
+    }
+}
+
+/// Calls `$method` on whichever stream is inside.
+macro_rules! dispatch {
+    ($self:expr, $s:ident => $call:expr) => {
+        match $self {
+            StreamInner::Socket($s) => $call,
+            StreamInner::Fifo($s) => $call,
+        }
+    };
+}
+
+impl Stream {
+    /// Connects to `name` in byte mode, failing at once if nobody serves it.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with`](Self::connect_with).
+    pub fn connect(name: &PipeName) -> io::Result<Stream> {
+        Stream::connect_with(name, &ConnectOptions::new(), &UnixOptions::new())
+    }
+
+    /// Connects to `name`, speaking whichever transport its server uses: a socket at the
+    /// path is a socket server, a directory is a FIFO server (see [`crate::fifo`]).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` at once if nobody serves `name` and no wait was asked; `TimedOut` if the
+    /// wait ran out; `InvalidInput` for a bad name, bad options, a server in the other mode,
+    /// or a path that is neither; other OS errors with the path named.
+    pub fn connect_with(
+        name: &PipeName,
+        options: &ConnectOptions,
+        unix: &UnixOptions,
+    ) -> io::Result<Stream> {
+        options.validate()?;
+        let addr = name.resolve_unix(&dir::env())?;
+        let UnixAddress::Path { path, .. } = &addr else {
+            let inner = StreamInner::Socket(SocketStream::connect_with(name, options, unix)?);
+            return Ok(Stream { inner });
+        };
+        let deadline = options.wait.map(|wait| Instant::now() + wait);
+        let mut once = options.clone();
+        once.wait(None);
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            let result = match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.is_dir() => {
+                    FifoStream::connect_dir(path, &name.to_string(), options).map(StreamInner::Fifo)
+                }
+                Ok(meta) if meta.file_type().is_fifo() => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{} is a one-way FIFO; write to it with fifo::Sender",
+                            path.display()
+                        ),
+                    ));
+                }
+                _ => SocketStream::connect_with(name, &once, unix).map(StreamInner::Socket),
+            };
+            let err = match result {
+                Ok(inner) => return Ok(Stream { inner }),
+                Err(e) => e,
+            };
+            let retry = matches!(
+                err.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::WouldBlock
+            );
+            let Some(deadline) = deadline.filter(|_| retry) else {
+                return Err(err);
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(context_kind(
+                    io::ErrorKind::TimedOut,
+                    err,
+                    format!(
+                        "no server accepted on {name} within {:?}",
+                        options.wait.unwrap_or_default()
+                    ),
+                ));
+            }
+            thread::sleep(backoff.min(deadline - now));
+            backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// The connection's transport: [`Transport::Socket`] or [`Transport::Fifo`].
+    pub fn transport(&self) -> Transport {
+        match &self.inner {
+            StreamInner::Socket(_) => Transport::Socket,
+            StreamInner::Fifo(_) => Transport::Fifo,
+        }
+    }
+
+    /// The connection's mode.
+    pub fn mode(&self) -> Mode {
+        dispatch!(&self.inner, s => s.mode())
+    }
+
+    /// The largest message this end sends or receives.
+    pub fn max_message_size(&self) -> usize {
+        dispatch!(&self.inner, s => s.max_message_size())
+    }
+
+    /// Sends `msg` as one message.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming the size if `msg` is over the maximum (nothing is sent) or the
+    /// stream is in byte mode; `BrokenPipe` if the peer is gone; `TimedOut` after the write
+    /// timeout.
+    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        dispatch!(&mut self.inner, s => s.send(msg))
+    }
+
+    /// Receives one message into `buf`: `Some(len)`, or `None` at the end.
+    ///
+    /// # Errors
+    ///
+    /// A message that does not fit `buf`: `InvalidInput` carrying a
+    /// [`MessageTooLarge`](pipekit_core::MessageTooLarge) (the message stays readable);
+    /// `TimedOut` after the read timeout; `InvalidData` if the peer breaks the protocol.
+    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        dispatch!(&mut self.inner, s => s.recv(buf))
+    }
+
+    /// Receives one whole message into `buf`, which is cleared first and grown to fit.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), but no message within the maximum is too large for it.
+    pub fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        dispatch!(&mut self.inner, s => s.recv_to_vec(buf))
+    }
+
+    /// Shuts down the write side: the peer reads EOF after everything sent before.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        dispatch!(&self.inner, s => s.shutdown_write())
+    }
+
+    /// Who is on the other end (FIFOs: the user only).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        dispatch!(&self.inner, s => s.peer_credentials())
+    }
+
+    /// Makes reads and `recv` fail with `TimedOut` after `timeout`; `None` waits forever.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        dispatch!(&self.inner, s => s.set_read_timeout(timeout))
+    }
+
+    /// Makes writes and `send` fail with `TimedOut` after `timeout`; `None` waits forever.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        dispatch!(&self.inner, s => s.set_write_timeout(timeout))
+    }
+
+    /// Puts the connection in non-blocking mode (`WouldBlock` instead of waiting).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        dispatch!(&self.inner, s => s.set_nonblocking(nonblocking))
+    }
+}
+
+impl Read for Stream {
+    /// Byte mode: reads what has arrived. Message mode: receives one message (`Ok(0)` is a
+    /// zero-length message or the end; use [`recv`](Stream::recv) to tell them apart).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        dispatch!(&mut self.inner, s => s.read(buf))
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        dispatch!(&mut self.inner, s => s.read_vectored(bufs))
+    }
+}
+
+impl Write for Stream {
+    /// Byte mode: writes some of `buf`. Message mode: sends `buf` as one message.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        dispatch!(&mut self.inner, s => s.write(buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        dispatch!(&mut self.inner, s => s.write_vectored(bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Stream {
+    /// The socket, or the FIFO this end reads.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        dispatch!(&self.inner, s => s.as_fd())
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl pipekit_core::Connection for Stream {
+    fn mode(&self) -> Mode {
+        Stream::mode(self)
+    }
+
+    fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        Stream::peer_credentials(self)
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        Stream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        Stream::set_write_timeout(self, timeout)
+    }
+}
+
+impl pipekit_core::ByteStream for Stream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        Stream::shutdown_write(self)
+    }
+}
+
+impl pipekit_core::MessagePipe for Stream {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        Stream::send(self, msg)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Stream::recv(self, buf)
+    }
+
+    fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        Stream::recv_to_vec(self, buf)
+    }
+
+    fn max_message_size(&self) -> usize {
+        Stream::max_message_size(self)
+    }
+}

@@ -1,0 +1,330 @@
+//! A FIFO server: a private directory with a request FIFO.
+
+use std::fmt;
+use std::fs::{self, DirBuilder, File};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use pipekit_core::error::{context, invalid_data, invalid_input};
+use pipekit_core::slots::Slots;
+use pipekit_core::{ListenerOptions, Mode, PipeName, UnixAddress};
+
+use super::stream::Unlink;
+use super::{FifoStream, HANDSHAKE_TIMEOUT, REQUESTS, pair_names, parse_record};
+use crate::sys::fifo::{self as sys, Access};
+use crate::{dir, listener::lock};
+
+/// A server bound to a name over FIFOs; every [`accept`](Self::accept) returns the next
+/// client that completed the handshake (see the protocol in [`crate::fifo`]).
+pub struct FifoListener {
+    name: PipeName,
+    dir: PathBuf,
+    identity: (u64, u64),
+    requests: OwnedFd,
+    /// Bytes read from the request FIFO that do not yet make a whole line.
+    pending: Mutex<Vec<u8>>,
+    mode: Mode,
+    max_message_size: usize,
+    uid: u32,
+    guard_sigpipe: bool,
+    slots: Option<Arc<Slots>>,
+    _lock: (PathBuf, File),
+}
+
+impl fmt::Debug for FifoListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FifoListener")
+            .field("name", &self.name)
+            .field("dir", &self.dir)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FifoListener {
+    /// Binds `name`: makes its directory (0700) and request FIFO (0600).
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` if a live server (of either transport) has the name; `AlreadyExists` if
+    /// something other than a stale server's socket or FIFO directory is at the path;
+    /// `InvalidInput` for an abstract name (FIFOs live in the filesystem) or bad options.
+    pub fn bind(name: &PipeName, options: &ListenerOptions) -> io::Result<FifoListener> {
+        options.validate()?;
+        let (path, private_dir) = match name.resolve_unix(&dir::env())? {
+            UnixAddress::Path { path, private_dir } => (path, private_dir),
+            _ => {
+                return Err(invalid_input(format!(
+                    "{name} is an abstract socket name; FIFOs need a filesystem path"
+                )));
+            }
+        };
+        if let Some(dir) = &private_dir {
+            dir::ensure_private_dir(dir)?;
+        }
+        let lock = lock(&path, name)?;
+        // We hold the name's lock: whatever a previous server left at the path is stale.
+        remove_stale(&path)?;
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| context(e, format!("cannot make directory {}", path.display())))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700))?;
+        let meta = fs::symlink_metadata(&path)?;
+        let requests_path = path.join(REQUESTS);
+        let requests = sys::mkfifo(&requests_path)
+            .and_then(|()| sys::open_fifo(&requests_path, Access::ReadWrite))
+            .map_err(|e| {
+                let _ = fs::remove_file(&requests_path);
+                let _ = fs::remove_dir(&path);
+                context(e, format!("cannot make {}", requests_path.display()))
+            })?
+            .0;
+        sys::set_nonblocking(requests.as_fd(), false)?;
+        Ok(FifoListener {
+            name: name.clone(),
+            dir: path,
+            identity: (meta.dev(), meta.ino()),
+            requests,
+            pending: Mutex::new(Vec::new()),
+            mode: options.mode,
+            max_message_size: options.max_message_size,
+            uid: nix::unistd::geteuid().as_raw(),
+            guard_sigpipe: !sys::sigpipe_ignored(),
+            slots: options.max_instances.map(Slots::new),
+            _lock: lock,
+        })
+    }
+
+    /// Waits for the next client to complete its handshake and returns the connection.
+    ///
+    /// Requests that are malformed, name FIFOs that are missing, of the wrong type or owner,
+    /// or whose client breaks off the handshake are dropped (their FIFOs removed) and the
+    /// listener goes on to the next request.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of reading the request FIFO.
+    pub fn accept(&self) -> io::Result<FifoStream> {
+        let slot = self.slots.as_ref().map(|s| s.acquire());
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let line = next_line(&self.requests, &mut pending)?;
+            let Some((mode, token)) = parse_record(&line) else {
+                continue;
+            };
+            if let Ok(mut stream) = self.handshake(mode, &token) {
+                stream.slot = slot;
+                return Ok(stream);
+            }
+        }
+    }
+
+    /// The server side of the handshake for `token`.
+    fn handshake(&self, mode: Mode, token: &str) -> io::Result<FifoStream> {
+        let (c2s_name, s2c_name) = pair_names(token);
+        let (c2s, s2c) = (self.dir.join(c2s_name), self.dir.join(s2c_name));
+        // Whatever happens, the pair does not outlive the handshake.
+        let _unlink = Unlink(vec![c2s.clone(), s2c.clone()]);
+        for path in [&c2s, &s2c] {
+            let st = sys::lstat(path)?;
+            if !sys::is_fifo(&st) || st.st_uid != self.uid || st.st_mode & 0o077 != 0 {
+                return Err(invalid_data(format!(
+                    "{} is not a private FIFO of this user",
+                    path.display()
+                )));
+            }
+        }
+        let (c2s_fd, c2s_st) = sys::open_fifo(&c2s, Access::Read)?;
+        // ENXIO here: the client's read end is gone.
+        let (s2c_fd, s2c_st) = sys::open_fifo(&s2c, Access::Write)?;
+        for st in [c2s_st, s2c_st] {
+            if st.st_uid != self.uid {
+                return Err(invalid_data("FIFO owner changed during the handshake"));
+            }
+        }
+        sys::write(
+            s2c_fd.as_fd(),
+            &[answer(mode, self.mode)],
+            self.guard_sigpipe,
+        )?;
+        if mode != self.mode {
+            return Err(invalid_input("client asked for the other mode"));
+        }
+        wait_for_client(&c2s_fd, &s2c_fd)?;
+        let mut ack = [0u8; 1];
+        if sys::read(c2s_fd.as_fd(), &mut ack)? != 1 || ack[0] != b'K' {
+            return Err(invalid_data("bad handshake byte from client"));
+        }
+        FifoStream::new(c2s_fd, s2c_fd, self.mode, self.max_message_size, self.uid)
+    }
+
+    /// The mode of every connection this listener accepts.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The name this listener serves.
+    pub fn name(&self) -> &PipeName {
+        &self.name
+    }
+
+    /// The server directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Puts the request FIFO in non-blocking mode: `accept` returns `WouldBlock` when no
+    /// request is waiting.
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        sys::set_nonblocking(self.requests.as_fd(), nonblocking)
+    }
+}
+
+/// `K` to accept, `M` to tell the client the server's mode differs.
+fn answer(asked: Mode, served: Mode) -> u8 {
+    if asked == served { b'K' } else { b'M' }
+}
+
+/// Waits for the client's `K` on `c2s`, giving up when the client's read end of `s2c` goes
+/// away (it died) or the handshake deadline passes.
+fn wait_for_client(c2s: &OwnedFd, s2c: &OwnedFd) -> io::Result<()> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+        let mut fds = [
+            PollFd::new(c2s.as_fd(), PollFlags::POLLIN),
+            PollFd::new(s2c.as_fd(), PollFlags::empty()),
+        ];
+        match nix::poll::poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            return Ok(());
+        }
+        if fds[1]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client left during the handshake",
+            ));
+        }
+        if fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client left during the handshake",
+            ));
+        }
+    }
+}
+
+/// The next newline-terminated line from the request FIFO (blocking), without its newline.
+/// A run of more than a page without a newline is cut to its tail, so junk cannot grow the
+/// buffer without bound.
+fn next_line(requests: &OwnedFd, pending: &mut Vec<u8>) -> io::Result<Vec<u8>> {
+    loop {
+        if let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line = pending[..end].to_vec();
+            pending.drain(..=end);
+            return Ok(line);
+        }
+        if pending.len() > sys::PIPE_BUF {
+            let keep = pending.len() - super::RECORD_LEN;
+            pending.drain(..keep);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = sys::read(requests.as_fd(), &mut chunk)?;
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Clears what a dead server left at `path`: a socket file, or a FIFO server directory
+/// (FIFOs only). Anything else is left alone and reported as `AlreadyExists`.
+fn remove_stale(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let taken = || {
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a stale pipekit server; not replacing it",
+                path.display()
+            ),
+        )
+    };
+    let uid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Err(taken());
+    }
+    if meta.file_type().is_socket() {
+        return fs::remove_file(path);
+    }
+    if !meta.is_dir() {
+        return Err(taken());
+    }
+    let entries: Vec<_> = fs::read_dir(path)?.collect::<io::Result<_>>()?;
+    for entry in &entries {
+        if !entry.file_type()?.is_fifo() {
+            return Err(taken());
+        }
+    }
+    for entry in entries {
+        let _ = fs::remove_file(entry.path());
+    }
+    fs::remove_dir(path)
+}
+
+impl Drop for FifoListener {
+    fn drop(&mut self) {
+        let ours =
+            fs::symlink_metadata(&self.dir).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        if ours {
+            if let Ok(entries) = fs::read_dir(&self.dir) {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_fifo()) {
+                        let _ = fs::remove_file(entry.path());
+                    }
+                }
+            }
+            let _ = fs::remove_dir(&self.dir);
+        }
+        // Removed while still held; a waiting binder re-checks the file it locked.
+        let _ = fs::remove_file(&self._lock.0);
+    }
+}
+
+impl AsFd for FifoListener {
+    /// The request FIFO.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.requests.as_fd()
+    }
+}

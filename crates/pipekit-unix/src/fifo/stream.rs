@@ -1,0 +1,432 @@
+//! One connection over a pair of FIFOs.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pipekit_core::error::{context, context_kind, invalid_data, invalid_input, wrong_mode};
+use pipekit_core::framing::{FrameReader, FrameWriter};
+use pipekit_core::slots::Slot;
+use pipekit_core::{ConnectOptions, Mode, PeerCredentials};
+
+use super::{HANDSHAKE_TIMEOUT, REQUESTS, new_token, pair_names, record};
+use crate::sys::fifo::{self as sys, Access, PIPE_BUF};
+
+/// One connection over two FIFOs: one this end reads, one it writes.
+///
+/// Made by [`FifoListener::accept`](super::FifoListener::accept) or by connecting to a FIFO
+/// server directory; applications normally get it inside [`crate::Stream`]. Byte mode is
+/// `Read + Write`; message mode uses [`send`](Self::send) / [`recv`](Self::recv) over framed
+/// FIFOs.
+pub struct FifoStream {
+    read: OwnedFd,
+    /// `None` once the write side is shut down.
+    write: Mutex<Option<OwnedFd>>,
+    mode: Mode,
+    framing: Option<(FrameReader, FrameWriter)>,
+    max_message_size: usize,
+    /// Nanoseconds; 0 is none.
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
+    nonblocking: AtomicBool,
+    /// Whether writes must keep `SIGPIPE` from the process (it is not ignored).
+    guard_sigpipe: bool,
+    peer_uid: u32,
+    pub(crate) slot: Option<Slot>,
+}
+
+impl fmt::Debug for FifoStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FifoStream")
+            .field("read", &self.read.as_raw_fd())
+            .field("mode", &self.mode)
+            .field("max_message_size", &self.max_message_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Removes the FIFOs at the paths it holds when dropped (a handshake that did not finish).
+pub(crate) struct Unlink(pub(crate) Vec<PathBuf>);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl FifoStream {
+    /// Connects to the FIFO server whose directory is `dir` (see the protocol in
+    /// [`crate::fifo`]).
+    pub(crate) fn connect_dir(
+        dir: &Path,
+        what: &str,
+        options: &ConnectOptions,
+    ) -> io::Result<FifoStream> {
+        let token = new_token()?;
+        let (c2s_name, s2c_name) = pair_names(&token);
+        let (c2s, s2c) = (dir.join(c2s_name), dir.join(s2c_name));
+        let mut made = Unlink(Vec::new());
+        for path in [&c2s, &s2c] {
+            sys::mkfifo(path)
+                .map_err(|e| context(e, format!("cannot make FIFO {}", path.display())))?;
+            made.0.push(path.clone());
+        }
+        let (s2c_fd, _) = sys::open_fifo(&s2c, Access::Read)?;
+        let requests = dir.join(REQUESTS);
+        let (req, _) = sys::open_fifo(&requests, Access::Write).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENXIO) || e.kind() == io::ErrorKind::NotFound {
+                context_kind(
+                    io::ErrorKind::NotFound,
+                    e,
+                    format!("no server is listening on {what} (stale FIFO directory)"),
+                )
+            } else {
+                context(e, format!("cannot open {}", requests.display()))
+            }
+        })?;
+        let rec = record(options.mode, &token);
+        let guard = !sys::sigpipe_ignored();
+        let n = sys::write(req.as_fd(), &rec, guard)
+            .map_err(|e| context(e, format!("cannot write to {}", requests.display())))?;
+        if n != rec.len() {
+            return Err(io::Error::other(format!(
+                "short write of the request record to {}",
+                requests.display()
+            )));
+        }
+        drop(req);
+
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT.max(options.wait.unwrap_or_default());
+        sys::wait(s2c_fd.as_fd(), false, Some(deadline)).map_err(|e| {
+            context(
+                e,
+                format!("the server of {what} did not answer the handshake"),
+            )
+        })?;
+        let mut answer = [0u8; 1];
+        match sys::read(s2c_fd.as_fd(), &mut answer)? {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("the server of {what} refused the connection"),
+                ));
+            }
+            _ if answer[0] == b'K' => {}
+            _ if answer[0] == b'M' => {
+                return Err(invalid_input(format!(
+                    "the server of {what} does not use {} mode",
+                    options.mode
+                )));
+            }
+            _ => return Err(invalid_data(format!("bad handshake answer from {what}"))),
+        }
+        let (c2s_fd, _) = sys::open_fifo(&c2s, Access::Write)
+            .map_err(|e| context(e, format!("cannot open {}", c2s.display())))?;
+        sys::write(c2s_fd.as_fd(), b"K", guard)?;
+        drop(made);
+        let uid = nix::unistd::geteuid().as_raw();
+        FifoStream::new(s2c_fd, c2s_fd, options.mode, options.max_message_size, uid)
+    }
+
+    /// A connection over `read` and `write`, both FIFO ends whose handshake is done.
+    pub(crate) fn new(
+        read: OwnedFd,
+        write: OwnedFd,
+        mode: Mode,
+        max_message_size: usize,
+        peer_uid: u32,
+    ) -> io::Result<FifoStream> {
+        sys::set_nonblocking(read.as_fd(), false)?;
+        sys::set_nonblocking(write.as_fd(), false)?;
+        Ok(FifoStream {
+            read,
+            write: Mutex::new(Some(write)),
+            mode,
+            framing: (mode == Mode::Messages).then(|| {
+                (
+                    FrameReader::new(max_message_size),
+                    FrameWriter::new(max_message_size),
+                )
+            }),
+            max_message_size,
+            read_timeout: AtomicU64::new(0),
+            write_timeout: AtomicU64::new(0),
+            nonblocking: AtomicBool::new(false),
+            guard_sigpipe: !sys::sigpipe_ignored(),
+            peer_uid,
+            slot: None,
+        })
+    }
+
+    /// The connection's mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The largest message this end sends or receives.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    fn halves(
+        &mut self,
+    ) -> (
+        Reader<'_>,
+        Writer<'_>,
+        Option<&mut (FrameReader, FrameWriter)>,
+    ) {
+        let nonblocking = self.nonblocking.load(Ordering::Relaxed);
+        let reader = Reader {
+            fd: self.read.as_fd(),
+            timeout: timeout(&self.read_timeout, nonblocking),
+        };
+        let writer = Writer {
+            fd: self
+                .write
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|fd| fd.as_fd()),
+            timeout: timeout(&self.write_timeout, nonblocking),
+            guard: self.guard_sigpipe,
+        };
+        (reader, writer, self.framing.as_mut())
+    }
+
+    /// Sends `msg` as one message (a frame).
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Stream::send`].
+    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let mode = self.mode;
+        match self.halves() {
+            (_, mut writer, Some((_, frames))) => frames.send(&mut writer, msg),
+            _ => Err(wrong_mode("send", mode)),
+        }
+    }
+
+    /// Receives one message into `buf`.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Stream::recv`].
+    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let mode = self.mode;
+        match self.halves() {
+            (mut reader, _, Some((frames, _))) => frames.recv(&mut reader, buf),
+            _ => Err(wrong_mode("recv", mode)),
+        }
+    }
+
+    /// Receives one whole message into `buf`, cleared first and grown to fit.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Stream::recv_to_vec`].
+    pub fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        let mode = self.mode;
+        match self.halves() {
+            (mut reader, _, Some((frames, _))) => frames.recv_to_vec(&mut reader, buf),
+            _ => Err(wrong_mode("recv_to_vec", mode)),
+        }
+    }
+
+    /// Closes the FIFO this end writes: the peer reads EOF after everything sent before.
+    ///
+    /// # Errors
+    ///
+    /// None in practice; the signature matches the socket transport.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.write.lock().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(())
+    }
+
+    /// The peer's user (the owner of the FIFOs it made, which the server checked is this
+    /// user); FIFOs carry no process id.
+    ///
+    /// # Errors
+    ///
+    /// None in practice.
+    pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        Ok(PeerCredentials::new(None, Some(self.peer_uid), None))
+    }
+
+    /// Makes reads fail with `TimedOut` after `timeout` (`poll` before each read).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        store_timeout(&self.read_timeout, timeout)
+    }
+
+    /// Makes writes fail with `TimedOut` after `timeout`. With a write timeout, each
+    /// `write(2)` moves at most `PIPE_BUF` bytes, so none blocks past the deadline.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero duration.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        store_timeout(&self.write_timeout, timeout)
+    }
+
+    /// Puts both FIFOs in non-blocking mode (`WouldBlock` instead of waiting).
+    ///
+    /// # Errors
+    ///
+    /// The OS error.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        sys::set_nonblocking(self.read.as_fd(), nonblocking)?;
+        if let Some(fd) = &*self.write.lock().unwrap_or_else(|e| e.into_inner()) {
+            sys::set_nonblocking(fd.as_fd(), nonblocking)?;
+        }
+        self.nonblocking.store(nonblocking, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn store_timeout(slot: &AtomicU64, timeout: Option<Duration>) -> io::Result<()> {
+    let nanos = match timeout {
+        None => 0,
+        Some(d) if d.is_zero() => return Err(invalid_input("a timeout of zero is not allowed")),
+        Some(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+    };
+    slot.store(nanos, Ordering::Relaxed);
+    Ok(())
+}
+
+fn timeout(slot: &AtomicU64, nonblocking: bool) -> Option<Duration> {
+    match slot.load(Ordering::Relaxed) {
+        0 => None,
+        _ if nonblocking => None,
+        nanos => Some(Duration::from_nanos(nanos)),
+    }
+}
+
+/// The read FIFO, with the read timeout.
+struct Reader<'a> {
+    fd: BorrowedFd<'a>,
+    timeout: Option<Duration>,
+}
+
+impl Read for Reader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(t) = self.timeout {
+            sys::wait(self.fd, false, Some(Instant::now() + t))?;
+        }
+        sys::read(self.fd, buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        if let Some(t) = self.timeout {
+            sys::wait(self.fd, false, Some(Instant::now() + t))?;
+        }
+        crate::sys::recv_vectored(self.fd, bufs)
+    }
+}
+
+/// The write FIFO (`None` after `shutdown_write`), with the write timeout.
+struct Writer<'a> {
+    fd: Option<BorrowedFd<'a>>,
+    timeout: Option<Duration>,
+    guard: bool,
+}
+
+impl Writer<'_> {
+    fn fd(&self) -> io::Result<BorrowedFd<'_>> {
+        self.fd.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the write side of this FIFO connection was shut down",
+            )
+        })
+    }
+}
+
+fn write_error(err: io::Error) -> io::Error {
+    if err.raw_os_error() == Some(libc::EPIPE) {
+        context_kind(io::ErrorKind::BrokenPipe, err, "the peer closed its end")
+    } else {
+        err
+    }
+}
+
+impl Write for Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let fd = self.fd()?;
+        let buf = match self.timeout {
+            Some(t) => {
+                sys::wait(fd, true, Some(Instant::now() + t))?;
+                &buf[..buf.len().min(PIPE_BUF)]
+            }
+            None => buf,
+        };
+        sys::write(fd, buf, self.guard).map_err(write_error)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.timeout.is_some() {
+            let first = bufs.iter().find(|b| !b.is_empty());
+            return first.map_or(Ok(0), |b| self.write(b));
+        }
+        sys::write_vectored(self.fd()?, bufs, self.guard).map_err(write_error)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for FifoStream {
+    /// Byte mode: reads what has arrived. Message mode: receives one message.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.mode == Mode::Messages {
+            return Ok(self.recv(buf)?.unwrap_or(0));
+        }
+        self.halves().0.read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        if self.mode == Mode::Messages {
+            let first = bufs.iter_mut().find(|b| !b.is_empty());
+            return first.map_or(Ok(0), |b| self.read(b));
+        }
+        self.halves().0.read_vectored(bufs)
+    }
+}
+
+impl Write for FifoStream {
+    /// Byte mode: writes some of `buf`. Message mode: sends `buf` as one message.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.mode == Mode::Messages {
+            return self.send(buf).map(|()| buf.len());
+        }
+        self.halves().1.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.mode == Mode::Messages {
+            let first = bufs.iter().find(|b| !b.is_empty());
+            return first.map_or(Ok(0), |b| self.write(b));
+        }
+        self.halves().1.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for FifoStream {
+    /// The FIFO this end reads.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+}
