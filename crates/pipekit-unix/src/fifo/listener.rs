@@ -131,6 +131,7 @@ impl FifoListener {
         let (c2s, s2c) = (self.dir.join(c2s_name), self.dir.join(s2c_name));
         // Whatever happens, the pair does not outlive the handshake.
         let _unlink = Unlink(vec![c2s.clone(), s2c.clone()]);
+        let mut seen = Vec::with_capacity(2);
         for path in [&c2s, &s2c] {
             let st = sys::lstat(path)?;
             if !sys::is_fifo(&st) || st.st_uid != self.uid || st.st_mode & 0o077 != 0 {
@@ -139,14 +140,17 @@ impl FifoListener {
                     path.display()
                 )));
             }
+            seen.push((st.st_dev, st.st_ino));
         }
         let (c2s_fd, c2s_st) = sys::open_fifo(&c2s, Access::Read)?;
         // ENXIO here: the client's read end is gone.
         let (s2c_fd, s2c_st) = sys::open_fifo(&s2c, Access::Write)?;
-        for st in [c2s_st, s2c_st] {
-            if st.st_uid != self.uid {
-                return Err(invalid_data("FIFO owner changed during the handshake"));
-            }
+        if [
+            (c2s_st.st_dev, c2s_st.st_ino),
+            (s2c_st.st_dev, s2c_st.st_ino),
+        ] != seen[..]
+        {
+            return Err(invalid_data("a FIFO was replaced during the handshake"));
         }
         sys::write(
             s2c_fd.as_fd(),
