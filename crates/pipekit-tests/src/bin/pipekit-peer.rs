@@ -1,13 +1,14 @@
 //! The peer process of pipekit's cross-process tests.
 //!
 //! ```text
-//! pipekit-peer serve NAME bytes|messages [echo|reply TEXT|big SIZE] [--print] [--clients N]
+//! pipekit-peer serve NAME bytes|messages [echo|reply TEXT|big SIZE] [--print] [--clients N] [--fifo]
 //! ```
 //!
 //! Binds NAME, prints `ready` on stdout, and serves each client on its own thread: `echo`
 //! sends back what arrives, `reply TEXT` answers each message with TEXT, `big SIZE` answers
 //! each message with SIZE bytes followed by the message itself. `--print` prints each
 //! received message as a line. With `--clients N` it exits 0 after N clients have finished.
+//! `--fifo` serves over the FIFO transport (Unix).
 //! A name already served exits with status 3 and the error on stderr.
 #![forbid(unsafe_code)]
 
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
 fn usage() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        "usage: pipekit-peer serve NAME bytes|messages [echo|reply TEXT|big SIZE] [--print] [--clients N]",
+        "usage: pipekit-peer serve NAME bytes|messages [echo|reply TEXT|big SIZE] [--print] [--clients N] [--fifo]",
     )
 }
 
@@ -62,6 +63,7 @@ fn run(args: &[String]) -> io::Result<()> {
     let mut answer = Answer::Echo;
     let mut print = false;
     let mut clients = None;
+    let mut fifo = false;
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -72,6 +74,7 @@ fn run(args: &[String]) -> io::Result<()> {
                 answer = Answer::Big(size.parse().map_err(|_| usage())?);
             }
             "--print" => print = true,
+            "--fifo" => fifo = true,
             "--clients" => {
                 let n = it.next().ok_or_else(usage)?;
                 clients = Some(n.parse::<usize>().map_err(|_| usage())?);
@@ -79,7 +82,9 @@ fn run(args: &[String]) -> io::Result<()> {
             _ => return Err(usage()),
         }
     }
-    let listener = Listener::bind_with(name.as_str(), ListenerOptions::new().mode(mode))?;
+    let mut options = ListenerOptions::new();
+    options.mode(mode);
+    let listener = bind(name, &options, fifo)?;
     println!("ready");
     io::stdout().flush()?;
     let out = Arc::new(Mutex::new(io::stdout()));
@@ -100,6 +105,27 @@ fn run(args: &[String]) -> io::Result<()> {
         let _ = h.join();
     }
     Ok(())
+}
+
+#[cfg(unix)]
+fn bind(name: &str, options: &ListenerOptions, fifo: bool) -> io::Result<Listener> {
+    use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
+    let mut unix = UnixOptions::new();
+    if fifo {
+        unix.transport(Transport::Fifo);
+    }
+    Listener::bind_unix(name, options, &unix)
+}
+
+#[cfg(not(unix))]
+fn bind(name: &str, options: &ListenerOptions, fifo: bool) -> io::Result<Listener> {
+    if fifo {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "FIFOs are a Unix transport",
+        ));
+    }
+    Listener::bind_with(name, options)
 }
 
 fn serve(mut conn: Stream, answer: &Answer, out: Option<&Mutex<io::Stdout>>) -> io::Result<()> {

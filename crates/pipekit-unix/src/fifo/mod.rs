@@ -8,7 +8,8 @@
 //!
 //! # Protocol
 //!
-//! Enough to write a client in another language (`tests/fifo_python.rs` has one in Python).
+//! Enough to write a client in another language (pipekit's tests include one in Python,
+//! `crates/pipekit-tests/tests/peers/fifo_client.py`).
 //!
 //! **Layout.** A name resolves to a path `P` as for sockets (a portable name lives in the
 //! private per-user directory). The server makes `P` a directory, mode 0700, holding one
@@ -34,7 +35,8 @@
 //! 5. waits (with a deadline) for one byte on `s2c`: `K` (accepted) or `M` (the server uses the
 //!    other mode; the client gives up with an error); end-of-file means refused;
 //! 6. after `K`, opens `P/<token>.c2s` for writing (the server already holds its read end),
-//!    writes one byte `K` on it, and unlinks both FIFOs.
+//!    writes one byte `K` on it, and unlinks both FIFOs (the server unlinks them too: whoever
+//!    comes second gets `ENOENT`, which is fine).
 //!
 //! The server reads records from `P/requests` line by line (anything before the last `PKF1 `
 //! of a line is ignored, so junk written by others cannot swallow a record) and for each

@@ -1,4 +1,5 @@
-//! Unix extras: where names live, the socket's path, framing choice, file descriptors.
+//! Unix extras: where names live, the socket's path, framing and transport choice (sockets or
+//! [FIFOs](fifo)), one-way FIFO ends, file descriptors.
 //!
 //! # Security
 //!
@@ -14,7 +15,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 pub use pipekit_core::{UnixAddress, UnixEnv};
-pub use pipekit_unix::{Framing, NATIVE_MESSAGES, UnixOptions, ensure_private_dir, env};
+pub use pipekit_unix::fifo;
+pub use pipekit_unix::{Framing, NATIVE_MESSAGES, Transport, UnixOptions, ensure_private_dir, env};
 
 use crate::{ConnectOptions, IntoPipeName, Listener, ListenerOptions, Stream};
 
@@ -67,8 +69,11 @@ pub trait ListenerExt: Sized {
         unix: &UnixOptions,
     ) -> io::Result<Self>;
 
-    /// The socket's path, unless the name is abstract.
+    /// The socket's path or FIFO server directory, unless the name is abstract.
     fn path(&self) -> Option<&Path>;
+
+    /// The transport this listener uses.
+    fn transport(&self) -> Transport;
 
     /// Puts the listening socket in non-blocking mode.
     ///
@@ -94,6 +99,10 @@ impl ListenerExt for Listener {
         self.inner.path()
     }
 
+    fn transport(&self) -> Transport {
+        self.inner.transport()
+    }
+
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.inner.set_nonblocking(nonblocking)
     }
@@ -112,12 +121,15 @@ pub trait StreamExt: Sized {
         unix: &UnixOptions,
     ) -> io::Result<Self>;
 
-    /// Puts the socket in non-blocking mode (`WouldBlock` instead of waiting).
+    /// Puts the connection in non-blocking mode (`WouldBlock` instead of waiting).
     ///
     /// # Errors
     ///
     /// The OS error.
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
+
+    /// The transport this connection uses.
+    fn transport(&self) -> Transport;
 }
 
 impl StreamExt for Stream {
@@ -134,6 +146,10 @@ impl StreamExt for Stream {
 
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.inner.set_nonblocking(nonblocking)
+    }
+
+    fn transport(&self) -> Transport {
+        self.inner.transport()
     }
 }
 
