@@ -301,6 +301,15 @@ impl Stream {
         dispatch!(&self.inner, s => s.mode())
     }
 
+    /// FIFO connections on Linux: the capacity of the FIFO this end reads (see
+    /// [`FifoStream::pipe_capacity`]). `None` for sockets and elsewhere.
+    pub fn pipe_capacity(&self) -> Option<usize> {
+        match &self.inner {
+            StreamInner::Socket(_) => None,
+            StreamInner::Fifo(s) => s.pipe_capacity(),
+        }
+    }
+
     /// The largest message this end sends or receives.
     pub fn max_message_size(&self) -> usize {
         dispatch!(&self.inner, s => s.max_message_size())

@@ -79,6 +79,21 @@ fn messages_over_fifos() {
     messages_suite(|| fifo_pair(Mode::Messages));
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn fifos_get_a_larger_pipe_capacity() {
+    let (server, client) = fifo_pair(Mode::Bytes).unwrap();
+    let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for s in [&server, &client] {
+        let capacity = s.pipe_capacity().expect("Linux reports the capacity");
+        assert!(capacity >= (1 << 20).min(max).min(256 << 10), "{capacity}");
+    }
+}
+
 #[test]
 fn byte_methods_refuse_the_wrong_mode() {
     let (mut a, _b) = pair(Mode::Bytes, Framing::Native).unwrap();

@@ -144,6 +144,10 @@ impl FifoStream {
     ) -> io::Result<FifoStream> {
         sys::set_nonblocking(read.as_fd(), false)?;
         sys::set_nonblocking(write.as_fd(), false)?;
+        // A pipe left at its 64 KiB default makes writer and reader ping-pong on every
+        // 65535-byte write; a larger one lets them overlap.
+        sys::enlarge_pipe(read.as_fd());
+        sys::enlarge_pipe(write.as_fd());
         Ok(FifoStream {
             read,
             write: Mutex::new(Some(write)),
@@ -172,6 +176,13 @@ impl FifoStream {
     /// The largest message this end sends or receives.
     pub fn max_message_size(&self) -> usize {
         self.max_message_size
+    }
+
+    /// The capacity of the FIFO this end reads, where the OS reports it (Linux): pipekit
+    /// raises it towards 1 MiB (`F_SETPIPE_SZ`, up to `/proc/sys/fs/pipe-max-size`), keeping
+    /// whatever the kernel allows.
+    pub fn pipe_capacity(&self) -> Option<usize> {
+        sys::pipe_capacity(self.read.as_fd())
     }
 
     fn halves(
