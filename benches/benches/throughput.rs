@@ -1,99 +1,59 @@
-//! One-way throughput on the 65535-byte path, pipekit against the standard library's
-//! `UnixStream` underneath it, same run.
-//!
-//! The reader runs in a second process (this bench binary re-executed with
-//! `PIPEKIT_BENCH_READER` set), so both sides are real processes. Unix only for now.
-#![cfg_attr(not(unix), allow(unused_imports, dead_code))]
+//! One-way throughput across two processes: 65535-byte chunks for every transport (the
+//! headline), then a size sweep from 64 B to 1 MiB. The reader confirms the total of every
+//! batch, so a fast writer cannot outrun it unmeasured.
 
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput};
+use pipekit_benches::{Pinning, Session, Transport, all};
 
-const CHUNK: usize = 65535;
-const ROLE: &str = "PIPEKIT_BENCH_READER";
-
-#[cfg(unix)]
-fn reader_process(kind: &str, name: &str) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env(ROLE, format!("{kind}:{name}"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = [0u8; 1];
-    child
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut ready)
-        .unwrap();
-    child
+fn main() {
+    pipekit_benches::run_peer_if_requested();
+    let mut c = Criterion::default().configure_from_args();
+    group(&mut c, "throughput_65535", &[65535], Duration::from_secs(3));
+    group(
+        &mut c,
+        "throughput_sweep",
+        &[64, 1024, 16384, 65535, 262_144, 1 << 20],
+        Duration::from_secs(1),
+    );
+    c.final_summary();
 }
 
-/// The reader side: binds, says it is ready, drains every connection until EOF.
-#[cfg(unix)]
-fn run_reader(spec: &str) {
-    let (kind, name) = spec.split_once(':').unwrap();
-    if kind == "std" {
-        let path = pipekit::os::unix::socket_path(name).unwrap();
-        pipekit::os::unix::ensure_private_dir(path.parent().unwrap()).unwrap();
-        let _ = std::fs::remove_file(&path);
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        drain(listener.incoming());
-    } else {
-        let listener = pipekit::Listener::bind(name).unwrap();
-        drain(listener.incoming());
-    }
+/// A ready session, or why the transport cannot run at this size here.
+fn session(t: &dyn Transport, size: usize) -> Result<Session, String> {
+    t.check(size)?;
+    let mut session = Session::sink(t, size, Pinning::None).map_err(|e| e.to_string())?;
+    session.batch(4).map_err(|e| e.to_string())?;
+    Ok(session)
 }
 
-/// Says the reader is ready, then reads every connection to its end, one after the other.
-#[cfg(unix)]
-fn drain<S: Read>(connections: impl Iterator<Item = std::io::Result<S>>) {
-    std::io::stdout().write_all(b"r").unwrap();
-    std::io::stdout().flush().unwrap();
-    let mut buf = vec![0u8; CHUNK];
-    for conn in connections {
-        let mut conn = conn.unwrap();
-        while conn.read(&mut buf).unwrap() > 0 {}
-    }
-}
-
-#[cfg(unix)]
-fn throughput(c: &mut Criterion) {
-    if let Ok(spec) = std::env::var(ROLE) {
-        run_reader(&spec);
-        std::process::exit(0);
-    }
-    let mut group = c.benchmark_group("throughput_65535");
-    group.throughput(Throughput::Bytes(CHUNK as u64));
-    group.measurement_time(Duration::from_secs(3));
-    let chunk = vec![0x5Au8; CHUNK];
-    for kind in ["pipekit", "std"] {
-        let name = format!("bench-{kind}-{}", std::process::id());
-        let mut reader = reader_process(kind, &name);
-        group.bench_function(BenchmarkId::new("uds_bytes", kind), |b| {
-            if kind == "std" {
-                let path = pipekit::os::unix::socket_path(name.as_str()).unwrap();
-                let mut conn = std::os::unix::net::UnixStream::connect(path).unwrap();
-                b.iter(|| conn.write_all(&chunk).unwrap());
-            } else {
-                let mut conn = pipekit::Stream::connect(name.as_str()).unwrap();
-                b.iter(|| conn.write_all(&chunk).unwrap());
-            }
-        });
-        let _ = reader.kill();
-        let _ = reader.wait();
-        if kind == "std" {
-            let path = pipekit::os::unix::socket_path(name.as_str()).unwrap();
-            let _ = std::fs::remove_file(path);
+fn group(c: &mut Criterion, name: &str, sizes: &[usize], time: Duration) {
+    let mut group = c.benchmark_group(name);
+    group.measurement_time(time).warm_up_time(time / 3);
+    for &size in sizes {
+        group.throughput(Throughput::Bytes(size as u64));
+        for t in all() {
+            let mut session = match session(t, size) {
+                Ok(s) => s,
+                Err(reason) => {
+                    eprintln!("{name}/{}/{size}: not run: {reason}", t.name());
+                    continue;
+                }
+            };
+            group.bench_function(format!("{}/{size}", t.name()), |b| {
+                b.iter_custom(|iters| session.batch(iters).expect("batch"))
+            });
+            session.finish().expect("the reader confirmed every batch");
         }
+        group.bench_function(format!("memcpy/{size}"), |b| {
+            let src = vec![0x5Au8; size];
+            let mut dst = vec![0u8; size];
+            b.iter(|| {
+                dst.copy_from_slice(std::hint::black_box(&src));
+                std::hint::black_box(&mut dst);
+            })
+        });
     }
     group.finish();
 }
-
-#[cfg(not(unix))]
-fn throughput(_c: &mut Criterion) {}
-
-criterion_group!(benches, throughput);
-criterion_main!(benches);

@@ -1,1 +1,0 @@
-//! Criterion benchmarks of pipekit live in `benches/`; this library is empty.
