@@ -62,13 +62,18 @@ impl Pinning {
 #[cfg(target_os = "linux")]
 pub(crate) fn pin_self(cpu: Option<usize>) -> io::Result<()> {
     use nix::sched::{CpuSet, sched_setaffinity};
-    use nix::unistd::Pid;
+    use nix::unistd::{Pid, SysconfVar, sysconf};
+    // The CPUs online, not the ones this process may use now (it may be pinned already).
+    let cpus = sysconf(SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .map_or(1, |n| n.max(1) as usize)
+        .min(CpuSet::count());
     let mut set = CpuSet::new();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     match cpu {
-        Some(cpu) => set.set(cpu % cpus.max(1)).map_err(io::Error::from)?,
+        Some(cpu) => set.set(cpu % cpus).map_err(io::Error::from)?,
         None => {
-            for c in 0..cpus.min(CpuSet::count()) {
+            for c in 0..cpus {
                 set.set(c).map_err(io::Error::from)?;
             }
         }
@@ -366,20 +371,24 @@ pub fn connect_time(
     Ok(ConnectTime { histogram: samples })
 }
 
-/// The bandwidth of copying `size`-byte chunks within one process, for about `duration`: the
-/// ceiling no IPC beats.
+/// The bandwidth of copying a `size`-byte buffer into successive places of a 4 MiB region
+/// (the size of a large pipe's worth of data) within one process, for about `duration`: the
+/// ceiling no IPC that copies beats.
 pub fn memcpy(size: usize, duration: Duration) -> Throughput {
-    let total = (64 << 20) / size.max(1) * size.max(1);
-    let src = vec![0x5Au8; total];
-    let mut dst = vec![0u8; total];
+    let size = size.max(1);
+    let region = (4 << 20) / size * size;
+    let region = region.max(size);
+    let src = vec![0x5Au8; size];
+    // Touched once before timing, so page faults are not measured.
+    let mut dst = vec![1u8; region];
     let mut bytes = 0u64;
     let start = Instant::now();
     while start.elapsed() < duration {
-        for (d, s) in dst.chunks_mut(size.max(1)).zip(src.chunks(size.max(1))) {
-            d.copy_from_slice(s);
+        for d in dst.chunks_exact_mut(size) {
+            d.copy_from_slice(std::hint::black_box(&src));
         }
         std::hint::black_box(&mut dst);
-        bytes += total as u64;
+        bytes += region as u64;
     }
     Throughput {
         bytes,

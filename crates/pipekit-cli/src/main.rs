@@ -1,0 +1,100 @@
+//! `pipekit`: serve, talk to, inspect and benchmark named pipes from a shell, the same way on
+//! every OS.
+//!
+//! Exit codes: 0 success, 1 runtime error (the message is on stderr), 2 usage error.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod serve;
+mod talk;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Serve, talk to, inspect and benchmark named pipes.
+///
+/// Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage error.
+#[derive(Debug, Parser)]
+#[command(name = "pipekit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve NAME and print each message received as a line.
+    ///
+    /// Clients are served concurrently. Nothing is printed before the first message; a NAME
+    /// that is already served is an error (exit 1). Ctrl-C or SIGTERM stops the server and
+    /// removes its socket or FIFO directory.
+    ///
+    /// Example: pipekit listen test_pipe --messages --reply OK
+    Listen(serve::ListenArgs),
+    /// Connect to NAME and send each MSG (one message each in message mode).
+    ///
+    /// Example: pipekit send test_pipe --messages --wait-reply 1 2 3
+    Send(talk::SendArgs),
+    /// Interactive: stdin lines go to NAME (one message per line in message mode), what comes
+    /// back goes to stdout.
+    ///
+    /// Example: pipekit connect test_pipe --messages
+    Connect(talk::ConnectArgs),
+    /// Print the OS path or pipe name NAME resolves to.
+    ///
+    /// Example: printf 'hello\n' > "$(pipekit path inbox --fifo)"
+    Path(PathArgs),
+    /// Measure IPC methods against each other: throughput, latency, connect time.
+    ///
+    /// Example: pipekit bench --quick --json bench.json
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct PathArgs {
+    /// The pipe name.
+    name: String,
+    /// The path of a FIFO server directory or one-way FIFO (the same path on this OS).
+    #[arg(long)]
+    fifo: bool,
+}
+
+fn main() -> ExitCode {
+    pipekit_benches::run_peer_if_requested();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Listen(args) => serve::listen(&args),
+        Command::Send(args) => talk::send(&args),
+        Command::Connect(args) => talk::connect(&args),
+        Command::Path(args) => path(&args),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pipekit: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn path(args: &PathArgs) -> anyhow::Result<()> {
+    let _ = args.fifo;
+    println!("{}", resolve(&args.name)?);
+    Ok(())
+}
+
+/// Where `name` lives on this OS: a socket/FIFO path on Unix, a pipe path on Windows.
+fn resolve(name: &str) -> anyhow::Result<String> {
+    #[cfg(unix)]
+    {
+        Ok(pipekit::os::unix::socket_path(name)?
+            .to_string_lossy()
+            .into_owned())
+    }
+    #[cfg(windows)]
+    {
+        Ok(pipekit::os::windows::pipe_path(name)?)
+    }
+}

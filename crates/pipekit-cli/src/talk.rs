@@ -1,0 +1,164 @@
+//! `pipekit send` and `pipekit connect`.
+
+use std::io::{self, BufRead, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use pipekit::{ConnectOptions, Mode, Stream};
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The pipe name.
+    name: String,
+    /// Message mode: each MSG is one message (the default is byte mode).
+    #[arg(long)]
+    messages: bool,
+    /// The server is a FIFO server or a one-way FIFO (a `pipekit path NAME --fifo` inbox),
+    /// which is then written to directly (Unix).
+    #[arg(long)]
+    fifo: bool,
+    /// After each MSG, read one reply and print it as a line.
+    #[arg(long)]
+    wait_reply: bool,
+    /// Wait up to MS milliseconds for the server to appear, and for each reply.
+    #[arg(long, value_name = "MS")]
+    timeout: Option<u64>,
+    /// The messages to send.
+    #[arg(required = true)]
+    msg: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The pipe name.
+    name: String,
+    /// Message mode: each stdin line is one message (the default is byte mode).
+    #[arg(long)]
+    messages: bool,
+}
+
+fn mode(messages: bool) -> Mode {
+    if messages {
+        Mode::Messages
+    } else {
+        Mode::Bytes
+    }
+}
+
+fn open(name: &str, messages: bool, wait: Option<Duration>) -> anyhow::Result<Stream> {
+    let mut options = ConnectOptions::new();
+    options.mode(mode(messages)).wait(wait);
+    Stream::connect_with(name, &options).with_context(|| format!("cannot connect to {name}"))
+}
+
+pub fn send(args: &SendArgs) -> anyhow::Result<()> {
+    let timeout = args.timeout.map(Duration::from_millis);
+    if timeout == Some(Duration::ZERO) {
+        bail!("--timeout must be at least 1 ms");
+    }
+    #[cfg(unix)]
+    if args.fifo && one_way(&args.name)? {
+        return send_one_way(args);
+    }
+    let mut conn = open(&args.name, args.messages, timeout)?;
+    conn.set_read_timeout(timeout)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut out = io::stdout().lock();
+    for msg in &args.msg {
+        match conn.mode() {
+            Mode::Messages => conn.send(msg.as_bytes()),
+            _ => conn.write_all(msg.as_bytes()),
+        }
+        .context("the server went away")?;
+        if args.wait_reply {
+            let n = match conn.mode() {
+                Mode::Messages => conn.recv(&mut buf).context("no reply")?,
+                _ => Some(conn.read(&mut buf).context("no reply")?).filter(|&n| n > 0),
+            };
+            let Some(n) = n else {
+                bail!("the server closed the connection before replying");
+            };
+            writeln!(out, "{}", String::from_utf8_lossy(&buf[..n]))?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is a one-way FIFO (an inbox) rather than a server.
+#[cfg(unix)]
+fn one_way(name: &str) -> anyhow::Result<bool> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = pipekit::os::unix::socket_path(name)?;
+    Ok(std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo()))
+}
+
+#[cfg(unix)]
+fn send_one_way(args: &SendArgs) -> anyhow::Result<()> {
+    use pipekit::os::unix::fifo::Sender;
+    if args.wait_reply {
+        bail!("--wait-reply: {} is a one-way FIFO", args.name);
+    }
+    let name = pipekit::PipeName::new(&args.name)?;
+    let mut sender = Sender::open(&name)?;
+    for msg in &args.msg {
+        sender.write_all(format!("{msg}\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
+    let conn = open(&args.name, args.messages, None)?;
+    // The reader thread and the stdin loop share the stream; the reader waits at most a
+    // short while per read so that sends are never held up for long.
+    conn.set_read_timeout(Some(Duration::from_millis(20)))?;
+    let conn = Arc::new(Mutex::new(conn));
+    let reader = {
+        let conn = Arc::clone(&conn);
+        thread::spawn(move || -> anyhow::Result<()> {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut out = io::stdout();
+            loop {
+                let got = {
+                    let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                    match conn.mode() {
+                        Mode::Messages => conn.recv(&mut buf),
+                        _ => conn.read(&mut buf).map(|n| Some(n).filter(|&n| n > 0)),
+                    }
+                };
+                match got {
+                    Ok(Some(n)) => {
+                        writeln!(out, "{}", String::from_utf8_lossy(&buf[..n]))?;
+                        out.flush()?;
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => thread::yield_now(),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        })
+    };
+    for line in io::stdin().lock().lines() {
+        let line = line?;
+        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+        match conn.mode() {
+            Mode::Messages => conn.send(line.as_bytes()),
+            _ => conn.write_all(format!("{line}\n").as_bytes()),
+        }
+        .context("the server went away")?;
+    }
+    // End of input: let the server see it, then print what is still coming. Where there is
+    // no half-close (Windows), the connection simply ends here.
+    if conn
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .shutdown_write()
+        .is_err()
+    {
+        return Ok(());
+    }
+    reader.join().expect("reader thread")
+}
