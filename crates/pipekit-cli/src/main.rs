@@ -43,7 +43,10 @@ enum Command {
     Connect(talk::ConnectArgs),
     /// Print the OS path or pipe name NAME resolves to.
     ///
-    /// Example: printf 'hello\n' > "$(pipekit path inbox --fifo)"
+    /// Example: pipekit path test_pipe
+    ///
+    /// Shell scripts write to a one-way FIFO inbox this way:
+    /// printf 'hello\n' > "$(pipekit path inbox --fifo)"
     Path(PathArgs),
     /// Measure IPC methods against each other: throughput, latency, connect time.
     ///

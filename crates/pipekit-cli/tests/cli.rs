@@ -1,0 +1,260 @@
+//! The `pipekit` command driven as a user would: separate `listen` and `send` processes.
+
+use std::process::{Child, Command, Output, Stdio};
+
+use pipekit_tests::unique_name;
+
+const PIPEKIT: &str = env!("CARGO_BIN_EXE_pipekit");
+
+fn pipekit(args: &[&str]) -> Output {
+    Command::new(PIPEKIT)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running pipekit")
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(PIPEKIT)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting pipekit")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The path NAME lives at (`pipekit path`).
+fn path_of(name: &str) -> String {
+    let out = pipekit(&["path", name]);
+    assert!(out.status.success());
+    text(&out.stdout).trim().to_string()
+}
+
+/// Whether anything is left in the filesystem for `name` (Windows pipes leave nothing).
+fn leftovers(name: &str) -> bool {
+    if cfg!(windows) {
+        return false;
+    }
+    let path = path_of(name);
+    std::path::Path::new(&path).exists() || std::path::Path::new(&format!("{path}.lock")).exists()
+}
+
+#[test]
+fn listen_and_send_in_message_mode() {
+    let name = unique_name("cli-msg");
+    let server = spawn(&[
+        "listen",
+        &name,
+        "--messages",
+        "--reply",
+        "OK",
+        "--count",
+        "3",
+    ]);
+    let out = pipekit(&[
+        "send",
+        &name,
+        "--messages",
+        "--wait-reply",
+        "--timeout",
+        "20000",
+        "one",
+        "two",
+        "three",
+    ]);
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "OK\nOK\nOK\n");
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success(), "listen: {}", text(&served.stderr));
+    assert_eq!(text(&served.stdout), "one\ntwo\nthree\n");
+    assert!(!leftovers(&name), "files left behind");
+}
+
+#[test]
+fn listen_and_send_in_byte_mode_with_echo() {
+    let name = unique_name("cli-bytes");
+    let server = spawn(&["listen", &name, "--echo", "--count", "1"]);
+    let out = pipekit(&["send", &name, "--wait-reply", "--timeout", "20000", "hello"]);
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello\n");
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success());
+    assert_eq!(text(&served.stdout), "hello\n");
+}
+
+#[cfg(unix)]
+#[test]
+fn listen_and_send_over_fifos() {
+    let name = unique_name("cli-fifo");
+    let server = spawn(&[
+        "listen",
+        &name,
+        "--messages",
+        "--fifo",
+        "--echo",
+        "--count",
+        "2",
+    ]);
+    let out = pipekit(&[
+        "send",
+        &name,
+        "--messages",
+        "--fifo",
+        "--wait-reply",
+        "--timeout",
+        "20000",
+        "x",
+        "y",
+    ]);
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "x\ny\n");
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success(), "listen: {}", text(&served.stderr));
+    assert!(!leftovers(&name), "FIFO directory left behind");
+}
+
+#[test]
+fn a_taken_name_and_a_missing_server_are_clear_errors() {
+    let name = unique_name("cli-taken");
+    let mut server = spawn(&["listen", &name, "--messages", "--reply", "OK"]);
+    // The first server is up once it answers.
+    let out = pipekit(&[
+        "send",
+        &name,
+        "--messages",
+        "--wait-reply",
+        "--timeout",
+        "20000",
+        "ping",
+    ]);
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+
+    let second = pipekit(&["listen", &name, "--messages"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        text(&second.stderr).contains("already served"),
+        "{}",
+        text(&second.stderr)
+    );
+    assert!(second.stdout.is_empty());
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let absent = unique_name("cli-absent");
+    let out = pipekit(&["send", &absent, "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no server"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_has_examples() {
+    assert_eq!(pipekit(&["listen"]).status.code(), Some(2));
+    assert_eq!(pipekit(&["frobnicate"]).status.code(), Some(2));
+    for cmd in ["listen", "send", "connect", "path", "bench"] {
+        let out = pipekit(&[cmd, "--help"]);
+        assert!(out.status.success());
+        assert!(
+            text(&out.stdout).contains("Example: pipekit"),
+            "{cmd} --help has no example"
+        );
+    }
+}
+
+#[test]
+fn path_prints_where_the_name_lives() {
+    let path = path_of("test_pipe");
+    if cfg!(windows) {
+        assert_eq!(path, r"\\.\pipe\test_pipe");
+    } else {
+        assert!(path.ends_with("/test_pipe"), "{path}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_and_sigterm_stop_a_listener_and_remove_its_files() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::Read;
+    for (signal, fifo) in [(Signal::SIGINT, false), (Signal::SIGTERM, true)] {
+        let name = unique_name("cli-signal");
+        let mut args = vec!["listen", name.as_str(), "--messages", "--reply", "OK"];
+        if fifo {
+            args.push("--fifo");
+        }
+        let mut server = spawn(&args);
+        let out = pipekit(&[
+            "send",
+            &name,
+            "--messages",
+            "--wait-reply",
+            "--timeout",
+            "20000",
+            "up?",
+        ]);
+        assert!(out.status.success(), "send: {}", text(&out.stderr));
+        assert!(leftovers(&name), "a running server has its files");
+        kill(Pid::from_raw(server.id() as i32), signal).unwrap();
+        let status = server.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{signal:?}");
+        let mut printed = String::new();
+        server
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut printed)
+            .unwrap();
+        assert_eq!(printed, "up?\n");
+        assert!(!leftovers(&name), "{signal:?} left files behind");
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_python_example_client_talks_to_pipekit_listen() {
+    let name = unique_name("cli-py");
+    let server = spawn(&[
+        "listen",
+        &name,
+        "--messages",
+        "--reply",
+        "OK",
+        "--count",
+        "11",
+    ]);
+    // The server is up once it answers a first message.
+    let out = pipekit(&[
+        "send",
+        &name,
+        "--messages",
+        "--wait-reply",
+        "--timeout",
+        "20000",
+        "0",
+    ]);
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    let path = path_of(&name);
+    let client = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/python/seed_client.py"
+    );
+    let out = Command::new("python3")
+        .args([client, &path])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "OK\n".repeat(10));
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success());
+    let expected: String = (0..=10).map(|i| format!("{i}\n")).collect();
+    assert_eq!(text(&served.stdout), expected);
+}
