@@ -1,0 +1,132 @@
+//! The steady path of send/recv allocates nothing: a counting global allocator watches 1000
+//! round trips of 65535-byte messages (and byte-mode writes) on every transport.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+
+use pipekit::{ConnectOptions, Listener, ListenerOptions, Mode, Stream};
+use pipekit_tests::unique_name;
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+/// Counting is process-wide: the tests take turns.
+static SERIAL: Mutex<()> = Mutex::new(());
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract is passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// A connected pair over a fresh name: (server side, client side).
+fn pair(mode: Mode, fifo: bool) -> (Stream, Stream) {
+    let name = unique_name("no-alloc");
+    let mut listen = ListenerOptions::new();
+    listen.mode(mode).max_message_size(65535);
+    let listener = bind(&name, &listen, fifo);
+    let client = thread::spawn(move || {
+        let mut options = ConnectOptions::new();
+        options.mode(mode).max_message_size(65535);
+        Stream::connect_with(name.as_str(), &options).unwrap()
+    });
+    let server = listener.accept().unwrap();
+    (server, client.join().unwrap())
+}
+
+#[cfg(unix)]
+fn bind(name: &str, options: &ListenerOptions, fifo: bool) -> Listener {
+    use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
+    let mut unix = UnixOptions::new();
+    if fifo {
+        unix.transport(Transport::Fifo);
+    }
+    Listener::bind_unix(name, options, &unix).unwrap()
+}
+
+#[cfg(not(unix))]
+fn bind(name: &str, options: &ListenerOptions, _fifo: bool) -> Listener {
+    Listener::bind_with(name, options).unwrap()
+}
+
+/// Runs `round_trip` 1000 times (after a warm-up) and returns how many allocations it made.
+fn allocations(mut round_trip: impl FnMut()) -> usize {
+    for _ in 0..10 {
+        round_trip();
+    }
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    for _ in 0..1000 {
+        round_trip();
+    }
+    COUNTING.store(false, Ordering::Relaxed);
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+fn transports() -> Vec<bool> {
+    if cfg!(unix) {
+        vec![false, true]
+    } else {
+        vec![false]
+    }
+}
+
+#[test]
+fn message_round_trips_allocate_nothing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for fifo in transports() {
+        let (mut a, mut b) = pair(Mode::Messages, fifo);
+        let msg = vec![0x42u8; 65535];
+        let mut buf = vec![0u8; 65535];
+        let mut vec = Vec::new();
+        let n = allocations(|| {
+            a.send(&msg).unwrap();
+            assert_eq!(b.recv(&mut buf).unwrap(), Some(65535));
+            b.send(&buf).unwrap();
+            assert_eq!(a.recv_to_vec(&mut vec).unwrap(), Some(65535));
+        });
+        assert_eq!(n, 0, "message mode (fifo: {fifo}) allocated {n} times");
+    }
+}
+
+#[test]
+fn byte_round_trips_allocate_nothing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for fifo in transports() {
+        let (mut a, mut b) = pair(Mode::Bytes, fifo);
+        let chunk = vec![0x42u8; 65535];
+        let mut buf = vec![0u8; 65535];
+        let n = allocations(|| {
+            a.write_all(&chunk).unwrap();
+            b.read_exact(&mut buf).unwrap();
+            b.write_all(&buf).unwrap();
+            a.read_exact(&mut buf).unwrap();
+        });
+        assert_eq!(n, 0, "byte mode (fifo: {fifo}) allocated {n} times");
+    }
+}
