@@ -20,6 +20,39 @@ check_echo() {
     fi
 }
 
+# Runs seed_server in the background and seed_client against it, plain and with --greet.
+check_seed() {
+    local name="ci-seed-$$" out server
+    cargo build --locked -q -p pipekit-examples --example seed_server --example seed_client
+    for variant in "" --greet; do
+        target/debug/examples/seed_server "$name$variant" $variant >/dev/null &
+        server=$!
+        out=$(target/debug/examples/seed_client "$name$variant" $variant)
+        kill "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+        printf '%s\n' "$out"
+        if [ -z "$variant" ]; then
+            [ "$(grep -c 'got "OK"' <<<"$out" || true)" = 10 ] || { echo "seed example: expected 10 replies" >&2; exit 1; }
+        else
+            grep -q 'server says "hello"' <<<"$out" || { echo "seed example: no greeting" >&2; exit 1; }
+        fi
+    done
+}
+
+# A few seconds of `pipekit bench --quick`; every transport must have a result or a reason.
+check_bench() {
+    local json=target/bench-quick.json
+    cargo run --locked -q -p pipekit-cli -- bench --quick --json "$json" --csv target/bench-quick.csv --svg target/bench-quick.svg
+    python3 - "$json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+bad = [r["transport"] for r in doc["results"] if not (r["gb_per_s"] or r["notes"])]
+if bad or not doc["results"]:
+    sys.exit("bench --quick: no result and no reason for %s" % bad)
+print("bench --quick: %d results" % len(doc["results"]))
+PY
+}
+
 # On Linux (Debian) the script also checks the other OSes: clippy for macOS and FreeBSD, and a
 # MinGW build of everything for Windows whose tests run under Wine. On a hosted Windows or macOS
 # runner (ci/github-workflow.yml) it runs the native steps only.
@@ -80,6 +113,12 @@ cargo bench --workspace --no-run --locked
 
 step "the echo example runs"
 check_echo
+
+step "the seed examples run (server, client; the greeting variant)"
+check_seed
+
+step "pipekit bench --quick (the harness runs every transport)"
+check_bench
 
 step "Wine prefix for the Windows tests ($WINEPREFIX)"
 bash ci/wine/setup.sh
