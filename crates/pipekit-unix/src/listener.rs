@@ -99,7 +99,11 @@ impl SocketListener {
             _ => return Err(io::ErrorKind::Unsupported.into()),
         };
         let buffers = (
-            options.out_buffer_size as usize,
+            sys::send_buffer_for(
+                options.out_buffer_size as usize,
+                seqpacket,
+                options.max_message_size,
+            ),
             options.in_buffer_size as usize,
         );
         let listener = SocketListener {

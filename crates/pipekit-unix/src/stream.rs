@@ -109,7 +109,11 @@ impl SocketStream {
                 Ok(()) => {
                     sys::raise_buffers(
                         fd.as_fd(),
-                        options.out_buffer_size as usize,
+                        sys::send_buffer_for(
+                            options.out_buffer_size as usize,
+                            seqpacket,
+                            options.max_message_size,
+                        ),
                         options.in_buffer_size as usize,
                     );
                     return Ok(SocketStream::new(

@@ -118,3 +118,28 @@ fn peer_credentials_name_this_process() {
         }
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_one_mebibyte_message_fits_where_wmem_max_allows() {
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (mut a, mut b) = pair(Mode::Messages, Framing::Native).unwrap();
+    let msg = pipekit_core::testing::pattern(1 << 20);
+    let sent = msg.clone();
+    let writer = thread::spawn(move || a.send(&sent).map(|()| a));
+    let result = writer.join().unwrap();
+    if wmem_max < (1 << 20) + 64 {
+        // The kernel caps SO_SNDBUF: the send is refused with a clear error, not truncated.
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("wmem_max"), "{err}");
+        return;
+    }
+    let _a = result.unwrap();
+    let mut got = Vec::new();
+    assert_eq!(b.recv_to_vec(&mut got).unwrap(), Some(1 << 20));
+    assert!(got == msg, "the 1 MiB message came back changed");
+}

@@ -166,6 +166,16 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Resu
 
 /// Raises the socket's send and receive buffers to at least the given sizes; never lowers
 /// them. A refusal by the OS is not an error: the buffers stay as they were.
+/// The send buffer to ask for: `out_buffer`, and on a message socket room for one whole
+/// message of `max_message` bytes (a `SOCK_SEQPACKET` send fails with `EMSGSIZE` otherwise).
+pub(crate) fn send_buffer_for(out_buffer: usize, seqpacket: bool, max_message: usize) -> usize {
+    if seqpacket {
+        out_buffer.max(max_message.saturating_add(64))
+    } else {
+        out_buffer
+    }
+}
+
 pub(crate) fn raise_buffers(fd: BorrowedFd<'_>, send: usize, recv: usize) {
     if cvt(socket::getsockopt(&fd, sockopt::SndBuf)).is_ok_and(|cur| cur < send) {
         let _ = socket::setsockopt(&fd, sockopt::SndBuf, &send);
