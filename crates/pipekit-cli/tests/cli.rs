@@ -28,6 +28,23 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `pipekit send NAME --messages --wait-reply --timeout 20000 MSG...`, which must succeed;
+/// returns what it printed. It waits for the server to be up.
+fn send_messages(name: &str, msgs: &[&str]) -> String {
+    let mut args = vec![
+        "send",
+        name,
+        "--messages",
+        "--wait-reply",
+        "--timeout",
+        "20000",
+    ];
+    args.extend_from_slice(msgs);
+    let out = pipekit(&args);
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 /// The path NAME lives at (`pipekit path`).
 fn path_of(name: &str) -> String {
     let out = pipekit(&["path", name]);
@@ -56,19 +73,13 @@ fn listen_and_send_in_message_mode() {
         "--count",
         "3",
     ]);
-    let out = pipekit(&[
-        "send",
-        &name,
-        "--messages",
-        "--wait-reply",
-        "--timeout",
-        "20000",
-        "one",
-        "two",
-        "three",
-    ]);
-    assert!(out.status.success(), "send: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "OK\nOK\nOK\n");
+    assert_eq!(
+        send_messages(&name, &["one", "two", "three"]),
+        "OK
+OK
+OK
+"
+    );
     let served = server.wait_with_output().unwrap();
     assert!(served.status.success(), "listen: {}", text(&served.stderr));
     assert_eq!(text(&served.stdout), "one\ntwo\nthree\n");
@@ -123,16 +134,7 @@ fn a_taken_name_and_a_missing_server_are_clear_errors() {
     let name = unique_name("cli-taken");
     let mut server = spawn(&["listen", &name, "--messages", "--reply", "OK"]);
     // The first server is up once it answers.
-    let out = pipekit(&[
-        "send",
-        &name,
-        "--messages",
-        "--wait-reply",
-        "--timeout",
-        "20000",
-        "ping",
-    ]);
-    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    send_messages(&name, &["ping"]);
 
     let second = pipekit(&["listen", &name, "--messages"]);
     assert_eq!(second.status.code(), Some(1));
@@ -232,16 +234,7 @@ fn the_python_example_client_talks_to_pipekit_listen() {
         "11",
     ]);
     // The server is up once it answers a first message.
-    let out = pipekit(&[
-        "send",
-        &name,
-        "--messages",
-        "--wait-reply",
-        "--timeout",
-        "20000",
-        "0",
-    ]);
-    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    send_messages(&name, &["0"]);
     let path = path_of(&name);
     let client = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -15,6 +15,20 @@ pub fn unique_name(tag: &str) -> String {
     format!("t-{tag}-{}-{n}-{random:08x}", std::process::id())
 }
 
+/// `len` bytes of a pattern that differs with `seed`, so a mixed-up message shows.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Connect options for `mode`.
+pub fn connect_options(mode: pipekit::Mode) -> pipekit::ConnectOptions {
+    let mut options = pipekit::ConnectOptions::new();
+    options.mode(mode);
+    options
+}
+
 /// A running peer process; killed on drop.
 #[derive(Debug)]
 pub struct Peer {

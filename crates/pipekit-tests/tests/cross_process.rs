@@ -5,20 +5,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pipekit::{ConnectOptions, Listener, ListenerOptions, MessageTooLarge, Mode, Stream};
-use pipekit_tests::{Peer, unique_name};
+use pipekit_tests::{Peer, connect_options, pattern, unique_name};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
 
 fn messages() -> ConnectOptions {
-    let mut options = ConnectOptions::new();
-    options.mode(Mode::Messages);
-    options
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    connect_options(Mode::Messages)
 }
 
 #[test]

@@ -13,15 +13,13 @@ use std::time::Duration;
 use pipekit::os::unix::fifo::{Receiver, Sender};
 use pipekit::os::unix::{ListenerExt, StreamExt, Transport, UnixOptions, socket_path};
 use pipekit::{ConnectOptions, Listener, ListenerOptions, Mode, PipeName, Stream};
-use pipekit_tests::{Peer, unique_name};
+use pipekit_tests::{Peer, connect_options, pattern, unique_name};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
 const PY_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/fifo_client.py");
 
 fn options(mode: Mode) -> ConnectOptions {
-    let mut options = ConnectOptions::new();
-    options.mode(mode);
-    options
+    connect_options(mode)
 }
 
 fn fifo_listener(name: &str, mode: Mode) -> Listener {
@@ -37,12 +35,6 @@ fn assert_only_requests(dir: &Path) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["requests"], "{} holds {names:?}", dir.display());
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed))
-        .collect()
 }
 
 #[test]

@@ -237,32 +237,11 @@ impl Stream {
     ) -> io::Result<Stream> {
         options.validate()?;
         let addr = name.resolve_unix(&dir::env())?;
-        let UnixAddress::Path { path, .. } = &addr else {
-            let inner = StreamInner::Socket(SocketStream::connect_with(name, options, unix)?);
-            return Ok(Stream { inner });
-        };
         let deadline = options.wait.map(|wait| Instant::now() + wait);
-        let mut once = options.clone();
-        once.wait(None);
         let mut backoff = Duration::from_millis(1);
         loop {
-            let result = match std::fs::symlink_metadata(path) {
-                Ok(meta) if meta.is_dir() => {
-                    FifoStream::connect_dir(path, &name.to_string(), options).map(StreamInner::Fifo)
-                }
-                Ok(meta) if meta.file_type().is_fifo() => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "{} is a one-way FIFO; write to it with fifo::Sender",
-                            path.display()
-                        ),
-                    ));
-                }
-                _ => SocketStream::connect_with(name, &once, unix).map(StreamInner::Socket),
-            };
-            let err = match result {
-                Ok(inner) => return Ok(Stream { inner }),
+            let err = match Stream::connect_once(name, &addr, options, unix) {
+                Ok(stream) => return Ok(stream),
                 Err(e) => e,
             };
             let retry = matches!(
@@ -286,6 +265,40 @@ impl Stream {
             thread::sleep(backoff.min(deadline - now));
             backoff = (backoff * 2).min(Duration::from_millis(50));
         }
+    }
+
+    /// One attempt: a directory at the path is a FIFO server, anything else is tried as a
+    /// socket.
+    fn connect_once(
+        name: &PipeName,
+        addr: &UnixAddress,
+        options: &ConnectOptions,
+        unix: &UnixOptions,
+    ) -> io::Result<Stream> {
+        if let UnixAddress::Path { path, .. } = addr {
+            match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.is_dir() => {
+                    let fifo = FifoStream::connect_dir(path, &name.to_string(), options)?;
+                    return Ok(Stream {
+                        inner: StreamInner::Fifo(fifo),
+                    });
+                }
+                Ok(meta) if meta.file_type().is_fifo() => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{} is a one-way FIFO; write to it with fifo::Sender",
+                            path.display()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let socket = SocketStream::connect_once(name, addr, options, unix)?;
+        Ok(Stream {
+            inner: StreamInner::Socket(socket),
+        })
     }
 
     /// The connection's transport: [`Transport::Socket`] or [`Transport::Fifo`].

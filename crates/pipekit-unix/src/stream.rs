@@ -4,8 +4,7 @@ use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::UnixAddr;
@@ -14,7 +13,7 @@ use pipekit_core::framing::{FrameReader, FrameWriter};
 use pipekit_core::slots::Slot;
 use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName, UnixAddress};
 
-use crate::{Framing, UnixOptions, dir, sys};
+use crate::{Framing, UnixOptions, sys};
 
 /// How messages travel on this connection.
 enum Wire {
@@ -84,91 +83,65 @@ fn abstract_addr(_name: &[u8]) -> nix::Result<UnixAddr> {
 }
 
 impl SocketStream {
-    /// Connects to the server bound to `name` with `options`.
+    /// One attempt to connect to the server bound at `addr` (`name` resolved); waiting and
+    /// retrying is the caller's ([`crate::Stream::connect_with`]).
     ///
     /// # Errors
     ///
-    /// `NotFound` at once if nobody serves `name` and no wait was asked; `TimedOut` if the
-    /// wait ran out; `InvalidInput` for a bad name, bad options, or a server in the other
-    /// mode (the socket types differ: `EPROTOTYPE`); other OS errors with the path named.
-    pub fn connect_with(
+    /// `NotFound` if nobody serves `name`; `WouldBlock` if its backlog is full;
+    /// `InvalidInput` for a server in the other mode (the socket types differ:
+    /// `EPROTOTYPE`); other OS errors with the name.
+    pub(crate) fn connect_once(
         name: &PipeName,
+        addr: &UnixAddress,
         options: &ConnectOptions,
         unix: &UnixOptions,
     ) -> io::Result<SocketStream> {
-        options.validate()?;
-        let addr = name.resolve_unix(&dir::env())?;
-        let sockaddr = socket_addr(&addr)?;
+        let sockaddr = socket_addr(addr)?;
         let seqpacket = uses_seqpacket(options.mode, unix);
-        let ty = sys::sock_type(seqpacket);
-        let deadline = options.wait.map(|wait| Instant::now() + wait);
-        let mut backoff = Duration::from_millis(1);
-        loop {
-            let fd = sys::socket(ty)?;
-            let err = match sys::connect(&fd, &sockaddr) {
-                Ok(()) => {
-                    sys::raise_buffers(
-                        fd.as_fd(),
-                        sys::send_buffer_for(
-                            options.out_buffer_size as usize,
-                            seqpacket,
-                            options.max_message_size,
-                        ),
-                        options.in_buffer_size as usize,
-                    );
-                    return Ok(SocketStream::new(
-                        fd,
-                        options.mode,
+        let fd = sys::socket(sys::sock_type(seqpacket))?;
+        let err = match sys::connect(&fd, &sockaddr) {
+            Ok(()) => {
+                sys::raise_buffers(
+                    fd.as_fd(),
+                    sys::send_buffer_for(
+                        options.out_buffer_size as usize,
                         seqpacket,
                         options.max_message_size,
-                        None,
-                    ));
-                }
-                Err(err) => err,
-            };
-            let errno = sys::errno(&err);
-            let absent = matches!(errno, Errno::ENOENT | Errno::ECONNREFUSED);
-            let busy = errno == Errno::EAGAIN;
-            if errno == Errno::EPROTOTYPE {
-                return Err(context_kind(
-                    io::ErrorKind::InvalidInput,
-                    err,
-                    format!(
-                        "the server of {name} does not use {} mode (its socket type differs)",
-                        options.mode
                     ),
+                    options.in_buffer_size as usize,
+                );
+                return Ok(SocketStream::new(
+                    fd,
+                    options.mode,
+                    seqpacket,
+                    options.max_message_size,
+                    None,
                 ));
             }
-            if !(absent || busy) {
-                return Err(context(err, format!("cannot connect to {name}")));
-            }
-            let Some(deadline) = deadline else {
-                let what = if busy {
-                    format!("the server of {name} is busy (its backlog is full)")
-                } else {
-                    format!("no server is listening on {name} ({})", describe(&addr))
-                };
-                let kind = if busy {
-                    io::ErrorKind::WouldBlock
-                } else {
-                    io::ErrorKind::NotFound
-                };
-                return Err(context_kind(kind, err, what));
-            };
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(context_kind(
-                    io::ErrorKind::TimedOut,
-                    err,
-                    format!(
-                        "no server accepted on {name} within {:?}",
-                        options.wait.unwrap_or_default()
-                    ),
-                ));
-            }
-            thread::sleep(backoff.min(deadline - now));
-            backoff = (backoff * 2).min(Duration::from_millis(50));
-        }
+            Err(err) => err,
+        };
+        Err(match sys::errno(&err) {
+            Errno::EPROTOTYPE => context_kind(
+                io::ErrorKind::InvalidInput,
+                err,
+                format!(
+                    "the server of {name} does not use {} mode (its socket type differs)",
+                    options.mode
+                ),
+            ),
+            Errno::EAGAIN => context_kind(
+                io::ErrorKind::WouldBlock,
+                err,
+                format!("the server of {name} is busy (its backlog is full)"),
+            ),
+            Errno::ENOENT | Errno::ECONNREFUSED => context_kind(
+                io::ErrorKind::NotFound,
+                err,
+                format!("no server is listening on {name} ({})", describe(addr)),
+            ),
+            _ => context(err, format!("cannot connect to {name}")),
+        })
     }
 
     pub(crate) fn new(
