@@ -452,7 +452,7 @@ fn machine() -> Value {
 
 /// CPUs online (not those this process may use: the bench pins itself).
 fn cpus_online() -> usize {
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     if let Ok(Some(n)) = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN) {
         return n.max(1) as usize;
     }
