@@ -28,7 +28,7 @@ mod traits;
 
 pub use error::MessageTooLarge;
 pub use mode::Mode;
-pub use name::{IntoPipeName, NameForm, PipeName, UnixAddress, UnixEnv};
+pub use name::{IntoPipeName, NameForm, PipeName, UnixAddress, UnixEnv, dotnet_temp_path};
 pub use options::{
     ConnectOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT, ListenerOptions,
 };

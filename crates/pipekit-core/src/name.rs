@@ -18,6 +18,7 @@ const WINDOWS_MAX_PATH: usize = 256;
 /// | path | [`path`](Self::path) | anything with a `/` | the path as given | error |
 /// | Windows | [`windows`](Self::windows) | `\\server\pipe\name` | error | as given |
 /// | abstract | [`abstract_name`](Self::abstract_name) | `@name` | Linux abstract socket | error |
+/// | .NET | [`dotnet`](Self::dotnet) | `dotnet:name` | `$TMPDIR/CoreFxPipe_name` | `\\.\pipe\name` |
 ///
 /// The *private directory* of a portable name is `$XDG_RUNTIME_DIR/pipekit/` when
 /// `XDG_RUNTIME_DIR` is set, absolute, owned by the user and not writable by others, and
@@ -61,6 +62,7 @@ enum Repr {
     Path(PathBuf),
     Windows(String),
     Abstract(Vec<u8>),
+    Dotnet(String),
 }
 
 /// Which form a [`PipeName`] has.
@@ -75,6 +77,8 @@ pub enum NameForm {
     Windows,
     /// A name in the Linux abstract socket namespace.
     Abstract,
+    /// A .NET `System.IO.Pipes` pipe name, resolved as .NET does.
+    Dotnet,
 }
 
 impl PipeName {
@@ -190,15 +194,17 @@ impl PipeName {
         })
     }
 
-    /// Parses the textual form used on command lines: `\\server\pipe\name` is a Windows
-    /// path, `@name` an abstract name, anything holding a `/` a filesystem path, and anything
-    /// else a portable name.
+    /// Parses the textual form used on command lines: `dotnet:name` is a name in the .NET
+    /// dialect, `\\server\pipe\name` a Windows path, `@name` an abstract name, anything
+    /// holding a `/` a filesystem path, and anything else a portable name.
     ///
     /// # Errors
     ///
     /// The errors of the constructor the text selects.
     pub fn parse(text: &str) -> io::Result<PipeName> {
-        if text.starts_with(r"\\") {
+        if let Some(name) = text.strip_prefix("dotnet:") {
+            PipeName::dotnet(name)
+        } else if text.starts_with(r"\\") {
             PipeName::windows(text)
         } else if let Some(rest) = text.strip_prefix('@') {
             PipeName::abstract_name(rest.as_bytes())
@@ -209,6 +215,56 @@ impl PipeName {
         }
     }
 
+    /// A pipe name in the *.NET dialect*: it resolves exactly as .NET's `System.IO.Pipes`
+    /// resolves `new NamedPipeServerStream(name)` / `new NamedPipeClientStream(name)`, so a C#
+    /// program on the same machine is a peer.
+    ///
+    /// - Windows: `\\.\pipe\<name>`.
+    /// - Unix: `Path.GetTempPath() + "CoreFxPipe_" + name`, where the temporary path is
+    ///   `$TMPDIR` with a `/` added if it has none, or `/tmp/` when `TMPDIR` is unset or empty
+    ///   (see [`dotnet_temp_path`]); a rooted name (starting with `/`) is used as it is.
+    ///
+    /// On Unix, .NET pipes are `SOCK_STREAM` byte streams (.NET has no message mode there), so
+    /// this dialect is byte mode only on Unix: asking for message mode is an `InvalidInput`
+    /// error.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `name` is empty, holds a NUL byte, or is `anonymous` (reserved by
+    /// .NET).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipekit_core::{PipeName, UnixAddress, UnixEnv};
+    ///
+    /// let name = PipeName::dotnet("test_pipe")?;
+    /// assert_eq!(name.resolve_windows()?, r"\\.\pipe\test_pipe");
+    /// let mut env = UnixEnv::new(1000, "/tmp");
+    /// env.dotnet_tmpdir(Some("/var/tmp"));
+    /// let UnixAddress::Path { path, .. } = name.resolve_unix(&env)? else { unreachable!() };
+    /// assert_eq!(path.to_str(), Some("/var/tmp/CoreFxPipe_test_pipe"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn dotnet(name: &str) -> io::Result<PipeName> {
+        if name.is_empty() {
+            return Err(invalid_input("pipe name is empty"));
+        }
+        if name.contains('\0') {
+            return Err(invalid_input(format!(
+                "pipe name {name:?} contains a NUL byte"
+            )));
+        }
+        if name == "anonymous" {
+            return Err(invalid_input(
+                "the pipe name \"anonymous\" is reserved by .NET",
+            ));
+        }
+        Ok(PipeName {
+            repr: Repr::Dotnet(name.to_owned()),
+        })
+    }
+
     /// Which form this name has.
     pub fn form(&self) -> NameForm {
         match self.repr {
@@ -216,6 +272,7 @@ impl PipeName {
             Repr::Path(_) => NameForm::Path,
             Repr::Windows(_) => NameForm::Windows,
             Repr::Abstract(_) => NameForm::Abstract,
+            Repr::Dotnet(_) => NameForm::Dotnet,
         }
     }
 
@@ -244,6 +301,11 @@ impl PipeName {
                 (dir.join(name), Some(dir))
             }
             Repr::Path(path) => (path.clone(), None),
+            Repr::Dotnet(name) if name.starts_with('/') => (PathBuf::from(name), None),
+            Repr::Dotnet(name) => (
+                PathBuf::from(format!("{}CoreFxPipe_{name}", env.dotnet_temp)),
+                None,
+            ),
             Repr::Windows(raw) => {
                 return Err(invalid_input(format!(
                     "{raw:?} is a Windows pipe path; it has no meaning on Unix \
@@ -307,6 +369,7 @@ impl PipeName {
                 Ok(full)
             }
             Repr::Windows(raw) => Ok(raw.clone()),
+            Repr::Dotnet(name) => Ok(format!(r"\\.\pipe\{name}")),
             Repr::Path(path) => Err(invalid_input(format!(
                 "{} is a filesystem path; Windows named pipes live under \\\\.\\pipe\\",
                 path.display()
@@ -322,6 +385,7 @@ impl fmt::Display for PipeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Portable(name) | Repr::Windows(name) => f.write_str(name),
+            Repr::Dotnet(name) => write!(f, "dotnet:{name}"),
             Repr::Path(path) => write!(f, "{}", path.display()),
             Repr::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
         }
@@ -410,6 +474,7 @@ pub enum UnixAddress {
 pub struct UnixEnv {
     runtime_dir: Option<PathBuf>,
     temp_dir: PathBuf,
+    dotnet_temp: String,
     uid: u32,
     sun_path_len: usize,
     abstract_namespace: bool,
@@ -422,6 +487,7 @@ impl UnixEnv {
         UnixEnv {
             runtime_dir: None,
             temp_dir: temp_dir.into(),
+            dotnet_temp: dotnet_temp_path(None),
             uid,
             sun_path_len: 108,
             abstract_namespace: false,
@@ -437,6 +503,13 @@ impl UnixEnv {
     /// Sets the size of `sockaddr_un.sun_path` (108 on Linux, 104 on macOS and the BSDs).
     pub fn sun_path_len(&mut self, len: usize) -> &mut Self {
         self.sun_path_len = len.max(2);
+        self
+    }
+
+    /// Sets `$TMPDIR` as .NET reads it, for names in the .NET dialect (`None` when unset);
+    /// see [`dotnet_temp_path`].
+    pub fn dotnet_tmpdir(&mut self, tmpdir: Option<&str>) -> &mut Self {
+        self.dotnet_temp = dotnet_temp_path(tmpdir);
         self
     }
 
@@ -461,9 +534,67 @@ impl UnixEnv {
     }
 }
 
+/// .NET's `Path.GetTempPath()` on Unix for a given `$TMPDIR`: the value with a `/` added when
+/// it does not end in one, or `/tmp/` when it is unset or empty.
+///
+/// # Examples
+///
+/// ```
+/// use pipekit_core::dotnet_temp_path;
+///
+/// assert_eq!(dotnet_temp_path(None), "/tmp/");
+/// assert_eq!(dotnet_temp_path(Some("")), "/tmp/");
+/// assert_eq!(dotnet_temp_path(Some("/var/tmp")), "/var/tmp/");
+/// assert_eq!(dotnet_temp_path(Some("/var/tmp/")), "/var/tmp/");
+/// ```
+pub fn dotnet_temp_path(tmpdir: Option<&str>) -> String {
+    match tmpdir {
+        None | Some("") => String::from("/tmp/"),
+        Some(dir) if dir.ends_with('/') => dir.to_owned(),
+        Some(dir) => format!("{dir}/"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dotnet_names_resolve_as_dotnet_does() {
+        // (TMPDIR, name, Unix path)
+        let cases = [
+            (None, "test_pipe", "/tmp/CoreFxPipe_test_pipe"),
+            (Some(""), "test_pipe", "/tmp/CoreFxPipe_test_pipe"),
+            (Some("/var/tmp"), "p", "/var/tmp/CoreFxPipe_p"),
+            (Some("/var/tmp/"), "p", "/var/tmp/CoreFxPipe_p"),
+            (Some("relative"), "p", "relative/CoreFxPipe_p"),
+            (Some("/var/tmp"), "/run/app/rooted", "/run/app/rooted"),
+            (
+                None,
+                "with.dots-and_dashes",
+                "/tmp/CoreFxPipe_with.dots-and_dashes",
+            ),
+        ];
+        for (tmpdir, name, expected) in cases {
+            let mut env = UnixEnv::new(1000, "/ignored");
+            env.dotnet_tmpdir(tmpdir);
+            let resolved = PipeName::dotnet(name).unwrap().resolve_unix(&env).unwrap();
+            match resolved {
+                UnixAddress::Path { path, private_dir } => {
+                    assert_eq!(path, Path::new(expected), "{tmpdir:?} {name}");
+                    assert_eq!(private_dir, None);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let name = PipeName::dotnet("test_pipe").unwrap();
+        assert_eq!(name.resolve_windows().unwrap(), r"\\.\pipe\test_pipe");
+        assert_eq!(name.form(), NameForm::Dotnet);
+        assert_eq!(PipeName::parse("dotnet:test_pipe").unwrap(), name);
+        for bad in ["", "a\0b", "anonymous"] {
+            assert!(PipeName::dotnet(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn env() -> UnixEnv {
         UnixEnv::new(1000, "/tmp")

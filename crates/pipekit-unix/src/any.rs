@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use pipekit_core::error::context_kind;
-use pipekit_core::{ConnectOptions, ListenerOptions, Mode, PeerCredentials, PipeName, UnixAddress};
+use pipekit_core::{
+    ConnectOptions, ListenerOptions, Mode, NameForm, PeerCredentials, PipeName, UnixAddress,
+};
 
 use crate::fifo::{FifoListener, FifoStream};
 use crate::listener::SocketListener;
@@ -51,6 +53,20 @@ fn sockets_unsupported(err: &io::Error) -> bool {
     )
 }
 
+/// .NET pipes on Unix are byte streams only: refuse message mode for the .NET dialect.
+fn dotnet_is_bytes(name: &PipeName, mode: Mode) -> io::Result<()> {
+    if name.form() == NameForm::Dotnet && mode == Mode::Messages {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{name}: .NET pipes on Unix are byte streams (.NET has no message mode there); \
+                 use byte mode with the .NET dialect"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Listener {
     /// Binds `name` in byte mode with default options (a socket).
     ///
@@ -78,6 +94,7 @@ impl Listener {
         options: &ListenerOptions,
         unix: &UnixOptions,
     ) -> io::Result<Listener> {
+        dotnet_is_bytes(name, options.mode)?;
         let inner = match unix.transport {
             Transport::Fifo => ListenerInner::Fifo(FifoListener::bind(name, options)?),
             Transport::SocketOrFifo => match SocketListener::bind_with(name, options, unix) {
@@ -236,6 +253,7 @@ impl Stream {
         unix: &UnixOptions,
     ) -> io::Result<Stream> {
         options.validate()?;
+        dotnet_is_bytes(name, options.mode)?;
         let addr = name.resolve_unix(&dir::env())?;
         let deadline = options.wait.map(|wait| Instant::now() + wait);
         let mut backoff = Duration::from_millis(1);

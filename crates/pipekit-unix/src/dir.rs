@@ -23,8 +23,10 @@ pub fn env() -> UnixEnv {
         fs::symlink_metadata(dir)
             .is_ok_and(|m| m.file_type().is_dir() && m.uid() == uid && m.mode() & 0o022 == 0)
     });
+    let dotnet_tmpdir = std::env::var("TMPDIR").ok();
     let mut env = UnixEnv::new(uid, temp);
-    env.runtime_dir(runtime)
+    env.dotnet_tmpdir(dotnet_tmpdir.as_deref())
+        .runtime_dir(runtime)
         .sun_path_len(sys::SUN_PATH_LEN)
         .abstract_namespace(sys::ABSTRACT_NAMESPACE);
     env

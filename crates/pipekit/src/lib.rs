@@ -61,6 +61,7 @@ pub use pipekit_core::{
     PipeName, framing,
 };
 
+pub mod dialect;
 pub mod os;
 
 cfg_if::cfg_if! {
