@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod dialect;
 mod serve;
 mod talk;
 
@@ -61,6 +62,8 @@ struct PathArgs {
     /// The path of a FIFO server directory or one-way FIFO (the same path on this OS).
     #[arg(long)]
     fifo: bool,
+    #[command(flatten)]
+    dialect: dialect::DialectArgs,
 }
 
 fn main() -> ExitCode {
@@ -84,12 +87,13 @@ fn main() -> ExitCode {
 
 fn path(args: &PathArgs) -> anyhow::Result<()> {
     let _ = args.fifo;
-    println!("{}", resolve(&args.name)?);
+    println!("{}", resolve(&args.dialect.pipe_name(&args.name)?)?);
     Ok(())
 }
 
-/// Where `name` lives on this OS: a socket/FIFO path on Unix, a pipe path on Windows.
-fn resolve(name: &str) -> anyhow::Result<String> {
+/// Where `name` lives on this OS: a socket/FIFO path on Unix, a pipe path on Windows. For the
+/// python-mp dialect this is the address a Python `Client(address)` must be given.
+fn resolve(name: &pipekit::PipeName) -> anyhow::Result<String> {
     #[cfg(unix)]
     {
         Ok(pipekit::os::unix::socket_path(name)?

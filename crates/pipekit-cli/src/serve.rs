@@ -9,7 +9,10 @@ use std::thread;
 
 use anyhow::Context;
 use clap::Args;
-use pipekit::{Listener, ListenerOptions, Mode, Stream};
+use pipekit::dialect::python_mp;
+use pipekit::{Listener, ListenerOptions, Mode, PipeName, Stream};
+
+use crate::dialect::DialectArgs;
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
@@ -33,9 +36,12 @@ pub struct ListenArgs {
     /// Exit after N messages in total.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
+    #[command(flatten)]
+    dialect: DialectArgs,
 }
 
 pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
+    let name = args.dialect.pipe_name(&args.name)?;
     let mut options = ListenerOptions::new();
     options
         .mode(if args.messages {
@@ -44,8 +50,19 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
             Mode::Bytes
         })
         .max_instances(args.max_instances);
-    let listener = bind(args, &options).with_context(|| format!("cannot serve {}", args.name))?;
-    let files = Arc::new(ServerFiles::of(&listener));
+    let serve = |e| format!("cannot serve {}: {e}", args.name);
+    let server = if args.dialect.python_mp() {
+        if args.messages || args.fifo {
+            anyhow::bail!("--dialect python-mp picks its own transport: drop --messages/--fifo");
+        }
+        Server::Python(
+            python_mp::Listener::bind(&name, args.dialect.key())
+                .map_err(|e| anyhow::anyhow!(serve(e)))?,
+        )
+    } else {
+        Server::Plain(bind(args, &name, &options).map_err(|e| anyhow::anyhow!(serve(e)))?)
+    };
+    let files = Arc::new(ServerFiles::of(server.listener()));
     {
         let files = Arc::clone(&files);
         ctrlc::set_handler(move || {
@@ -54,29 +71,31 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
         })
         .context("cannot install the Ctrl-C handler")?;
     }
-    let left = Arc::new(AtomicU64::new(args.count.unwrap_or(u64::MAX)));
     if args.count == Some(0) {
         return Ok(());
     }
-    let out = Arc::new(Mutex::new(io::stdout()));
-    let answer: Option<Vec<u8>> = args.reply.as_ref().map(|t| t.as_bytes().to_vec());
+    let client = Arc::new(Client {
+        left: AtomicU64::new(args.count.unwrap_or(u64::MAX)),
+        out: Mutex::new(io::stdout()),
+        files,
+        echo: args.echo,
+        answer: args.reply.as_ref().map(|t| t.as_bytes().to_vec()),
+    });
     loop {
-        let conn = listener.accept().context("accept failed")?;
-        let (left, out, files, answer) = (
-            Arc::clone(&left),
-            Arc::clone(&out),
-            Arc::clone(&files),
-            answer.clone(),
-        );
-        let echo = args.echo;
+        let conn = match &server {
+            Server::Plain(listener) => Conn::Plain(listener.accept().context("accept failed")?),
+            Server::Python(listener) => match listener.accept() {
+                Ok(conn) => Conn::Python(conn),
+                // A client that fails the handshake is turned away; the server goes on.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    eprintln!("pipekit: client refused: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e).context("accept failed"),
+            },
+        };
+        let client = Arc::clone(&client);
         thread::spawn(move || {
-            let client = Client {
-                left,
-                out,
-                files,
-                echo,
-                answer,
-            };
             if let Err(e) = client.serve(conn) {
                 eprintln!("pipekit: client: {e}");
             }
@@ -84,25 +103,44 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     }
 }
 
+enum Server {
+    Plain(Listener),
+    Python(python_mp::Listener),
+}
+
+impl Server {
+    fn listener(&self) -> &Listener {
+        match self {
+            Server::Plain(l) => l,
+            Server::Python(l) => l.listener(),
+        }
+    }
+}
+
+enum Conn {
+    Plain(Stream),
+    Python(python_mp::Connection),
+}
+
 #[cfg(unix)]
-fn bind(args: &ListenArgs, options: &ListenerOptions) -> io::Result<Listener> {
+fn bind(args: &ListenArgs, name: &PipeName, options: &ListenerOptions) -> io::Result<Listener> {
     use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
     let mut unix = UnixOptions::new();
     if args.fifo {
         unix.transport(Transport::Fifo);
     }
-    Listener::bind_unix(args.name.as_str(), options, &unix)
+    Listener::bind_unix(name, options, &unix)
 }
 
 #[cfg(not(unix))]
-fn bind(args: &ListenArgs, options: &ListenerOptions) -> io::Result<Listener> {
+fn bind(args: &ListenArgs, name: &PipeName, options: &ListenerOptions) -> io::Result<Listener> {
     if args.fifo {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "--fifo: FIFOs are a Unix transport",
         ));
     }
-    Listener::bind_with(args.name.as_str(), options)
+    Listener::bind_with(name, options)
 }
 
 /// What a server leaves in the filesystem while it runs, removed on Ctrl-C or `--count`
@@ -146,41 +184,48 @@ impl ServerFiles {
 }
 
 struct Client {
-    left: Arc<AtomicU64>,
-    out: Arc<Mutex<io::Stdout>>,
+    left: AtomicU64,
+    out: Mutex<io::Stdout>,
     files: Arc<ServerFiles>,
     echo: bool,
     answer: Option<Vec<u8>>,
 }
 
 impl Client {
-    fn serve(&self, mut conn: Stream) -> anyhow::Result<()> {
+    fn serve(&self, mut conn: Conn) -> anyhow::Result<()> {
         let mut buf = vec![0u8; 1 << 20];
+        let mut payload = Vec::new();
         loop {
-            let n = match conn.mode() {
-                Mode::Messages => match conn.recv(&mut buf)? {
-                    Some(n) => n,
+            let msg: &[u8] = match &mut conn {
+                Conn::Python(c) => match c.recv_bytes_into(&mut payload)? {
+                    Some(_) => &payload,
                     None => return Ok(()),
                 },
-                _ => match conn.read(&mut buf)? {
+                Conn::Plain(s) if s.mode() == Mode::Messages => match s.recv(&mut buf)? {
+                    Some(n) => &buf[..n],
+                    None => return Ok(()),
+                },
+                Conn::Plain(s) => match s.read(&mut buf)? {
                     0 => return Ok(()),
-                    n => n,
+                    n => &buf[..n],
                 },
             };
             {
                 let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-                writeln!(out, "{}", String::from_utf8_lossy(&buf[..n]))?;
+                writeln!(out, "{}", String::from_utf8_lossy(msg))?;
                 out.flush()?;
             }
             let reply = if self.echo {
-                Some(&buf[..n])
+                Some(msg)
             } else {
                 self.answer.as_deref()
             };
             if let Some(reply) = reply {
-                match conn.mode() {
-                    Mode::Messages => conn.send(reply)?,
-                    _ => conn.write_all(reply)?,
+                let reply = reply.to_vec();
+                match &mut conn {
+                    Conn::Python(c) => c.send_bytes(&reply)?,
+                    Conn::Plain(s) if s.mode() == Mode::Messages => s.send(&reply)?,
+                    Conn::Plain(s) => s.write_all(&reply)?,
                 }
             }
             if self.left.fetch_sub(1, Ordering::SeqCst) == 1 {

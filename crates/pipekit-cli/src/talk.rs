@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use pipekit::{ConnectOptions, Mode, Stream};
+use pipekit::dialect::python_mp;
+use pipekit::{ConnectOptions, Mode, PipeName, Stream};
+
+use crate::dialect::DialectArgs;
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -29,6 +32,8 @@ pub struct SendArgs {
     /// The messages to send.
     #[arg(required = true)]
     msg: Vec<String>,
+    #[command(flatten)]
+    dialect: DialectArgs,
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +43,8 @@ pub struct ConnectArgs {
     /// Message mode: each stdin line is one message (the default is byte mode).
     #[arg(long)]
     messages: bool,
+    #[command(flatten)]
+    dialect: DialectArgs,
 }
 
 fn mode(messages: bool) -> Mode {
@@ -48,10 +55,19 @@ fn mode(messages: bool) -> Mode {
     }
 }
 
-fn open(name: &str, messages: bool, wait: Option<Duration>) -> anyhow::Result<Stream> {
+fn open(name: &PipeName, messages: bool, wait: Option<Duration>) -> anyhow::Result<Stream> {
     let mut options = ConnectOptions::new();
     options.mode(mode(messages)).wait(wait);
     Stream::connect_with(name, &options).with_context(|| format!("cannot connect to {name}"))
+}
+
+fn open_python(
+    name: &PipeName,
+    dialect: &DialectArgs,
+    wait: Option<Duration>,
+) -> anyhow::Result<python_mp::Connection> {
+    python_mp::Connection::connect_with(name, wait, dialect.key())
+        .with_context(|| format!("cannot connect to {name}"))
 }
 
 pub fn send(args: &SendArgs) -> anyhow::Result<()> {
@@ -59,11 +75,15 @@ pub fn send(args: &SendArgs) -> anyhow::Result<()> {
     if timeout == Some(Duration::ZERO) {
         bail!("--timeout must be at least 1 ms");
     }
+    let name = args.dialect.pipe_name(&args.name)?;
     #[cfg(unix)]
-    if args.fifo && one_way(&args.name)? {
+    if args.fifo && one_way(&name)? {
         return send_one_way(args);
     }
-    let mut conn = open(&args.name, args.messages, timeout)?;
+    if args.dialect.python_mp() {
+        return send_python(args, &name, timeout);
+    }
+    let mut conn = open(&name, args.messages, timeout)?;
     conn.set_read_timeout(timeout)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut out = io::stdout().lock();
@@ -88,9 +108,27 @@ pub fn send(args: &SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn send_python(args: &SendArgs, name: &PipeName, timeout: Option<Duration>) -> anyhow::Result<()> {
+    let mut conn = open_python(name, &args.dialect, timeout)?;
+    conn.set_read_timeout(timeout)?;
+    let mut out = io::stdout().lock();
+    for msg in &args.msg {
+        conn.send_bytes(msg.as_bytes())
+            .context("the server went away")?;
+        if args.wait_reply {
+            let Some(reply) = conn.recv_bytes().context("no reply")? else {
+                bail!("the server closed the connection before replying");
+            };
+            writeln!(out, "{}", String::from_utf8_lossy(&reply))?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether `name` is a one-way FIFO (an inbox) rather than a server.
 #[cfg(unix)]
-fn one_way(name: &str) -> anyhow::Result<bool> {
+fn one_way(name: &PipeName) -> anyhow::Result<bool> {
     use std::os::unix::fs::FileTypeExt;
     let path = pipekit::os::unix::socket_path(name)?;
     Ok(std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo()))
@@ -111,7 +149,23 @@ fn send_one_way(args: &SendArgs) -> anyhow::Result<()> {
 }
 
 pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
-    let conn = open(&args.name, args.messages, None)?;
+    let name = args.dialect.pipe_name(&args.name)?;
+    if args.dialect.python_mp() {
+        // Request and reply: each stdin line is a payload, each answer is printed.
+        let mut conn = open_python(&name, &args.dialect, None)?;
+        let mut out = io::stdout().lock();
+        for line in io::stdin().lock().lines() {
+            conn.send_bytes(line?.as_bytes())
+                .context("the server went away")?;
+            match conn.recv_bytes()? {
+                Some(reply) => writeln!(out, "{}", String::from_utf8_lossy(&reply))?,
+                None => return Ok(()),
+            }
+            out.flush()?;
+        }
+        return Ok(());
+    }
+    let conn = open(&name, args.messages, None)?;
     // The reader thread and the stdin loop share the stream; the reader waits at most a
     // short while per read so that sends are never held up for long.
     conn.set_read_timeout(Some(Duration::from_millis(20)))?;

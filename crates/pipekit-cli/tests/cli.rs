@@ -251,3 +251,123 @@ fn the_python_example_client_talks_to_pipekit_listen() {
     let expected: String = (0..=10).map(|i| format!("{i}\n")).collect();
     assert_eq!(text(&served.stdout), expected);
 }
+
+#[test]
+fn python_mp_dialect_between_two_pipekit_processes_right_and_wrong_key() {
+    let name = unique_name("cli-mp");
+    let server = spawn(&[
+        "listen",
+        &name,
+        "--dialect",
+        "python-mp",
+        "--authkey",
+        "k",
+        "--echo",
+        "--count",
+        "2",
+    ]);
+    let mp = [
+        "--dialect",
+        "python-mp",
+        "--wait-reply",
+        "--timeout",
+        "20000",
+    ];
+    let out = pipekit(
+        &[
+            &["send", name.as_str()][..],
+            &mp,
+            &["--authkey", "k", "one"],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "one\n");
+
+    let wrong = pipekit(&[&["send", name.as_str()][..], &mp, &["--authkey", "x", "no"]].concat());
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        text(&wrong.stderr).contains("authentication failed"),
+        "{}",
+        text(&wrong.stderr)
+    );
+
+    let out = pipekit(
+        &[
+            &["send", name.as_str()][..],
+            &mp,
+            &["--authkey", "k", "two"],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success());
+    assert_eq!(text(&served.stdout), "one\ntwo\n");
+}
+
+#[test]
+fn path_follows_the_dotnet_rule() {
+    let out = pipekit(&["path", "demo", "--dialect", "dotnet"]);
+    assert!(out.status.success());
+    let path = text(&out.stdout).trim().to_string();
+    if cfg!(windows) {
+        assert_eq!(path, r"\\.\pipe\demo");
+    } else {
+        let tmp = std::env::var("TMPDIR")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "/tmp".into());
+        assert_eq!(
+            path,
+            format!("{}/CoreFxPipe_demo", tmp.trim_end_matches('/'))
+        );
+    }
+    let bad = pipekit(&["path", "demo", "--authkey", "k"]);
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[cfg(unix)]
+#[test]
+fn pythons_own_client_reaches_pipekit_listen_in_the_python_dialect() {
+    let name = unique_name("cli-mp-py");
+    let server = spawn(&[
+        "listen",
+        &name,
+        "--dialect",
+        "python-mp",
+        "--authkey",
+        "k",
+        "--echo",
+        "--count",
+        "2",
+    ]);
+    let ready = pipekit(&[
+        "send",
+        &name,
+        "--dialect",
+        "python-mp",
+        "--authkey",
+        "k",
+        "--wait-reply",
+        "--timeout",
+        "20000",
+        "ready?",
+    ]);
+    assert!(ready.status.success(), "{}", text(&ready.stderr));
+    let out = pipekit(&["path", &name, "--dialect", "python-mp"]);
+    let path = text(&out.stdout).trim().to_string();
+    let code = format!(
+        "from multiprocessing.connection import Client; c=Client('{path}', authkey=b'k'); \
+         c.send_bytes(b'hi'); print(c.recv_bytes())"
+    );
+    let py = Command::new("python3")
+        .args(["-c", &code])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py.stderr));
+    assert_eq!(text(&py.stdout), "b'hi'\n");
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success());
+    assert_eq!(text(&served.stdout), "ready?\nhi\n");
+}
