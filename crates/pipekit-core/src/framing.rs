@@ -80,10 +80,16 @@ pub fn decode_header(header: [u8; HEADER_LEN], max: usize) -> io::Result<usize> 
 
 /// Writes frames to a byte stream: one vectored write of header and payload per message where
 /// the stream takes it whole.
+///
+/// On a non-blocking stream a frame can go out in part: the writer then keeps the rest and
+/// sends it first on the next [`send`](Self::send) or [`flush`](Self::flush), so a message is
+/// either taken whole or not at all.
 #[derive(Debug)]
 pub struct FrameWriter {
     max: usize,
     broken: bool,
+    /// The unsent tail of a frame a non-blocking stream took only in part.
+    pending: Vec<u8>,
 }
 
 impl FrameWriter {
@@ -92,6 +98,7 @@ impl FrameWriter {
         FrameWriter {
             max: max_message_size,
             broken: false,
+            pending: Vec::new(),
         }
     }
 
@@ -100,22 +107,25 @@ impl FrameWriter {
         self.max
     }
 
+    /// Bytes of an accepted frame still waiting to be written (non-blocking streams).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Writes `msg` as one frame to `dst`.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if `msg` is over the maximum (nothing written). If writing fails after
-    /// part of the frame went out (a timeout, a non-blocking stream that filled up), the
-    /// framing is lost: that error is returned and every later `send` fails with
-    /// `BrokenPipe`.
+    /// `InvalidInput` if `msg` is over the maximum (nothing written). `WouldBlock` if the tail
+    /// of an earlier frame could not be written yet: `msg` was not taken, try again when the
+    /// stream is writable. If the stream fills up in the middle of this frame, the rest is
+    /// kept and the call succeeds (call [`flush`](Self::flush) when the stream is writable).
+    /// Any other failure after part of a frame went out (a timeout, a closed peer) loses the
+    /// framing: that error is returned and every later `send` fails with `BrokenPipe`.
     pub fn send<W: Write + ?Sized>(&mut self, dst: &mut W, msg: &[u8]) -> io::Result<()> {
-        if self.broken {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "an earlier send stopped inside a message; the message framing is lost",
-            ));
-        }
+        self.check_broken()?;
         let header = encode_header(msg.len(), self.max)?;
+        self.flush(dst)?;
         let mut bufs = [IoSlice::new(&header), IoSlice::new(msg)];
         let mut slices = &mut bufs[..];
         let total = HEADER_LEN + msg.len();
@@ -131,11 +141,55 @@ impl FrameWriter {
                     IoSlice::advance_slices(&mut slices, n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && written > 0 => {
+                    for slice in slices.iter() {
+                        self.pending.extend_from_slice(slice);
+                    }
+                    return Ok(());
+                }
                 Err(e) => {
                     self.broken = written > 0;
                     return Err(e);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Writes the kept tail of a partly sent frame, if any.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` while the stream cannot take it all (what it took is gone from the
+    /// tail); `BrokenPipe` after a failure that lost the framing; the stream's error.
+    pub fn flush<W: Write + ?Sized>(&mut self, dst: &mut W) -> io::Result<()> {
+        self.check_broken()?;
+        while !self.pending.is_empty() {
+            match dst.write(&self.pending) {
+                Ok(0) => {
+                    self.broken = true;
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_broken(&self) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier send stopped inside a message; the message framing is lost",
+            ));
         }
         Ok(())
     }
@@ -692,5 +746,53 @@ mod tests {
         let mut fresh = FrameWriter::new(100);
         assert!(fresh.send(&mut Half(0), b"x").is_err());
         fresh.send(&mut Half(100), b"x").unwrap();
+    }
+
+    #[test]
+    fn a_full_non_blocking_stream_keeps_the_tail_and_takes_messages_whole() {
+        /// Takes `room` bytes, then says WouldBlock until given more room.
+        struct Pipe {
+            room: usize,
+            got: Vec<u8>,
+        }
+        impl Write for Pipe {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.room == 0 {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                let n = buf.len().min(self.room);
+                self.room -= n;
+                self.got.extend_from_slice(&buf[..n]);
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut pipe = Pipe {
+            room: 6,
+            got: Vec::new(),
+        };
+        let mut writer = FrameWriter::new(100);
+        // Part of the first frame fits: the message is taken, its tail kept.
+        writer.send(&mut pipe, b"hello world").unwrap();
+        assert_eq!(writer.pending(), 4 + 11 - 6);
+        // No room: the next message is refused whole, nothing of it written.
+        let err = writer.send(&mut pipe, b"second").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            writer.flush(&mut pipe).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        pipe.room = 1000;
+        writer.send(&mut pipe, b"second").unwrap();
+        assert_eq!(writer.pending(), 0);
+        let mut reader = FrameReader::new(100);
+        let mut src = &pipe.got[..];
+        let mut buf = [0u8; 100];
+        assert_eq!(reader.recv(&mut src, &mut buf).unwrap(), Some(11));
+        assert_eq!(&buf[..11], b"hello world");
+        assert_eq!(reader.recv(&mut src, &mut buf).unwrap(), Some(6));
+        assert_eq!(&buf[..6], b"second");
     }
 }

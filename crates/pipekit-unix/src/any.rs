@@ -445,8 +445,10 @@ impl Write for Stream {
         dispatch!(&mut self.inner, s => s.write_vectored(bufs))
     }
 
+    /// In non-blocking message mode over a framed transport: writes the tail of a message
+    /// that was taken only in part. Otherwise nothing is buffered.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        dispatch!(&mut self.inner, s => s.flush())
     }
 }
 

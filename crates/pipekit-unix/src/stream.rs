@@ -466,8 +466,14 @@ impl Write for SocketStream {
         }
     }
 
+    /// Message mode on a framed stream in non-blocking mode: writes the kept tail of a
+    /// message the socket took only in part. Otherwise nothing to do.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        let mut io = Io::new(self.fd.as_fd(), &self.nonblocking);
+        match &mut self.wire {
+            Wire::Framed { writer, .. } => writer.flush(&mut io),
+            _ => Ok(()),
+        }
     }
 }
 

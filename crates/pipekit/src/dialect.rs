@@ -18,7 +18,7 @@ pub mod python_mp {
     //! `send_bytes`/`recv_bytes`.
     //!
     //! **Addresses.** On Unix the address is the socket path a name resolves to
-    //! ([`os::unix::socket_path`](crate::os::unix::socket_path); `pipekit path NAME` prints
+    //! (`pipekit::os::unix::socket_path`; `pipekit path NAME` prints
     //! it) and Python talks `AF_UNIX` `SOCK_STREAM` there. On Windows it is the pipe path
     //! `\\.\pipe\<name>`, a message-type pipe as Python makes it.
     //!

@@ -430,8 +430,13 @@ impl Write for FifoStream {
         self.halves().1.write_vectored(bufs)
     }
 
+    /// Message mode in non-blocking mode: writes the kept tail of a message the FIFO took
+    /// only in part. Otherwise nothing to do.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self.halves() {
+            (_, mut writer, Some((_, frames))) => frames.flush(&mut writer),
+            _ => Ok(()),
+        }
     }
 }
 
