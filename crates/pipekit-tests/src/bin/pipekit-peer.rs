@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! pipekit-peer serve NAME bytes|messages [echo|reply TEXT|big SIZE] [--print] [--clients N] [--fifo]
+//! pipekit-peer clients NAME CONNS MSGS
 //! ```
 //!
 //! Binds NAME, prints `ready` on stdout, and serves each client on its own thread: `echo`
@@ -52,6 +53,9 @@ fn run(args: &[String]) -> io::Result<()> {
     let [cmd, name, mode, rest @ ..] = args else {
         return Err(usage());
     };
+    if cmd == "clients" {
+        return clients(name, mode, rest);
+    }
     if cmd != "serve" {
         return Err(usage());
     }
@@ -104,6 +108,43 @@ fn run(args: &[String]) -> io::Result<()> {
     for h in handles {
         let _ = h.join();
     }
+    Ok(())
+}
+
+/// `clients NAME CONNS MSGS`: opens CONNS message-mode connections to NAME, then sends
+/// MSGS numbered messages on each (round robin), checking every echo; prints `ok CONNS`.
+fn clients(name: &str, conns: &str, rest: &[String]) -> io::Result<()> {
+    let [msgs] = rest else {
+        return Err(usage());
+    };
+    let conns: usize = conns.parse().map_err(|_| usage())?;
+    let msgs: usize = msgs.parse().map_err(|_| usage())?;
+    let mut options = pipekit::ConnectOptions::new();
+    options
+        .mode(Mode::Messages)
+        .wait(Some(std::time::Duration::from_secs(60)));
+    let mut streams = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        streams.push(Stream::connect_with(name, &options)?);
+    }
+    let pid = std::process::id();
+    let mut back = Vec::new();
+    for m in 0..msgs {
+        for (c, stream) in streams.iter_mut().enumerate() {
+            let msg = format!(
+                "{pid} conn {c} message {m} {}",
+                "x".repeat((c * 7 + m) % 300)
+            );
+            stream.send(msg.as_bytes())?;
+            if stream.recv_to_vec(&mut back)? != Some(msg.len()) || back != msg.as_bytes() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("connection {c} message {m} came back wrong"),
+                ));
+            }
+        }
+    }
+    println!("ok {conns}");
     Ok(())
 }
 

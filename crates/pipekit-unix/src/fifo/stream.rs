@@ -36,6 +36,9 @@ pub struct FifoStream {
     /// Whether writes must keep `SIGPIPE` from the process (it is not ignored).
     guard_sigpipe: bool,
     peer_uid: u32,
+    /// Which of the two FIFOs are registered with a `mio` registry.
+    #[cfg(feature = "mio")]
+    registered: (bool, bool),
     pub(crate) slot: Option<Slot>,
 }
 
@@ -164,6 +167,8 @@ impl FifoStream {
             nonblocking: AtomicBool::new(false),
             guard_sigpipe: !sys::sigpipe_ignored(),
             peer_uid,
+            #[cfg(feature = "mio")]
+            registered: (false, false),
             slot: None,
         })
     }
@@ -444,5 +449,74 @@ impl AsFd for FifoStream {
     /// The FIFO this end reads.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.read.as_fd()
+    }
+}
+
+/// Both FIFOs under one token: the read FIFO for readable interest, the write FIFO for
+/// writable interest.
+#[cfg(feature = "mio")]
+impl mio::event::Source for FifoStream {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        self.registered = (false, false);
+        self.reregister(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        use mio::unix::SourceFd;
+        let read = self.read.as_raw_fd();
+        let write = self
+            .write
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|fd| fd.as_raw_fd());
+        let (read_on, write_on) = self.registered;
+        match (interests.is_readable(), read_on) {
+            (true, true) => SourceFd(&read).reregister(registry, token, mio::Interest::READABLE)?,
+            (true, false) => SourceFd(&read).register(registry, token, mio::Interest::READABLE)?,
+            (false, true) => SourceFd(&read).deregister(registry)?,
+            (false, false) => {}
+        }
+        self.registered.0 = interests.is_readable();
+        let Some(write) = write else {
+            // Shut down: closing the FIFO took it out of the registry.
+            self.registered.1 = false;
+            return Ok(());
+        };
+        match (interests.is_writable(), write_on) {
+            (true, true) => {
+                SourceFd(&write).reregister(registry, token, mio::Interest::WRITABLE)?;
+            }
+            (true, false) => SourceFd(&write).register(registry, token, mio::Interest::WRITABLE)?,
+            (false, true) => SourceFd(&write).deregister(registry)?,
+            (false, false) => {}
+        }
+        self.registered.1 = interests.is_writable();
+        Ok(())
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        use mio::unix::SourceFd;
+        if self.registered.0 {
+            SourceFd(&self.read.as_raw_fd()).deregister(registry)?;
+        }
+        let write = self.write.get_mut().unwrap_or_else(|e| e.into_inner());
+        if self.registered.1
+            && let Some(fd) = write.as_ref()
+        {
+            SourceFd(&fd.as_raw_fd()).deregister(registry)?;
+        }
+        self.registered = (false, false);
+        Ok(())
     }
 }

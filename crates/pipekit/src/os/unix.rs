@@ -176,3 +176,67 @@ impl AsRawFd for Stream {
         self.inner.as_raw_fd()
     }
 }
+
+#[cfg(feature = "mio")]
+mod mio_source {
+    use std::io;
+
+    use mio::{Interest, Registry, Token};
+
+    use crate::{Listener, Stream};
+
+    /// Readable when a client is waiting (call [`Listener::accept`] until `WouldBlock`, after
+    /// `set_nonblocking(true)`).
+    impl mio::event::Source for Listener {
+        fn register(
+            &mut self,
+            registry: &Registry,
+            token: Token,
+            interests: Interest,
+        ) -> io::Result<()> {
+            self.inner.register(registry, token, interests)
+        }
+
+        fn reregister(
+            &mut self,
+            registry: &Registry,
+            token: Token,
+            interests: Interest,
+        ) -> io::Result<()> {
+            self.inner.reregister(registry, token, interests)
+        }
+
+        fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+            self.inner.deregister(registry)
+        }
+    }
+
+    /// Readable/writable as its socket, or (FIFO transport) as its read and write FIFOs
+    /// under one token. In non-blocking mode a message `send` is taken whole or refused
+    /// with `WouldBlock`; after a partly written frame, `flush` when writable. A FIFO whose
+    /// writer has gone reports `is_read_closed()` without `is_readable()`: receive on either
+    /// until `None`.
+    impl mio::event::Source for Stream {
+        fn register(
+            &mut self,
+            registry: &Registry,
+            token: Token,
+            interests: Interest,
+        ) -> io::Result<()> {
+            self.inner.register(registry, token, interests)
+        }
+
+        fn reregister(
+            &mut self,
+            registry: &Registry,
+            token: Token,
+            interests: Interest,
+        ) -> io::Result<()> {
+            self.inner.reregister(registry, token, interests)
+        }
+
+        fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+            self.inner.deregister(registry)
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! One thread, one mio event loop, 1000 concurrent client connections from separate
+//! processes (10 × 100), every message checked — over sockets and over FIFOs. Plus the
+//! readiness edge cases.
+#![cfg(unix)]
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use mio::{Events, Interest, Poll, Token};
+use pipekit::os::unix::{ListenerExt, StreamExt, Transport, UnixOptions};
+use pipekit::{ConnectOptions, Listener, ListenerOptions, MessageTooLarge, Mode, Stream};
+use pipekit_tests::unique_name;
+
+const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
+const LISTENER: Token = Token(usize::MAX);
+
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard.min(65536), hard).unwrap();
+}
+
+fn bind(name: &str, transport: Transport) -> Listener {
+    let mut unix = UnixOptions::new();
+    unix.transport(transport);
+    Listener::bind_unix(name, ListenerOptions::new().mode(Mode::Messages), &unix).unwrap()
+}
+
+struct Conn {
+    stream: Stream,
+    outbox: VecDeque<Vec<u8>>,
+    writable_wanted: bool,
+}
+
+/// Serves echo on one thread until `total` connections have come and gone; returns how many
+/// messages it echoed.
+fn serve(mut listener: Listener, total: usize) -> io::Result<usize> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    listener.set_nonblocking(true)?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let (mut accepted, mut finished, mut echoed) = (0, 0, 0);
+    let mut buf = vec![0u8; 65536];
+    while finished < total {
+        poll.poll(&mut events, Some(Duration::from_secs(60)))?;
+        if events.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("stalled: {accepted} accepted, {finished} finished"),
+            ));
+        }
+        for event in &events {
+            if event.token() == LISTENER {
+                loop {
+                    let mut stream = match listener.accept() {
+                        Ok(s) => s,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    };
+                    stream.set_nonblocking(true)?;
+                    let token = Token(conns.len());
+                    poll.registry()
+                        .register(&mut stream, token, Interest::READABLE)?;
+                    conns.push(Some(Conn {
+                        stream,
+                        outbox: VecDeque::new(),
+                        writable_wanted: false,
+                    }));
+                    accepted += 1;
+                }
+                continue;
+            }
+            let Some(conn) = conns[event.token().0].as_mut() else {
+                continue;
+            };
+            let mut closed = false;
+            // A FIFO whose writer has gone reports read-closed without readable: read then too.
+            if event.is_readable() || event.is_read_closed() {
+                loop {
+                    match conn.stream.recv(&mut buf) {
+                        Ok(Some(n)) => {
+                            conn.outbox.push_back(buf[..n].to_vec());
+                            echoed += 1;
+                        }
+                        Ok(None) => {
+                            closed = true;
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            // Send what is queued; what does not fit waits for writable.
+            let mut blocked = false;
+            match conn.stream.flush() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
+                Err(e) if closed => drop(e),
+                Err(e) => return Err(e),
+            }
+            while !blocked && let Some(reply) = conn.outbox.front() {
+                match conn.stream.send(reply) {
+                    Ok(()) => {
+                        conn.outbox.pop_front();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
+                    Err(e) if closed => {
+                        drop(e);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if closed {
+                let mut conn = conns[event.token().0].take().unwrap();
+                poll.registry().deregister(&mut conn.stream)?;
+                finished += 1;
+                continue;
+            }
+            if blocked != conn.writable_wanted {
+                let interest = if blocked {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                poll.registry()
+                    .reregister(&mut conn.stream, event.token(), interest)?;
+                conn.writable_wanted = blocked;
+            }
+        }
+    }
+    Ok(echoed)
+}
+
+fn clients(name: &str, processes: usize, conns: usize, msgs: usize) -> Vec<Child> {
+    (0..processes)
+        .map(|_| {
+            Command::new(PEER)
+                .args(["clients", name, &conns.to_string(), &msgs.to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn thousand_connections(transport: Transport) {
+    raise_fd_limit();
+    let name = unique_name("mio-1000");
+    let listener = bind(&name, transport);
+    let children = clients(&name, 10, 100, 10);
+    let echoed = serve(listener, 1000).unwrap();
+    assert_eq!(echoed, 1000 * 10);
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok 100\n");
+    }
+}
+
+#[test]
+fn one_mio_thread_serves_1000_socket_connections() {
+    thousand_connections(Transport::Socket);
+}
+
+#[test]
+fn one_mio_thread_serves_1000_fifo_connections() {
+    thousand_connections(Transport::Fifo);
+}
+
+/// A connected non-blocking pair: (server side, client side).
+fn pair(transport: Transport) -> (Stream, Stream) {
+    let name = unique_name("mio-edge");
+    let listener = bind(&name, transport);
+    let client = std::thread::spawn(move || {
+        let mut options = ConnectOptions::new();
+        options.mode(Mode::Messages);
+        Stream::connect_with(name.as_str(), &options).unwrap()
+    });
+    let server = listener.accept().unwrap();
+    let client = client.join().unwrap();
+    server.set_nonblocking(true).unwrap();
+    client.set_nonblocking(true).unwrap();
+    (server, client)
+}
+
+#[test]
+fn non_blocking_edge_cases() {
+    for transport in [Transport::Socket, Transport::Fifo] {
+        // A client that connects and never sends: recv is WouldBlock, not an error or EOF.
+        let (mut server, mut client) = pair(transport);
+        let err = server.recv(&mut [0u8; 16]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{transport:?}");
+
+        // A small buffer in non-blocking mode: the size is reported, the message kept.
+        client.send(&[5u8; 1000]).unwrap();
+        let mut poll = Poll::new().unwrap();
+        poll.registry()
+            .register(&mut server, Token(1), Interest::READABLE)
+            .unwrap();
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(10)))
+            .unwrap();
+        assert!(!events.is_empty(), "{transport:?}: no readable event");
+        let err = server.recv(&mut [0u8; 10]).unwrap_err();
+        assert_eq!(
+            MessageTooLarge::from_io(&err).unwrap().size,
+            1000,
+            "{transport:?}"
+        );
+        let mut whole = Vec::new();
+        assert_eq!(server.recv_to_vec(&mut whole).unwrap(), Some(1000));
+
+        // The peer closes while a message is half-sent: the reader sees EOF (or an error
+        // naming the cut), never a made-up message.
+        let big = vec![9u8; 4 << 20];
+        let _ = client.send(&big);
+        drop(client);
+        let mut got = Vec::new();
+        loop {
+            match server.recv_to_vec(&mut got) {
+                Ok(Some(n)) => assert_eq!(n, big.len(), "{transport:?}: only whole messages"),
+                Ok(None) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    poll.poll(&mut events, Some(Duration::from_secs(10)))
+                        .unwrap();
+                }
+                Err(e) => {
+                    assert!(
+                        matches!(
+                            e.kind(),
+                            io::ErrorKind::UnexpectedEof
+                                | io::ErrorKind::InvalidData
+                                | io::ErrorKind::BrokenPipe
+                        ),
+                        "{transport:?}: {e}"
+                    );
+                    break;
+                }
+            }
+        }
+        let _ = server.flush();
+    }
+}
