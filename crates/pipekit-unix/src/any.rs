@@ -327,6 +327,17 @@ impl Stream {
         }
     }
 
+    /// The descriptor this end writes when it is not the one [`AsFd`] gives: a FIFO
+    /// connection's write FIFO (`None` for sockets, and once the write side is shut down).
+    /// For event loops that watch readability and writability on separate descriptors; it
+    /// stays valid until the stream is dropped or its write side shut down.
+    pub fn raw_write_fd(&self) -> Option<RawFd> {
+        match &self.inner {
+            StreamInner::Socket(_) => None,
+            StreamInner::Fifo(s) => s.raw_write_fd(),
+        }
+    }
+
     /// The connection's mode.
     pub fn mode(&self) -> Mode {
         dispatch!(&self.inner, s => s.mode())

@@ -48,7 +48,7 @@
 //! server.join().unwrap()?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -63,6 +63,10 @@ pub use pipekit_core::{
 
 pub mod dialect;
 pub mod os;
+// The one place that needs `unsafe`: handing descriptors to Tokio's reactor.
+#[cfg(all(unix, feature = "tokio"))]
+#[allow(unsafe_code)]
+pub mod tokio;
 
 cfg_if::cfg_if! {
     if #[cfg(unix)] {

@@ -254,6 +254,15 @@ impl FifoStream {
         }
     }
 
+    /// The write FIFO's descriptor, until the write side is shut down.
+    pub fn raw_write_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|fd| fd.as_raw_fd())
+    }
+
     /// Closes the FIFO this end writes: the peer reads EOF after everything sent before.
     ///
     /// # Errors

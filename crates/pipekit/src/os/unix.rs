@@ -130,6 +130,10 @@ pub trait StreamExt: Sized {
 
     /// The transport this connection uses.
     fn transport(&self) -> Transport;
+
+    /// A FIFO connection's write FIFO, which is not the descriptor `AsFd` gives (`None` for
+    /// sockets and after `shutdown_write`); for event loops that watch both.
+    fn raw_write_fd(&self) -> Option<RawFd>;
 }
 
 impl StreamExt for Stream {
@@ -150,6 +154,10 @@ impl StreamExt for Stream {
 
     fn transport(&self) -> Transport {
         self.inner.transport()
+    }
+
+    fn raw_write_fd(&self) -> Option<RawFd> {
+        self.inner.raw_write_fd()
     }
 }
 
