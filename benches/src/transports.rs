@@ -107,6 +107,7 @@ pub fn all() -> Vec<&'static dyn Transport> {
     #[cfg(unix)]
     {
         all.extend(unix::PIPEKIT.iter().map(|t| t as &dyn Transport));
+        all.extend(unix::TOKIO.iter().map(|t| t as &dyn Transport));
         all.extend(unix::RAW.iter().copied());
     }
     #[cfg(windows)]

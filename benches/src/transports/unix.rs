@@ -105,6 +105,108 @@ impl Transport for Pipekit {
     }
 }
 
+/// pipekit's Tokio API in message mode, each end driven by its own current-thread runtime:
+/// what the async layer costs over the blocking API underneath it.
+pub(crate) struct PipekitTokio {
+    name: &'static str,
+    kind: Kind,
+    baseline: &'static str,
+}
+
+pub(crate) static TOKIO: [PipekitTokio; 2] = [
+    PipekitTokio {
+        name: "pipekit-seqpacket-tokio",
+        kind: Kind::Socket,
+        baseline: "pipekit-seqpacket",
+    },
+    PipekitTokio {
+        name: "pipekit-fifo-messages-tokio",
+        kind: Kind::Fifo,
+        baseline: "pipekit-fifo-messages",
+    },
+];
+
+struct TokioConn {
+    runtime: tokio::runtime::Runtime,
+    stream: pipekit::tokio::Stream,
+}
+
+impl TokioConn {
+    fn new(stream: pipekit::Stream) -> io::Result<Box<dyn Conn>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        let stream = {
+            let _inside = runtime.enter();
+            pipekit::tokio::Stream::from_blocking(stream)?
+        };
+        Ok(Box::new(TokioConn { runtime, stream }))
+    }
+}
+
+impl Conn for TokioConn {
+    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.runtime.block_on(self.stream.send(buf))
+    }
+
+    fn recv_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        match self.runtime.block_on(self.stream.recv(buf))? {
+            Some(n) if n == buf.len() => Ok(()),
+            Some(n) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("expected a {}-byte message, got {n}", buf.len()),
+            )),
+            None => Err(io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
+impl Transport for PipekitTokio {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn baseline(&self) -> Option<&'static str> {
+        Some(self.baseline)
+    }
+
+    fn check(&self, size: usize) -> Result<(), String> {
+        if self.kind == Kind::Socket && !pipekit::os::unix::NATIVE_MESSAGES {
+            return Err(String::from("this OS has no SOCK_SEQPACKET message mode"));
+        }
+        let _ = size;
+        Ok(())
+    }
+
+    fn addr(&self, unique: &str) -> String {
+        unique.to_string()
+    }
+
+    fn listen(&self, addr: &str, size: usize) -> io::Result<Box<dyn Listen>> {
+        let (options, _) = pipekit_options(Mode::Messages, size);
+        let mut unix = UnixOptions::new();
+        unix.transport(self.kind);
+        struct L(pipekit::Listener, String);
+        impl Listen for L {
+            fn addr(&self) -> String {
+                self.1.clone()
+            }
+            fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
+                TokioConn::new(self.0.accept()?)
+            }
+        }
+        Ok(Box::new(L(
+            pipekit::Listener::bind_unix(addr, &options, &unix)?,
+            addr.to_string(),
+        )))
+    }
+
+    fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
+        let (_, options) = pipekit_options(Mode::Messages, size);
+        TokioConn::new(pipekit::Stream::connect_with(addr, &options)?)
+    }
+}
+
 /// The raw baselines on this OS.
 pub(crate) static RAW: &[&dyn Transport] = &[
     &RawUds,
