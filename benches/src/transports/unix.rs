@@ -132,7 +132,7 @@ struct TokioConn {
 }
 
 impl TokioConn {
-    fn new(stream: pipekit::Stream) -> io::Result<Box<dyn Conn>> {
+    fn boxed(stream: pipekit::Stream) -> io::Result<Box<dyn Conn>> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()?;
@@ -192,7 +192,7 @@ impl Transport for PipekitTokio {
                 self.1.clone()
             }
             fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
-                TokioConn::new(self.0.accept()?)
+                TokioConn::boxed(self.0.accept()?)
             }
         }
         Ok(Box::new(L(
@@ -203,7 +203,7 @@ impl Transport for PipekitTokio {
 
     fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
         let (_, options) = pipekit_options(Mode::Messages, size);
-        TokioConn::new(pipekit::Stream::connect_with(addr, &options)?)
+        TokioConn::boxed(pipekit::Stream::connect_with(addr, &options)?)
     }
 }
 
