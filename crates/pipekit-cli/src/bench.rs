@@ -251,7 +251,7 @@ fn print_table(rows: &[Row], memcpy: &BTreeMap<usize, f64>, machine: &Value, pin
         out,
         "pipekit bench — {} — pinning: {}",
         machine["summary"].as_str().unwrap_or(""),
-        pinning.as_str()
+        pinning_label(pinning)
     );
     let _ = writeln!(
         out,
@@ -326,7 +326,7 @@ fn to_json(
         .collect();
     json!({
         "machine": machine,
-        "pinning": pinning.as_str(),
+        "pinning": pinning_label(pinning),
         "duration_s": duration.as_secs_f64(),
         "rounds": rounds,
         "memcpy_gb_per_s": memcpy.iter().map(|(s, g)| json!({"size": s, "gb_per_s": g})).collect::<Vec<_>>(),
@@ -412,6 +412,15 @@ fn draw(path: &Path, rows: &[Row], size: usize) -> anyhow::Result<()> {
     }
     root.present()?;
     Ok(())
+}
+
+/// The pinning asked for, and whether it was applied (Linux only).
+fn pinning_label(pinning: Pinning) -> String {
+    if cfg!(target_os = "linux") || pinning == Pinning::None {
+        pinning.as_str().to_string()
+    } else {
+        format!("{} (not applied: pinning is done on Linux only)", pinning.as_str())
+    }
 }
 
 /// What the numbers were measured on.
