@@ -419,7 +419,10 @@ fn pinning_label(pinning: Pinning) -> String {
     if cfg!(target_os = "linux") || pinning == Pinning::None {
         pinning.as_str().to_string()
     } else {
-        format!("{} (not applied: pinning is done on Linux only)", pinning.as_str())
+        format!(
+            "{} (not applied: pinning is done on Linux only)",
+            pinning.as_str()
+        )
     }
 }
 
