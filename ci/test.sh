@@ -76,7 +76,7 @@ if [ "$CROSS" = 0 ]; then
     exit 0
 fi
 
-step "install: python3 (interop peer), Wine + MinGW (Windows tests), rustfmt, clippy, targets"
+step "install: python3 and node (interop peers), Wine + MinGW (Windows tests), rustfmt, clippy, targets"
 apt_install() {
     local sudo=
     [ "$(id -u)" = 0 ] || sudo=sudo
@@ -85,6 +85,7 @@ apt_install() {
 }
 missing=()
 command -v python3 >/dev/null || missing+=(python3)
+command -v node >/dev/null || missing+=(nodejs)
 command -v wine >/dev/null || missing+=(wine64 wine)
 command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(gcc-mingw-w64-x86-64)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
