@@ -194,6 +194,16 @@ impl Stream {
         self.mode
     }
 
+    /// Takes the stream apart for an event loop: the pipe handle (opened for overlapped
+    /// I/O), whether it is the server end, and its place under the listener's instance limit
+    /// (keep it as long as the handle is in use).
+    pub fn into_parts(self) -> (OwnedHandle, bool, Option<Slot>) {
+        let Stream {
+            handle, end, _slot, ..
+        } = self;
+        (handle, end == End::Server, _slot)
+    }
+
     /// The largest message this end sends or receives.
     pub fn max_message_size(&self) -> usize {
         self.max_message_size

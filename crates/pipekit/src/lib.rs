@@ -63,9 +63,13 @@ pub use pipekit_core::{
 
 pub mod dialect;
 pub mod os;
-// The one place that needs `unsafe`: handing descriptors to Tokio's reactor.
+// The one place that needs `unsafe`: handing descriptors/handles to Tokio's reactor.
 #[cfg(all(unix, feature = "tokio"))]
 #[allow(unsafe_code)]
+pub mod tokio;
+#[cfg(all(windows, feature = "tokio"))]
+#[allow(unsafe_code)]
+#[path = "tokio_windows.rs"]
 pub mod tokio;
 
 cfg_if::cfg_if! {

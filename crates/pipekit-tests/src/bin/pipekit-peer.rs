@@ -3,6 +3,7 @@
 //! ```text
 //! pipekit-peer serve NAME bytes|messages [echo|reply TEXT|big SIZE] [--print] [--clients N] [--fifo]
 //! pipekit-peer clients NAME CONNS MSGS
+//! pipekit-peer bytes-client NAME TEXT
 //! ```
 //!
 //! Binds NAME, prints `ready` on stdout, and serves each client on its own thread: `echo`
@@ -55,6 +56,9 @@ fn run(args: &[String]) -> io::Result<()> {
     };
     if cmd == "clients" {
         return clients(name, mode, rest);
+    }
+    if cmd == "bytes-client" {
+        return bytes_client(name, mode);
     }
     if cmd != "serve" {
         return Err(usage());
@@ -145,6 +149,19 @@ fn clients(name: &str, conns: &str, rest: &[String]) -> io::Result<()> {
         }
     }
     println!("ok {conns}");
+    Ok(())
+}
+
+/// `bytes-client NAME TEXT`: connects in byte mode, writes TEXT, reads as many bytes back and
+/// prints them.
+fn bytes_client(name: &str, text: &str) -> io::Result<()> {
+    let mut options = pipekit::ConnectOptions::new();
+    options.wait(Some(std::time::Duration::from_secs(60)));
+    let mut stream = Stream::connect_with(name, &options)?;
+    stream.write_all(text.as_bytes())?;
+    let mut back = vec![0u8; text.len()];
+    stream.read_exact(&mut back)?;
+    println!("{}", String::from_utf8_lossy(&back));
     Ok(())
 }
 
