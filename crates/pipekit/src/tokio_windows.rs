@@ -1,8 +1,7 @@
 //! Tokio integration (feature `tokio`) on Windows: byte mode only, for now.
 //!
 //! An accepted or connected byte-mode pipe is handed to Tokio's own
-//! [`NamedPipeServer`](tokio::net::windows::named_pipe::NamedPipeServer) /
-//! [`NamedPipeClient`](tokio::net::windows::named_pipe::NamedPipeClient) (pipekit's handles
+//! [`NamedPipeServer`] / [`NamedPipeClient`] (pipekit's handles
 //! are opened for overlapped I/O, which is what they need), so [`Stream`] is
 //! `AsyncRead + AsyncWrite` driven by the runtime's I/O completion port.
 //!
