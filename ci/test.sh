@@ -106,8 +106,8 @@ step "cargo test (unit, integration, cross-process, interop, doc)"
 cargo test --workspace --locked
 
 step "cargo doc (warnings denied), host and Windows"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude pipekit-windows --no-deps --locked
-RUSTDOCFLAGS="-D warnings" cargo doc -p pipekit -p pipekit-windows --no-deps --locked --target "$WINDOWS_TARGET"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude pipekit-windows --no-deps --locked --features pipekit/mio,pipekit/tokio
+RUSTDOCFLAGS="-D warnings" cargo doc -p pipekit -p pipekit-windows --no-deps --locked --target "$WINDOWS_TARGET" --features pipekit/mio,pipekit/tokio
 
 step "cargo bench --no-run (the benches build)"
 cargo bench --workspace --no-run --locked
