@@ -203,12 +203,14 @@ impl Session {
 }
 
 /// A throughput result.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Throughput {
     /// Bytes moved.
     pub bytes: u64,
     /// Time taken.
     pub elapsed: Duration,
+    /// The kernel buffer sizes the writing end had (see [`Session::settings`]).
+    pub settings: String,
 }
 
 impl Throughput {
@@ -245,10 +247,12 @@ pub fn throughput(
     for _ in 0..batches {
         total += session.batch(count)?;
     }
+    let settings = session.settings();
     session.finish()?;
     Ok(Throughput {
         bytes: count * batches * size as u64,
         elapsed: total,
+        settings,
     })
 }
 
@@ -393,5 +397,6 @@ pub fn memcpy(size: usize, duration: Duration) -> Throughput {
     Throughput {
         bytes,
         elapsed: start.elapsed(),
+        settings: String::new(),
     }
 }

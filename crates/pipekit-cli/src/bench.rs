@@ -167,12 +167,11 @@ fn measure(
         row.notes.push(format!("not run: {reason}"));
         return row;
     }
-    match pipekit_benches::Session::sink(t, size, pinning) {
-        Ok(session) => row.settings = session.settings(),
-        Err(e) => row.notes.push(format!("not run: {e}")),
-    }
     match pipekit_benches::throughput(t, size, duration, pinning) {
-        Ok(r) => row.gb_per_s = Some(r.gb_per_s()),
+        Ok(r) => {
+            row.gb_per_s = Some(r.gb_per_s());
+            row.settings = r.settings;
+        }
         Err(e) => row.notes.push(format!("throughput: {e}")),
     }
     match pipekit_benches::latency(t, size, duration, pinning) {
