@@ -2,7 +2,6 @@
 
 use std::io::{self, Read, Write};
 use std::num::NonZeroU8;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -62,11 +61,11 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     } else {
         Server::Plain(bind(args, &name, &options).map_err(|e| anyhow::anyhow!(serve(e)))?)
     };
-    let files = Arc::new(ServerFiles::of(server.listener()));
+    let server = Arc::new(server);
     {
-        let files = Arc::clone(&files);
+        let server = Arc::clone(&server);
         ctrlc::set_handler(move || {
-            files.remove();
+            server.remove_files();
             std::process::exit(130);
         })
         .context("cannot install the Ctrl-C handler")?;
@@ -77,12 +76,12 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let client = Arc::new(Client {
         left: AtomicU64::new(args.count.unwrap_or(u64::MAX)),
         out: Mutex::new(io::stdout()),
-        files,
+        server: Arc::clone(&server),
         echo: args.echo,
         answer: args.reply.as_ref().map(|t| t.as_bytes().to_vec()),
     });
     loop {
-        let conn = match &server {
+        let conn = match &*server {
             Server::Plain(listener) => Conn::Plain(listener.accept().context("accept failed")?),
             Server::Python(listener) => match listener.accept() {
                 Ok(conn) => Conn::Python(conn),
@@ -115,6 +114,15 @@ impl Server {
             Server::Python(l) => l.listener(),
         }
     }
+
+    /// Removes the server's socket or FIFO directory and lock file, for an exit that does
+    /// not drop the listener (Ctrl-C, `--count`). Windows pipes leave nothing behind.
+    fn remove_files(&self) {
+        #[cfg(unix)]
+        pipekit::os::unix::ListenerExt::remove_files(self.listener());
+        #[cfg(not(unix))]
+        let _ = self.listener();
+    }
 }
 
 enum Conn {
@@ -143,50 +151,10 @@ fn bind(args: &ListenArgs, name: &PipeName, options: &ListenerOptions) -> io::Re
     Listener::bind_with(name, options)
 }
 
-/// What a server leaves in the filesystem while it runs, removed on Ctrl-C or `--count`
-/// (when the process exits without dropping the listener).
-#[derive(Debug)]
-struct ServerFiles {
-    path: Option<PathBuf>,
-}
-
-impl ServerFiles {
-    #[cfg(unix)]
-    fn of(listener: &Listener) -> ServerFiles {
-        use pipekit::os::unix::ListenerExt;
-        ServerFiles {
-            path: listener.path().map(PathBuf::from),
-        }
-    }
-
-    #[cfg(not(unix))]
-    fn of(_listener: &Listener) -> ServerFiles {
-        ServerFiles { path: None }
-    }
-
-    /// Removes the socket, or the FIFO directory with its FIFOs, and the lock file.
-    fn remove(&self) {
-        let Some(path) = &self.path else { return };
-        if path.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(path) {
-                for entry in entries.flatten() {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-            let _ = std::fs::remove_dir(path);
-        } else {
-            let _ = std::fs::remove_file(path);
-        }
-        let mut lock = path.clone().into_os_string();
-        lock.push(".lock");
-        let _ = std::fs::remove_file(lock);
-    }
-}
-
 struct Client {
     left: AtomicU64,
     out: Mutex<io::Stdout>,
-    files: Arc<ServerFiles>,
+    server: Arc<Server>,
     echo: bool,
     answer: Option<Vec<u8>>,
 }
@@ -229,7 +197,7 @@ impl Client {
                 }
             }
             if self.left.fetch_sub(1, Ordering::SeqCst) == 1 {
-                self.files.remove();
+                self.server.remove_files();
                 std::process::exit(0);
             }
         }

@@ -154,6 +154,17 @@ impl Listener {
         }
     }
 
+    /// Removes what the listener put in the filesystem — the socket file, or the FIFO server
+    /// directory with its FIFOs, and the lock file — now rather than on drop. For a process
+    /// about to exit without dropping the listener (a signal handler, `std::process::exit`).
+    /// After it, no new client finds the listener; it is done once, drop does nothing more.
+    pub fn remove_files(&self) {
+        match &self.inner {
+            ListenerInner::Socket(l) => l.remove_files(),
+            ListenerInner::Fifo(l) => l.remove_files(),
+        }
+    }
+
     /// Puts the listener in non-blocking mode: `accept` returns `WouldBlock` when nobody is
     /// waiting.
     ///

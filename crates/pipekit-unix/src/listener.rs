@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use nix::errno::Errno;
 use nix::sys::socket::UnixAddr;
@@ -36,6 +36,8 @@ pub(crate) struct SocketListener {
     max_message_size: usize,
     buffers: (usize, usize),
     bound: Option<Bound>,
+    /// Set once the bound files are removed (by `remove_files` or drop).
+    removed: AtomicBool,
     slots: Option<Arc<Slots>>,
 }
 
@@ -114,6 +116,7 @@ impl SocketListener {
             max_message_size: options.max_message_size,
             buffers,
             bound,
+            removed: AtomicBool::new(false),
             slots: options.max_instances.map(Slots::new),
         };
         sys::listen(&listener.fd).map_err(|e| context(e, format!("cannot listen on {name}")))?;
@@ -168,19 +171,29 @@ impl SocketListener {
     }
 }
 
-impl Drop for SocketListener {
-    fn drop(&mut self) {
-        if let Some(bound) = self.bound.take() {
+impl SocketListener {
+    /// Removes the socket file (if it is still the one bound) and the lock file, once.
+    pub(crate) fn remove_files(&self) {
+        if self.removed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(bound) = &self.bound {
             let ours = fs::symlink_metadata(&bound.path)
                 .is_ok_and(|m| (m.dev(), m.ino()) == bound.identity);
             if ours {
                 let _ = fs::remove_file(&bound.path);
             }
-            if let Some((path, _file)) = bound.lock {
+            if let Some((path, _file)) = &bound.lock {
                 // Removed while still held; a waiting binder re-checks the file it locked.
                 let _ = fs::remove_file(path);
             }
         }
+    }
+}
+
+impl Drop for SocketListener {
+    fn drop(&mut self) {
+        self.remove_files();
     }
 }
 

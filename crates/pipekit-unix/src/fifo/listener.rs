@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -33,7 +34,9 @@ pub struct FifoListener {
     uid: u32,
     guard_sigpipe: bool,
     slots: Option<Arc<Slots>>,
-    _lock: (PathBuf, File),
+    lock: (PathBuf, File),
+    /// Set once the directory and lock file are removed (by `remove_files` or drop).
+    removed: AtomicBool,
 }
 
 impl fmt::Debug for FifoListener {
@@ -97,7 +100,8 @@ impl FifoListener {
             uid: nix::unistd::geteuid().as_raw(),
             guard_sigpipe: !sys::sigpipe_ignored(),
             slots: options.max_instances.map(Slots::new),
-            _lock: lock,
+            lock,
+            removed: AtomicBool::new(false),
         })
     }
 
@@ -307,8 +311,13 @@ fn remove_stale(path: &Path) -> io::Result<()> {
     fs::remove_dir(path)
 }
 
-impl Drop for FifoListener {
-    fn drop(&mut self) {
+impl FifoListener {
+    /// Removes the server directory (if it is still the one made) with its FIFOs, and the
+    /// lock file, once.
+    pub(crate) fn remove_files(&self) {
+        if self.removed.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let ours =
             fs::symlink_metadata(&self.dir).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
         if ours {
@@ -322,7 +331,13 @@ impl Drop for FifoListener {
             let _ = fs::remove_dir(&self.dir);
         }
         // Removed while still held; a waiting binder re-checks the file it locked.
-        let _ = fs::remove_file(&self._lock.0);
+        let _ = fs::remove_file(&self.lock.0);
+    }
+}
+
+impl Drop for FifoListener {
+    fn drop(&mut self) {
+        self.remove_files();
     }
 }
 

@@ -75,6 +75,11 @@ pub trait ListenerExt: Sized {
     /// The transport this listener uses.
     fn transport(&self) -> Transport;
 
+    /// Removes the listener's socket file, or FIFO directory, and its lock file now rather
+    /// than on drop — for a process that exits without dropping it (from a Ctrl-C handler,
+    /// or before `std::process::exit`). Done once; no new client finds the listener after it.
+    fn remove_files(&self);
+
     /// Puts the listening socket in non-blocking mode.
     ///
     /// # Errors
@@ -101,6 +106,10 @@ impl ListenerExt for Listener {
 
     fn transport(&self) -> Transport {
         self.inner.transport()
+    }
+
+    fn remove_files(&self) {
+        self.inner.remove_files()
     }
 
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
