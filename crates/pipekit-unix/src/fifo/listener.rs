@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 use pipekit_core::error::{context, invalid_data, invalid_input};
 use pipekit_core::slots::Slots;
 use pipekit_core::{ListenerOptions, Mode, PipeName, UnixAddress};
@@ -208,41 +208,18 @@ fn answer(asked: Mode, served: Mode) -> u8 {
 fn wait_for_client(c2s: &OwnedFd, s2c: &OwnedFd) -> io::Result<()> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
         let mut fds = [
             PollFd::new(c2s.as_fd(), PollFlags::POLLIN),
             PollFd::new(s2c.as_fd(), PollFlags::empty()),
         ];
-        match nix::poll::poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => {}
-            Err(e) => return Err(e.into()),
-        }
-        if fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN))
-        {
+        sys::poll_until(&mut fds, Some(deadline))?;
+        let events = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
+        if events(0).contains(PollFlags::POLLIN) {
             return Ok(());
         }
-        if fds[1]
-            .revents()
-            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the client left during the handshake",
-            ));
-        }
-        if fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+        // The client's read end of s2c is gone (POLLERR/POLLHUP there), or it closed c2s.
+        if events(1).intersects(PollFlags::POLLERR | PollFlags::POLLHUP)
+            || events(0).contains(PollFlags::POLLHUP)
         {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,

@@ -51,7 +51,7 @@ pub(crate) fn open_fifo(path: &Path, access: Access) -> io::Result<(OwnedFd, Fil
     let flags = mode | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = cvt(fcntl::open(path, flags, Mode::empty()))?;
     let st = cvt(stat::fstat(&fd))?;
-    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFIFO {
+    if !is_fifo(&st) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{} is not a FIFO", path.display()),
@@ -71,9 +71,7 @@ pub(crate) fn is_fifo(st: &FileStat) -> bool {
 }
 
 /// Sets or clears `O_NONBLOCK`.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
-    super::set_nonblocking(fd, nonblocking)
-}
+pub(crate) use super::set_nonblocking;
 
 /// Waits until `fd` is readable (or `writable`), or hung up, or `deadline` passes
 /// (`TimedOut`). `None` waits without limit.
@@ -87,6 +85,12 @@ pub(crate) fn wait(
     } else {
         PollFlags::POLLIN
     };
+    poll_until(&mut [PollFd::new(fd, events)], deadline)
+}
+
+/// Polls `fds` until one of them has an event (see their `revents`), retrying on `EINTR`;
+/// `TimedOut` once `deadline` passes, `None` waits without limit.
+pub(crate) fn poll_until(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Result<()> {
     loop {
         let timeout = match deadline {
             None => PollTimeout::NONE,
@@ -101,8 +105,7 @@ pub(crate) fn wait(
                 poll_timeout(left)
             }
         };
-        let mut fds = [PollFd::new(fd, events)];
-        match nix::poll::poll(&mut fds, timeout) {
+        match nix::poll::poll(fds, timeout) {
             Ok(0) => continue,
             Ok(_) => return Ok(()),
             Err(Errno::EINTR) => continue,
