@@ -20,6 +20,16 @@ use crate::listener::SocketListener;
 use crate::stream::SocketStream;
 use crate::{Transport, UnixOptions, dir, sys};
 
+/// Calls `$call` on whichever transport `$enum` holds (its `Socket` or `Fifo` variant).
+macro_rules! dispatch {
+    ($enum:ident, $self:expr, $x:ident => $call:expr) => {
+        match $self {
+            $enum::Socket($x) => $call,
+            $enum::Fifo($x) => $call,
+        }
+    };
+}
+
 /// A server bound to a name: a listening Unix-domain socket, or a FIFO server directory (see
 /// [`Transport`]); every [`accept`](Self::accept) returns the next client.
 pub struct Listener {
@@ -33,10 +43,7 @@ enum ListenerInner {
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.inner {
-            ListenerInner::Socket(l) => l.fmt(f),
-            ListenerInner::Fifo(l) => l.fmt(f),
-        }
+        dispatch!(ListenerInner, &self.inner, l => l.fmt(f))
     }
 }
 
@@ -124,18 +131,12 @@ impl Listener {
 
     /// The mode of every connection this listener accepts.
     pub fn mode(&self) -> Mode {
-        match &self.inner {
-            ListenerInner::Socket(l) => l.mode(),
-            ListenerInner::Fifo(l) => l.mode(),
-        }
+        dispatch!(ListenerInner, &self.inner, l => l.mode())
     }
 
     /// The name this listener serves.
     pub fn name(&self) -> &PipeName {
-        match &self.inner {
-            ListenerInner::Socket(l) => l.name(),
-            ListenerInner::Fifo(l) => l.name(),
-        }
+        dispatch!(ListenerInner, &self.inner, l => l.name())
     }
 
     /// The transport this listener uses: [`Transport::Socket`] or [`Transport::Fifo`].
@@ -159,10 +160,7 @@ impl Listener {
     /// about to exit without dropping the listener (a signal handler, `std::process::exit`).
     /// After it, no new client finds the listener; it is done once, drop does nothing more.
     pub fn remove_files(&self) {
-        match &self.inner {
-            ListenerInner::Socket(l) => l.remove_files(),
-            ListenerInner::Fifo(l) => l.remove_files(),
-        }
+        dispatch!(ListenerInner, &self.inner, l => l.remove_files())
     }
 
     /// Puts the listener in non-blocking mode: `accept` returns `WouldBlock` when nobody is
@@ -172,20 +170,14 @@ impl Listener {
     ///
     /// The OS error.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        match &self.inner {
-            ListenerInner::Socket(l) => l.set_nonblocking(nonblocking),
-            ListenerInner::Fifo(l) => l.set_nonblocking(nonblocking),
-        }
+        dispatch!(ListenerInner, &self.inner, l => l.set_nonblocking(nonblocking))
     }
 }
 
 impl AsFd for Listener {
     /// The listening socket, or the FIFO server's request FIFO.
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match &self.inner {
-            ListenerInner::Socket(l) => l.as_fd(),
-            ListenerInner::Fifo(l) => l.as_fd(),
-        }
+        dispatch!(ListenerInner, &self.inner, l => l.as_fd())
     }
 }
 
@@ -223,21 +215,8 @@ enum StreamInner {
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.inner {
-            StreamInner::Socket(s) => s.fmt(f),
-            StreamInner::Fifo(s) => s.fmt(f),
-        }
+        dispatch!(StreamInner, &self.inner, s => s.fmt(f))
     }
-}
-
-/// Calls `$method` on whichever stream is inside.
-macro_rules! dispatch {
-    ($self:expr, $s:ident => $call:expr) => {
-        match $self {
-            StreamInner::Socket($s) => $call,
-            StreamInner::Fifo($s) => $call,
-        }
-    };
 }
 
 impl Stream {
@@ -351,7 +330,7 @@ impl Stream {
 
     /// The connection's mode.
     pub fn mode(&self) -> Mode {
-        dispatch!(&self.inner, s => s.mode())
+        dispatch!(StreamInner, &self.inner, s => s.mode())
     }
 
     /// FIFO connections on Linux: the capacity of the FIFO this end reads (see
@@ -365,7 +344,7 @@ impl Stream {
 
     /// The largest message this end sends or receives.
     pub fn max_message_size(&self) -> usize {
-        dispatch!(&self.inner, s => s.max_message_size())
+        dispatch!(StreamInner, &self.inner, s => s.max_message_size())
     }
 
     /// Sends `msg` as one message.
@@ -376,7 +355,7 @@ impl Stream {
     /// stream is in byte mode; `BrokenPipe` if the peer is gone; `TimedOut` after the write
     /// timeout.
     pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        dispatch!(&mut self.inner, s => s.send(msg))
+        dispatch!(StreamInner, &mut self.inner, s => s.send(msg))
     }
 
     /// Receives one message into `buf`: `Some(len)`, or `None` at the end.
@@ -387,7 +366,7 @@ impl Stream {
     /// [`MessageTooLarge`](pipekit_core::MessageTooLarge) (the message stays readable);
     /// `TimedOut` after the read timeout; `InvalidData` if the peer breaks the protocol.
     pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        dispatch!(&mut self.inner, s => s.recv(buf))
+        dispatch!(StreamInner, &mut self.inner, s => s.recv(buf))
     }
 
     /// Receives one whole message into `buf`, which is cleared first and grown to fit.
@@ -396,7 +375,7 @@ impl Stream {
     ///
     /// As [`recv`](Self::recv), but no message within the maximum is too large for it.
     pub fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        dispatch!(&mut self.inner, s => s.recv_to_vec(buf))
+        dispatch!(StreamInner, &mut self.inner, s => s.recv_to_vec(buf))
     }
 
     /// Shuts down the write side: the peer reads EOF after everything sent before.
@@ -405,7 +384,7 @@ impl Stream {
     ///
     /// The OS error.
     pub fn shutdown_write(&self) -> io::Result<()> {
-        dispatch!(&self.inner, s => s.shutdown_write())
+        dispatch!(StreamInner, &self.inner, s => s.shutdown_write())
     }
 
     /// Who is on the other end (FIFOs: the user only).
@@ -414,7 +393,7 @@ impl Stream {
     ///
     /// The OS error.
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        dispatch!(&self.inner, s => s.peer_credentials())
+        dispatch!(StreamInner, &self.inner, s => s.peer_credentials())
     }
 
     /// Makes reads and `recv` fail with `TimedOut` after `timeout`; `None` waits forever.
@@ -423,7 +402,7 @@ impl Stream {
     ///
     /// `InvalidInput` for a zero duration.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        dispatch!(&self.inner, s => s.set_read_timeout(timeout))
+        dispatch!(StreamInner, &self.inner, s => s.set_read_timeout(timeout))
     }
 
     /// Makes writes and `send` fail with `TimedOut` after `timeout`; `None` waits forever.
@@ -432,7 +411,7 @@ impl Stream {
     ///
     /// `InvalidInput` for a zero duration.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        dispatch!(&self.inner, s => s.set_write_timeout(timeout))
+        dispatch!(StreamInner, &self.inner, s => s.set_write_timeout(timeout))
     }
 
     /// Puts the connection in non-blocking mode (`WouldBlock` instead of waiting).
@@ -441,7 +420,7 @@ impl Stream {
     ///
     /// The OS error.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        dispatch!(&self.inner, s => s.set_nonblocking(nonblocking))
+        dispatch!(StreamInner, &self.inner, s => s.set_nonblocking(nonblocking))
     }
 }
 
@@ -449,35 +428,35 @@ impl Read for Stream {
     /// Byte mode: reads what has arrived. Message mode: receives one message (`Ok(0)` is a
     /// zero-length message or the end; use [`recv`](Stream::recv) to tell them apart).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        dispatch!(&mut self.inner, s => s.read(buf))
+        dispatch!(StreamInner, &mut self.inner, s => s.read(buf))
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        dispatch!(&mut self.inner, s => s.read_vectored(bufs))
+        dispatch!(StreamInner, &mut self.inner, s => s.read_vectored(bufs))
     }
 }
 
 impl Write for Stream {
     /// Byte mode: writes some of `buf`. Message mode: sends `buf` as one message.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        dispatch!(&mut self.inner, s => s.write(buf))
+        dispatch!(StreamInner, &mut self.inner, s => s.write(buf))
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        dispatch!(&mut self.inner, s => s.write_vectored(bufs))
+        dispatch!(StreamInner, &mut self.inner, s => s.write_vectored(bufs))
     }
 
     /// In non-blocking message mode over a framed transport: writes the tail of a message
     /// that was taken only in part. Otherwise nothing is buffered.
     fn flush(&mut self) -> io::Result<()> {
-        dispatch!(&mut self.inner, s => s.flush())
+        dispatch!(StreamInner, &mut self.inner, s => s.flush())
     }
 }
 
 impl AsFd for Stream {
     /// The socket, or the FIFO this end reads.
     fn as_fd(&self) -> BorrowedFd<'_> {
-        dispatch!(&self.inner, s => s.as_fd())
+        dispatch!(StreamInner, &self.inner, s => s.as_fd())
     }
 }
 
