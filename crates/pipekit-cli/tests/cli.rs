@@ -45,6 +45,22 @@ fn send_messages(name: &str, msgs: &[&str]) -> String {
     text(&out.stdout)
 }
 
+/// `pipekit listen NAME --dialect python-mp --authkey k --echo --count COUNT`.
+fn python_mp_echo_server(name: &str, count: u32) -> Child {
+    let count = count.to_string();
+    spawn(&[
+        "listen",
+        name,
+        "--dialect",
+        "python-mp",
+        "--authkey",
+        "k",
+        "--echo",
+        "--count",
+        &count,
+    ])
+}
+
 /// The path NAME lives at (`pipekit path`).
 fn path_of(name: &str) -> String {
     let out = pipekit(&["path", name]);
@@ -255,17 +271,7 @@ fn the_python_example_client_talks_to_pipekit_listen() {
 #[test]
 fn python_mp_dialect_between_two_pipekit_processes_right_and_wrong_key() {
     let name = unique_name("cli-mp");
-    let server = spawn(&[
-        "listen",
-        &name,
-        "--dialect",
-        "python-mp",
-        "--authkey",
-        "k",
-        "--echo",
-        "--count",
-        "2",
-    ]);
+    let server = python_mp_echo_server(&name, 2);
     let mp = [
         "--dialect",
         "python-mp",
@@ -331,17 +337,7 @@ fn path_follows_the_dotnet_rule() {
 #[test]
 fn pythons_own_client_reaches_pipekit_listen_in_the_python_dialect() {
     let name = unique_name("cli-mp-py");
-    let server = spawn(&[
-        "listen",
-        &name,
-        "--dialect",
-        "python-mp",
-        "--authkey",
-        "k",
-        "--echo",
-        "--count",
-        "2",
-    ]);
+    let server = python_mp_echo_server(&name, 2);
     let ready = pipekit(&[
         "send",
         &name,

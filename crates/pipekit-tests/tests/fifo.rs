@@ -12,15 +12,11 @@ use std::time::Duration;
 
 use pipekit::os::unix::fifo::{Receiver, Sender};
 use pipekit::os::unix::{ListenerExt, StreamExt, Transport, UnixOptions, socket_path};
-use pipekit::{ConnectOptions, Listener, ListenerOptions, Mode, PipeName, Stream};
+use pipekit::{Listener, ListenerOptions, Mode, PipeName, Stream};
 use pipekit_tests::{Peer, connect_options, pattern, unique_name};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
 const PY_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/fifo_client.py");
-
-fn options(mode: Mode) -> ConnectOptions {
-    connect_options(mode)
-}
 
 fn fifo_listener(name: &str, mode: Mode) -> Listener {
     let mut unix = UnixOptions::new();
@@ -48,7 +44,7 @@ fn ten_messages_over_fifos_and_the_directory_is_clean() {
     );
     let dir = socket_path(name.as_str()).unwrap();
     assert!(fs::symlink_metadata(&dir).unwrap().is_dir());
-    let mut client = Stream::connect_with(name.as_str(), &options(Mode::Messages)).unwrap();
+    let mut client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
     assert_eq!(client.transport(), Transport::Fifo);
     let mut buf = [0u8; 65535];
     for i in 1..=10 {
@@ -89,7 +85,7 @@ fn byte_mode_echo_and_65535_byte_writes_over_fifos() {
 fn full_size_messages_over_fifos() {
     let name = unique_name("fifo-full");
     let _peer = Peer::start(PEER, &["serve", &name, "messages", "echo", "--fifo"]);
-    let mut client = Stream::connect_with(name.as_str(), &options(Mode::Messages)).unwrap();
+    let mut client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
     for seed in 0..3 {
         let msg = pattern(65535, seed);
         client.send(&msg).unwrap();
@@ -107,7 +103,7 @@ fn fifty_concurrent_clients_every_message_checked() {
         .map(|c| {
             let name = name.clone();
             thread::spawn(move || {
-                let mut options = options(Mode::Messages);
+                let mut options = connect_options(Mode::Messages);
                 options.wait(Some(Duration::from_secs(20)));
                 let mut conn = Stream::connect_with(name.as_str(), &options).unwrap();
                 let mut reply = Vec::new();
@@ -133,7 +129,7 @@ fn fifty_concurrent_clients_every_message_checked() {
 fn killed_fifo_server_is_eof_then_broken_pipe_and_the_name_is_reusable() {
     let name = unique_name("fifo-killed");
     let mut peer = Peer::start(PEER, &["serve", &name, "messages", "echo", "--fifo"]);
-    let mut client = Stream::connect_with(name.as_str(), &options(Mode::Messages)).unwrap();
+    let mut client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
     client.send(b"before").unwrap();
     let mut buf = [0u8; 64];
     assert_eq!(client.recv(&mut buf).unwrap(), Some(6));
@@ -147,7 +143,7 @@ fn killed_fifo_server_is_eof_then_broken_pipe_and_the_name_is_reusable() {
     assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
 
     // The dead server's directory is stale: a client is told so, a new server takes it.
-    let err = Stream::connect_with(name.as_str(), &options(Mode::Messages)).unwrap_err();
+    let err = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
     let again = fifo_listener(&name, Mode::Messages);
     assert_only_requests(again.path().unwrap());
@@ -167,7 +163,7 @@ fn a_client_killed_mid_handshake_does_not_stop_the_server() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut client = Stream::connect_with(name.as_str(), &options(Mode::Messages)).unwrap();
+    let mut client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
     client.send(b"still serving").unwrap();
     let mut back = Vec::new();
     client.recv_to_vec(&mut back).unwrap();
@@ -222,7 +218,8 @@ fn hostile_request_records_are_refused_without_disturbing_clients() {
         }
         drop(requests);
 
-        let mut client = Stream::connect_with(name.as_str(), &options(Mode::Messages)).unwrap();
+        let mut client =
+            Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
         client.send(b"real client").unwrap();
         let mut back = Vec::new();
         client.recv_to_vec(&mut back).unwrap();
@@ -243,7 +240,7 @@ fn libc_o_nonblock() -> i32 {
 fn mode_mismatch_over_fifos_is_invalid_input() {
     let name = unique_name("fifo-mode");
     let _peer = Peer::start(PEER, &["serve", &name, "bytes", "echo", "--fifo"]);
-    let err = Stream::connect_with(name.as_str(), &options(Mode::Messages)).unwrap_err();
+    let err = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("messages mode"), "{err}");
     assert_only_requests(&socket_path(name.as_str()).unwrap());
