@@ -388,13 +388,7 @@ impl Stream {
 
     fn write_raw(&mut self, buf: &[u8]) -> io::Result<usize> {
         let timeout = self.write_timeout.load(Ordering::Relaxed);
-        sys::write(self.handle.as_handle(), &self.write_event, buf, timeout).map_err(|e| {
-            if is_gone(&e) {
-                context_kind(io::ErrorKind::BrokenPipe, e, "the peer closed the pipe")
-            } else {
-                e
-            }
-        })
+        sys::write(self.handle.as_handle(), &self.write_event, buf, timeout).map_err(broken_pipe)
     }
 
     /// Fails with `Unsupported`: named pipes have no half-close.
@@ -418,13 +412,7 @@ impl Stream {
     ///
     /// `BrokenPipe` if the peer is gone.
     pub fn flush_buffers(&self) -> io::Result<()> {
-        sys::flush_buffers(self.handle.as_handle()).map_err(|e| {
-            if is_gone(&e) {
-                context_kind(io::ErrorKind::BrokenPipe, e, "the peer closed the pipe")
-            } else {
-                e
-            }
-        })
+        sys::flush_buffers(self.handle.as_handle()).map_err(broken_pipe)
     }
 
     /// The peer's process id (uid and gid are `None` on Windows).
@@ -485,6 +473,15 @@ fn is_gone(err: &io::Error) -> bool {
         sys::code(err),
         Some(sys::ERROR_BROKEN_PIPE | sys::ERROR_NO_DATA | sys::ERROR_PIPE_NOT_CONNECTED)
     )
+}
+
+/// A write-side error: `BrokenPipe` when the peer is gone (the OS code is kept).
+fn broken_pipe(err: io::Error) -> io::Error {
+    if is_gone(&err) {
+        context_kind(io::ErrorKind::BrokenPipe, err, "the peer closed the pipe")
+    } else {
+        err
+    }
 }
 
 /// A read's result with the end of the stream as `None`.

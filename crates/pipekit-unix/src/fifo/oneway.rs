@@ -208,13 +208,7 @@ impl Sender {
 impl Write for Sender {
     /// Writes some of `buf`; `BrokenPipe` once the reader is gone (never `SIGPIPE`).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sys::write(self.fd.as_fd(), buf, self.guard_sigpipe).map_err(|e| {
-            if e.raw_os_error() == Some(libc::EPIPE) {
-                context_kind(io::ErrorKind::BrokenPipe, e, "the FIFO's reader is gone")
-            } else {
-                e
-            }
-        })
+        sys::write(self.fd.as_fd(), buf, self.guard_sigpipe)
     }
 
     fn flush(&mut self) -> io::Result<()> {

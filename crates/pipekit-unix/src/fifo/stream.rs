@@ -375,14 +375,6 @@ impl Writer<'_> {
     }
 }
 
-fn write_error(err: io::Error) -> io::Error {
-    if err.raw_os_error() == Some(libc::EPIPE) {
-        context_kind(io::ErrorKind::BrokenPipe, err, "the peer closed its end")
-    } else {
-        err
-    }
-}
-
 impl Write for Writer<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let fd = self.fd()?;
@@ -393,7 +385,7 @@ impl Write for Writer<'_> {
             }
             None => buf,
         };
-        sys::write(fd, buf, self.guard).map_err(write_error)
+        sys::write(fd, buf, self.guard)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
@@ -401,7 +393,7 @@ impl Write for Writer<'_> {
             let first = bufs.iter().find(|b| !b.is_empty());
             return first.map_or(Ok(0), |b| self.write(b));
         }
-        sys::write_vectored(self.fd()?, bufs, self.guard).map_err(write_error)
+        sys::write_vectored(self.fd()?, bufs, self.guard)
     }
 
     fn flush(&mut self) -> io::Result<()> {

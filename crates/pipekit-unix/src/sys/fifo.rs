@@ -171,7 +171,7 @@ fn without_sigpipe(write: impl FnOnce() -> io::Result<usize>) -> io::Result<usiz
     result
 }
 
-/// One `write`, with `EPIPE` as an error and, if `guard`, no `SIGPIPE` raised.
+/// One `write`; `EPIPE` is a `BrokenPipe` error and, if `guard`, no `SIGPIPE` is raised.
 pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8], guard: bool) -> io::Result<usize> {
     let once = || loop {
         match nix::unistd::write(fd, buf) {
@@ -179,7 +179,7 @@ pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8], guard: bool) -> io::Result<u
             other => return cvt(other),
         }
     };
-    if guard { without_sigpipe(once) } else { once() }
+    reader_gone(if guard { without_sigpipe(once) } else { once() })
 }
 
 /// One `writev`, as [`write`].
@@ -194,7 +194,22 @@ pub(crate) fn write_vectored(
             other => return cvt(other),
         }
     };
-    if guard { without_sigpipe(once) } else { once() }
+    reader_gone(if guard { without_sigpipe(once) } else { once() })
+}
+
+/// `EPIPE` from a FIFO write: `BrokenPipe`, saying why (the OS code is kept).
+fn reader_gone(result: io::Result<usize>) -> io::Result<usize> {
+    result.map_err(|e| {
+        if e.raw_os_error() == Some(libc::EPIPE) {
+            pipekit_core::error::context_kind(
+                io::ErrorKind::BrokenPipe,
+                e,
+                "the FIFO's reader is gone",
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// Raises the capacity of the pipe behind `fd` towards 1 MiB (Linux `F_SETPIPE_SZ`, capped
