@@ -50,6 +50,11 @@
 #![deny(missing_docs)]
 
 mod listener;
+#[cfg(feature = "mio")]
+#[allow(unsafe_code)]
+mod mio;
+#[allow(unsafe_code)]
+pub mod nonblocking;
 mod stream;
 #[allow(unsafe_code)]
 mod sys;

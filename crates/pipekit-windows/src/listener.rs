@@ -195,6 +195,24 @@ impl Listener {
         Stream::new(handle, End::Server, self.mode, self.max_message_size, slot)
     }
 
+    /// The waiting instance, or a new one (for the non-blocking listener, which has no
+    /// instance limit).
+    pub(crate) fn take_instance(&self) -> io::Result<(OwnedHandle, Option<Slot>)> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        match waiting.instance.take() {
+            Some(instance) => Ok(instance),
+            None => Ok((self.create_instance()?, None)),
+        }
+    }
+
+    pub(crate) fn has_instance_limit(&self) -> bool {
+        self.slots.is_some()
+    }
+
+    pub(crate) fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
     fn create_instance(&self) -> io::Result<OwnedHandle> {
         sys::create_pipe(&self.path, false, &self.config, Some(&self.security)).map_err(|e| {
             context(
@@ -237,7 +255,7 @@ impl pipekit_core::Listener for Listener {
 }
 
 /// The default descriptor: full access for SYSTEM, Administrators and this user only.
-fn owner_only() -> io::Result<SecurityDescriptor> {
+pub(crate) fn owner_only() -> io::Result<SecurityDescriptor> {
     let user =
         sys::current_user_sid().map_err(|e| context(e, "cannot find the current user's SID"))?;
     SecurityDescriptor::from_sddl(&format!("D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;{user})"))

@@ -468,7 +468,7 @@ fn timed_out(err: io::Error, full: &str, options: &ConnectOptions) -> io::Error 
 }
 
 /// The peer has closed its end (or the server disconnected this instance).
-fn is_gone(err: &io::Error) -> bool {
+pub(crate) fn is_gone(err: &io::Error) -> bool {
     matches!(
         sys::code(err),
         Some(sys::ERROR_BROKEN_PIPE | sys::ERROR_NO_DATA | sys::ERROR_PIPE_NOT_CONNECTED)
@@ -476,7 +476,7 @@ fn is_gone(err: &io::Error) -> bool {
 }
 
 /// A write-side error: `BrokenPipe` when the peer is gone (the OS code is kept).
-fn broken_pipe(err: io::Error) -> io::Error {
+pub(crate) fn broken_pipe(err: io::Error) -> io::Error {
     if is_gone(&err) {
         context_kind(io::ErrorKind::BrokenPipe, err, "the peer closed the pipe")
     } else {

@@ -36,7 +36,9 @@ use windows_sys::Win32::System::Pipes::{
     GetNamedPipeServerProcessId, PeekNamedPipe, SetNamedPipeHandleState, WaitNamedPipeW,
 };
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, GetCurrentProcess, INFINITE, OpenProcessToken, WaitForSingleObject,
+    CloseThreadpoolWait, CreateEventW, CreateThreadpoolWait, GetCurrentProcess, INFINITE,
+    OpenProcessToken, PTP_WAIT, PTP_WAIT_CALLBACK, SetThreadpoolWait, WaitForSingleObject,
+    WaitForThreadpoolWaitCallbacks,
 };
 
 pub(crate) use windows_sys::Win32::Foundation::{
@@ -93,6 +95,184 @@ impl Event {
             OwnedHandle::from_raw_handle(handle as RawHandle)
         }))
     }
+}
+
+/// A thread-pool wait (`CreateThreadpoolWait`): runs a callback on a pool thread once the
+/// event it is armed with is signalled. One-shot: it must be armed again for the next time.
+#[derive(Debug)]
+pub(crate) struct TpWait(PTP_WAIT);
+
+// SAFETY: a TP_WAIT may be armed, waited for and closed from any thread.
+unsafe impl Send for TpWait {}
+// SAFETY: as above; the thread-pool functions synchronize internally.
+unsafe impl Sync for TpWait {}
+
+impl TpWait {
+    /// Creates a wait that calls `callback` with `context`.
+    ///
+    /// # Safety
+    ///
+    /// `context` must stay valid for `callback` until the wait is closed or
+    /// [`disarm`](Self::disarm)ed, and `callback` must be sound to run on any thread.
+    pub(crate) unsafe fn new(
+        callback: PTP_WAIT_CALLBACK,
+        context: *const std::ffi::c_void,
+    ) -> io::Result<TpWait> {
+        // SAFETY: the caller vouches for `callback` and `context`; default environment.
+        let wait = unsafe { CreateThreadpoolWait(callback, context.cast_mut(), ptr::null()) };
+        if wait == 0 {
+            return Err(last_error());
+        }
+        Ok(TpWait(wait))
+    }
+
+    /// Calls the callback once, as soon as `event` is signalled (at once if it is already).
+    pub(crate) fn arm(&self, event: &Event) {
+        // SAFETY: `self.0` is a live wait; the event outlives it (the owner drops the wait
+        // first); no timeout.
+        unsafe { SetThreadpoolWait(self.0, raw(event.0.as_handle()), ptr::null()) };
+    }
+
+    /// Stops the wait and waits for a callback that is running to return; one that is
+    /// queued and not started is cancelled. Must not be called from the wait's own callback.
+    pub(crate) fn disarm(&self) {
+        // SAFETY: `self.0` is a live wait; a null handle stops it.
+        unsafe {
+            SetThreadpoolWait(self.0, ptr::null_mut(), ptr::null());
+            WaitForThreadpoolWaitCallbacks(self.0, 1);
+        }
+    }
+}
+
+impl Drop for TpWait {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is live and closed once; a callback still running (the caller's own)
+        // finishes first, the pool frees the wait after it.
+        unsafe { CloseThreadpoolWait(self.0) };
+    }
+}
+
+/// How an overlapped operation started without waiting for it.
+#[derive(Debug)]
+pub(crate) enum Started {
+    /// In flight: its event is signalled when it ends.
+    Pending,
+    /// Already over, with this result.
+    Done(io::Result<Transfer>),
+}
+
+fn started(handle: BorrowedHandle<'_>, ov: *mut OVERLAPPED, ok: i32) -> Started {
+    if ok != 0 {
+        // SAFETY: `ov` belongs to the operation that just completed on `handle`.
+        return Started::Done(finish(handle, unsafe { &*ov }, false));
+    }
+    // SAFETY: reads the calling thread's last-error value.
+    match unsafe { GetLastError() } {
+        ERROR_IO_PENDING => Started::Pending,
+        // SAFETY: as above (a partial message completed at once).
+        ERROR_MORE_DATA => Started::Done(finish(handle, unsafe { &*ov }, false)),
+        err => Started::Done(Err(io::Error::from_raw_os_error(err as i32))),
+    }
+}
+
+/// Starts a `ReadFile` of `len` bytes into `buf`, signalling `event` when it ends.
+///
+/// # Safety
+///
+/// `ov` and `buf` (valid for writes of `len` bytes) must stay valid, and `ov` unused by any
+/// other operation, until the operation is over (`Done`, or after `Pending` its event is
+/// signalled or [`wait_result`] returned).
+pub(crate) unsafe fn start_read(
+    handle: BorrowedHandle<'_>,
+    ov: *mut OVERLAPPED,
+    event: &Event,
+    buf: *mut u8,
+    len: usize,
+) -> Started {
+    // SAFETY: the caller keeps `ov` alive and exclusive; all-zero is its initial state.
+    unsafe {
+        ov.write(mem::zeroed());
+        (*ov).hEvent = raw(event.0.as_handle());
+    }
+    // SAFETY: per the caller's contract.
+    let ok = unsafe { ReadFile(raw(handle), buf, io_len(len), ptr::null_mut(), ov) };
+    started(handle, ov, ok)
+}
+
+/// Starts a `WriteFile` of `len` bytes from `buf`. Same contract as [`start_read`], with
+/// `buf` valid for reads.
+///
+/// # Safety
+///
+/// As [`start_read`].
+pub(crate) unsafe fn start_write(
+    handle: BorrowedHandle<'_>,
+    ov: *mut OVERLAPPED,
+    event: &Event,
+    buf: *const u8,
+    len: usize,
+) -> Started {
+    // SAFETY: as in `start_read`.
+    unsafe {
+        ov.write(mem::zeroed());
+        (*ov).hEvent = raw(event.0.as_handle());
+    }
+    // SAFETY: per the caller's contract.
+    let ok = unsafe { WriteFile(raw(handle), buf, io_len(len), ptr::null_mut(), ov) };
+    started(handle, ov, ok)
+}
+
+/// Starts waiting for a client on a server instance (`ConnectNamedPipe`). A client that is
+/// already there (`ERROR_PIPE_CONNECTED`), or came and left (`ERROR_NO_DATA`), is `Done(Ok)`.
+///
+/// # Safety
+///
+/// As [`start_read`], for `ov`.
+pub(crate) unsafe fn start_connect(
+    handle: BorrowedHandle<'_>,
+    ov: *mut OVERLAPPED,
+    event: &Event,
+) -> Started {
+    // SAFETY: as in `start_read`.
+    unsafe {
+        ov.write(mem::zeroed());
+        (*ov).hEvent = raw(event.0.as_handle());
+    }
+    // SAFETY: per the caller's contract.
+    let ok = unsafe { ConnectNamedPipe(raw(handle), ov) };
+    connect_result(started(handle, ov, ok))
+}
+
+/// A connect's result with a client that is or was there already as success.
+pub(crate) fn connect_result(started: Started) -> Started {
+    match started {
+        Started::Done(Err(e)) if matches!(code(&e), Some(ERROR_PIPE_CONNECTED | ERROR_NO_DATA)) => {
+            Started::Done(Ok(Transfer::Done(0)))
+        }
+        other => other,
+    }
+}
+
+/// The result of an operation whose event is signalled.
+///
+/// # Safety
+///
+/// `ov` must belong to an operation started on `handle` that is over.
+pub(crate) unsafe fn op_result(handle: BorrowedHandle<'_>, ov: *const OVERLAPPED) -> io::Result<Transfer> {
+    // SAFETY: per the caller's contract.
+    finish(handle, unsafe { &*ov }, false)
+}
+
+/// Cancels the operation behind `ov` and waits until it is over.
+///
+/// # Safety
+///
+/// `ov` must belong to an operation started on `handle` that is in flight or over.
+pub(crate) unsafe fn cancel_and_wait(handle: BorrowedHandle<'_>, ov: *const OVERLAPPED) {
+    // SAFETY: per the caller's contract; cancelling a finished operation does nothing.
+    unsafe { CancelIoEx(raw(handle), ov) };
+    // SAFETY: as above; waits on the operation's (manual-reset) event until it is over.
+    let _ = finish(handle, unsafe { &*ov }, true);
 }
 
 /// How an overlapped read ended.

@@ -1,0 +1,214 @@
+//! mio support (feature `mio`): `Source` for the non-blocking listener and message streams,
+//! and byte-mode streams as `mio::windows::NamedPipe`.
+//!
+//! mio offers no way to hang another overlapped operation on its completion port, and its
+//! `Waker` is one per `Poll`. So a registered non-blocking object owns a private signal
+//! pipe: both ends are `mio::windows::NamedPipe`s registered under the object's token, and
+//! the thread-pool callback that sees an operation end writes one byte into it. The byte
+//! arriving makes the token readable, the write ending makes it writable; `accept`,
+//! `try_recv` and `try_send` read the signal pipe empty before they look at the object.
+//! Events therefore carry both readiness flags whatever ended: after any event, try every
+//! operation that returned `WouldBlock`.
+
+use std::io::{self, Read, Write};
+use std::os::windows::io::{FromRawHandle, IntoRawHandle};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use mio::event::Source;
+use mio::windows::NamedPipe;
+use mio::{Interest, Registry, Token};
+use pipekit_core::Mode;
+use pipekit_core::error::{context, invalid_input};
+
+use crate::nonblocking::{self, Signal};
+use crate::sys::{self, PipeConfig, SecurityDescriptor};
+
+/// The private pipe whose readiness stands for a non-blocking object's.
+pub(crate) struct SignalPipe {
+    reader: Mutex<NamedPipe>,
+    writer: Mutex<NamedPipe>,
+    /// A byte is on its way and not drained yet.
+    raised: AtomicBool,
+}
+
+impl SignalPipe {
+    pub(crate) fn new() -> io::Result<SignalPipe> {
+        static SECURITY: OnceLock<SecurityDescriptor> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let security = match SECURITY.get() {
+            Some(sd) => sd,
+            None => {
+                let sd = crate::listener::owner_only()?;
+                SECURITY.get_or_init(|| sd)
+            }
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let full = format!(
+            r"\\.\pipe\pipekit-signal-{}-{}-{nanos:x}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = sys::wide(&full)?;
+        let config = PipeConfig {
+            pipe_mode: sys::PIPE_TYPE_BYTE
+                | sys::PIPE_READMODE_BYTE
+                | sys::PIPE_WAIT
+                | sys::PIPE_REJECT_REMOTE_CLIENTS,
+            max_instances: 1,
+            out_buffer: 4096,
+            in_buffer: 4096,
+            default_timeout_ms: 50,
+        };
+        let server = sys::create_pipe(&path, true, &config, Some(security))
+            .map_err(|e| context(e, format!("cannot create the signal pipe {full}")))?;
+        let client = sys::open_client(&path)
+            .map_err(|e| context(e, format!("cannot open the signal pipe {full}")))?;
+        // SAFETY: both are fresh overlapped pipe handles, not tied to any completion port;
+        // ownership moves into the mio objects.
+        let (reader, writer) = unsafe {
+            (
+                NamedPipe::from_raw_handle(server.into_raw_handle()),
+                NamedPipe::from_raw_handle(client.into_raw_handle()),
+            )
+        };
+        Ok(SignalPipe {
+            reader: Mutex::new(reader),
+            writer: Mutex::new(writer),
+            raised: AtomicBool::new(false),
+        })
+    }
+
+    /// Reads the pipe empty, so the next `raise` makes a new event.
+    pub(crate) fn drain(&self) {
+        self.raised.store(false, Ordering::SeqCst);
+        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buf = [0u8; 64];
+        while let Ok(n) = (&*reader).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    fn register(&self, registry: &Registry, token: Token) -> io::Result<()> {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.register(&mut *reader, token, Interest::READABLE)?;
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = registry.register(&mut *writer, token, Interest::WRITABLE) {
+            let _ = registry.deregister(&mut *reader);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn reregister(&self, registry: &Registry, token: Token) -> io::Result<()> {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.reregister(&mut *reader, token, Interest::READABLE)?;
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.reregister(&mut *writer, token, Interest::WRITABLE)
+    }
+
+    fn deregister(&self, registry: &Registry) -> io::Result<()> {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.deregister(&mut *reader)?;
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.deregister(&mut *writer)
+    }
+}
+
+impl Signal for SignalPipe {
+    fn raise(&self) {
+        if self.raised.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        match (&*writer).write(&[1]) {
+            Ok(_) => {}
+            // A byte is still being written: its arrival is the event.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // Not registered: registering reports readiness anyway.
+            Err(_) => self.raised.store(false, Ordering::SeqCst),
+        }
+    }
+}
+
+/// Registers the listener: its token becomes ready when a client has connected (and when
+/// other internal operations end: `accept` until `WouldBlock`). `interests` is not narrowed:
+/// events carry both readable and writable.
+impl Source for nonblocking::Listener {
+    fn register(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
+        self.mio_signal()?.register(registry, token)
+    }
+
+    fn reregister(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
+        self.mio_signal()?.reregister(registry, token)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.mio_signal()?.deregister(registry)
+    }
+}
+
+/// Registers a message-mode stream: its token becomes ready when a message (or the end)
+/// arrives and when a send that was in flight ends. Events carry both readable and writable:
+/// after any event, call `try_recv` until `WouldBlock` and retry a send that got `WouldBlock`.
+impl Source for nonblocking::Stream {
+    fn register(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
+        self.mio_signal()?.register(registry, token)
+    }
+
+    fn reregister(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
+        self.mio_signal()?.reregister(registry, token)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.mio_signal()?.deregister(registry)
+    }
+}
+
+impl crate::Stream {
+    /// Hands a byte-mode stream to mio as a [`mio::windows::NamedPipe`] (the handle is open
+    /// for overlapped I/O and tied to no completion port yet). With an instance limit, the
+    /// stream's place under it is given back now.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a message-mode stream: mio's pipe reads through a 4 KiB buffer and
+    /// splits messages; use [`nonblocking::Stream`] for those.
+    pub fn into_mio(self) -> io::Result<NamedPipe> {
+        if self.mode() == Mode::Messages {
+            return Err(mio_message_mode());
+        }
+        let (handle, _server_end, _slot) = self.into_parts();
+        // SAFETY: an open overlapped pipe handle tied to no completion port; ownership moves
+        // into the mio object.
+        Ok(unsafe { NamedPipe::from_raw_handle(handle.into_raw_handle()) })
+    }
+}
+
+impl nonblocking::Stream {
+    /// Hands a byte-mode stream (from the non-blocking listener) to mio as a
+    /// [`mio::windows::NamedPipe`].
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a message-mode stream (register it directly instead).
+    pub fn into_mio(self) -> io::Result<NamedPipe> {
+        if self.mode() == Mode::Messages {
+            return Err(mio_message_mode());
+        }
+        let (handle, _server_end, _slot) = self.into_parts()?;
+        // SAFETY: as in `Stream::into_mio`.
+        Ok(unsafe { NamedPipe::from_raw_handle(handle.into_raw_handle()) })
+    }
+}
+
+fn mio_message_mode() -> io::Error {
+    invalid_input(
+        "mio::windows::NamedPipe splits messages at its 4 KiB buffer; register a \
+         pipekit_windows::nonblocking::Stream for message mode",
+    )
+}
