@@ -5,6 +5,7 @@
 use std::io;
 use std::process::{Command, Stdio};
 
+use pipekit::MessageTooLarge;
 use pipekit::tokio::{Listener, Stream};
 use pipekit::{ConnectOptions, ListenerOptions, Mode};
 use pipekit_tests::{pattern, unique_name};
@@ -121,15 +122,146 @@ fn tokio_serves_clients_in_other_processes() {
 }
 
 #[test]
-fn async_message_mode_is_refused_clearly() {
+fn tokio_serves_1000_message_connections_on_one_thread() {
+    let name = unique_name("tokio-win-1000");
+    runtime().block_on(async {
+        let listener =
+            Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
+                .unwrap();
+        let children: Vec<_> = (0..10)
+            .map(|_| {
+                Command::new(PEER)
+                    .args(["clients", &name, "100", "10"])
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut tasks = Vec::new();
+        for _ in 0..1000 {
+            let mut conn = listener.accept().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut echoed = 0;
+                while let Some(n) = conn.recv(&mut buf).await? {
+                    conn.send(&buf[..n]).await?;
+                    echoed += 1;
+                }
+                Ok::<_, io::Error>(echoed)
+            }));
+        }
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.unwrap().unwrap();
+        }
+        assert_eq!(total, 1000 * 10);
+        let outputs = tokio::task::spawn_blocking(move || {
+            children
+                .into_iter()
+                .map(|c| c.wait_with_output().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        for out in outputs {
+            assert!(out.status.success());
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "ok 100\n");
+        }
+    });
+}
+
+#[test]
+fn tokio_message_sizes_boundaries_and_end() {
     runtime().block_on(async {
         let name = unique_name("tokio-win-msg");
-        let err = Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
-            .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
-        let err = Stream::connect_with(name.as_str(), ConnectOptions::new().mode(Mode::Messages))
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+        let listener =
+            Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
+                .unwrap();
+        let mut options = ConnectOptions::new();
+        options.mode(Mode::Messages);
+        let (accepted, client) = tokio::join!(
+            listener.accept(),
+            Stream::connect_with(name.as_str(), &options)
+        );
+        let (mut server, mut client) = (accepted.unwrap(), client.unwrap());
+        assert_eq!(server.mode(), Mode::Messages);
+
+        // A client that has sent nothing: recv waits.
+        let mut small = [0u8; 100];
+        tokio::select! {
+            biased;
+            r = server.recv(&mut small) => panic!("recv returned {r:?} with nothing sent"),
+            () = std::future::ready(()) => {}
+        }
+
+        // Sizes around mio's 4 KiB read buffer and the 65535 path stay whole, in order.
+        // (Sent while the other end reads: a message longer than the pipe's buffer is only
+        // written as it is read.)
+        let sizes = [1usize, 4095, 4096, 4097, 65535, 65536, 1 << 20];
+        let sending = async {
+            for (i, &size) in sizes.iter().enumerate() {
+                client.send(&pattern(size, i as u8)).await.unwrap();
+            }
+            client.send(b"").await.unwrap();
+        };
+        // Too large for the buffer: its size is reported and it stays readable.
+        let mut whole = Vec::new();
+        let receiving = async {
+            for (i, &size) in sizes.iter().enumerate() {
+                if size > small.len() {
+                    let err = server.recv(&mut small).await.unwrap_err();
+                    assert_eq!(MessageTooLarge::from_io(&err).unwrap().size, size);
+                }
+                assert_eq!(server.recv_to_vec(&mut whole).await.unwrap(), Some(size));
+                assert!(
+                    whole == pattern(size, i as u8),
+                    "message {i} changed: {:?}",
+                    &whole[..whole.len().min(16)]
+                );
+            }
+        };
+        tokio::join!(sending, receiving);
+        assert_eq!(
+            server.recv(&mut small).await.unwrap(),
+            Some(0),
+            "empty message"
+        );
+
+        // Over the maximum: refused before sending; from a peer with a higher limit,
+        // discarded on receipt (InvalidData naming the size), and the next message arrives.
+        let err = client.send(&vec![0u8; (1 << 20) + 1]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        let mut big = ConnectOptions::new();
+        big.mode(Mode::Messages).max_message_size(4 << 20);
+        let (accepted, other) =
+            tokio::join!(listener.accept(), Stream::connect_with(name.as_str(), &big));
+        let (mut strict, mut other) = (accepted.unwrap(), other.unwrap());
+        let (sent, received) = tokio::join!(
+            async {
+                other.send(&vec![7u8; (1 << 20) + 5]).await?;
+                other.send(b"after").await
+            },
+            strict.recv_to_vec(&mut whole)
+        );
+        sent.unwrap();
+        let err = received.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("1048581"), "{err}");
+        assert_eq!(strict.recv_to_vec(&mut whole).await.unwrap(), Some(5));
+        assert_eq!(whole, b"after");
+
+        // A send right before the drop still arrives; then the end.
+        server.send(b"last words").await.unwrap();
+        drop(server);
+        assert_eq!(client.recv_to_vec(&mut whole).await.unwrap(), Some(10));
+        assert_eq!(whole, b"last words");
+        assert_eq!(client.recv(&mut small).await.unwrap(), None);
+        assert_eq!(
+            client.recv(&mut small).await.unwrap(),
+            None,
+            "the end stays"
+        );
+        let err = client.send(b"anyone?").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
     });
 }

@@ -254,21 +254,26 @@ impl Shared {
     }
 
     /// Starts reading the next message, unless a read is in flight or a message or an end is
-    /// waiting to be handed out; goes on while reads complete at once.
+    /// waiting to be handed out.
     fn start_read(&self, st: &mut State) {
+        if matches!(st.read, Read::Idle) {
+            st.read = Read::Reading;
+            self.read_on(st);
+        }
+    }
+
+    /// Issues the next read of the message being read (`Reading` or `Discarding`); goes on
+    /// while reads complete at once.
+    fn read_on(&self, st: &mut State) {
         loop {
-            match st.read {
-                Read::Idle | Read::Reading | Read::Discarding(_) => {}
-                _ => return,
-            }
             if st.closing {
+                // Nothing is in flight; the owner is gone and nobody reads the result.
+                st.read = Read::Eof;
                 return;
             }
             if st.rbuf.capacity() == st.rbuf.len() {
-                st.rbuf.reserve(READ_CHUNK.min(self.max_message_size).max(1));
-            }
-            if matches!(st.read, Read::Idle) {
-                st.read = Read::Reading;
+                st.rbuf
+                    .reserve(READ_CHUNK.min(self.max_message_size).max(1));
             }
             let spare = st.rbuf.spare_capacity_mut();
             let (ptr, len) = (spare.as_mut_ptr().cast::<u8>(), spare.len());
@@ -394,7 +399,7 @@ impl Shared {
             Read::Reading | Read::Discarding(_) => {
                 let asked = st.rbuf.capacity() - st.rbuf.len();
                 if self.read_finished(&mut st, result, asked) {
-                    self.start_read(&mut st);
+                    self.read_on(&mut st);
                 }
             }
             _ => {}
@@ -652,7 +657,10 @@ impl Listener {
 
     #[cfg(feature = "mio")]
     fn signal(&self) -> Option<Arc<crate::mio::SignalPipe>> {
-        self.mio.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.mio
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The signal pipe of the listener's mio registration, made on first use; also given to
@@ -676,7 +684,11 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let pending = self.pending.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        let pending = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(shared) = pending {
             shared.close();
         }

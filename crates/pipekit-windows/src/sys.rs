@@ -258,7 +258,10 @@ pub(crate) fn connect_result(started: Started) -> Started {
 /// # Safety
 ///
 /// `ov` must belong to an operation started on `handle` that is over.
-pub(crate) unsafe fn op_result(handle: BorrowedHandle<'_>, ov: *const OVERLAPPED) -> io::Result<Transfer> {
+pub(crate) unsafe fn op_result(
+    handle: BorrowedHandle<'_>,
+    ov: *const OVERLAPPED,
+) -> io::Result<Transfer> {
     // SAFETY: per the caller's contract.
     finish(handle, unsafe { &*ov }, false)
 }

@@ -19,6 +19,7 @@ use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, RawHandle};
 
 pub use pipekit_windows::WindowsOptions;
+pub use pipekit_windows::nonblocking;
 
 use crate::{IntoPipeName, Listener, ListenerOptions, Stream};
 
@@ -39,8 +40,16 @@ pub fn pipe_path(name: impl IntoPipeName) -> io::Result<String> {
     name.into_pipe_name()?.resolve_windows()
 }
 
-/// Windows-only constructors for [`Listener`].
+/// Windows-only constructors and conversions for [`Listener`].
 pub trait ListenerExt: Sized {
+    /// Makes the listener non-blocking, for an event loop: see [`nonblocking`] (with the
+    /// `mio` feature it is a `mio::event::Source`).
+    ///
+    /// # Errors
+    ///
+    /// As [`nonblocking::Listener::new`].
+    fn into_nonblocking(self) -> io::Result<nonblocking::Listener>;
+
     /// Binds `name` with portable `options` and Windows-only `windows` options (remote
     /// clients, a security descriptor).
     ///
@@ -69,6 +78,10 @@ pub trait ListenerExt: Sized {
 }
 
 impl ListenerExt for Listener {
+    fn into_nonblocking(self) -> io::Result<nonblocking::Listener> {
+        nonblocking::Listener::new(self.inner)
+    }
+
     fn bind_windows(
         name: impl IntoPipeName,
         options: &ListenerOptions,
@@ -82,7 +95,24 @@ impl ListenerExt for Listener {
 }
 
 /// Windows-only operations on [`Stream`].
-pub trait StreamExt {
+pub trait StreamExt: Sized {
+    /// Makes a message-mode stream non-blocking, for an event loop: see [`nonblocking`]
+    /// (with the `mio` feature it is a `mio::event::Source`).
+    ///
+    /// # Errors
+    ///
+    /// As [`nonblocking::Stream::new`].
+    fn into_nonblocking(self) -> io::Result<nonblocking::Stream>;
+
+    /// Hands a byte-mode stream to mio as a `mio::windows::NamedPipe`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a message-mode stream (mio's pipe splits messages at its 4 KiB
+    /// buffer): use [`into_nonblocking`](Self::into_nonblocking).
+    #[cfg(feature = "mio")]
+    fn into_mio(self) -> io::Result<mio::windows::NamedPipe>;
+
     /// Waits until the peer has read everything written so far (`FlushFileBuffers`). It
     /// waits as long as the peer does not read.
     ///
@@ -93,6 +123,15 @@ pub trait StreamExt {
 }
 
 impl StreamExt for Stream {
+    fn into_nonblocking(self) -> io::Result<nonblocking::Stream> {
+        nonblocking::Stream::new(self.inner)
+    }
+
+    #[cfg(feature = "mio")]
+    fn into_mio(self) -> io::Result<mio::windows::NamedPipe> {
+        self.inner.into_mio()
+    }
+
     fn flush_buffers(&self) -> io::Result<()> {
         self.inner.flush_buffers()
     }
