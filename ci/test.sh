@@ -39,6 +39,39 @@ check_seed() {
     done
 }
 
+# Runs the mio and the Tokio echo examples (message mode) one after the other, each against
+# three client processes of 20 connections x 10 messages at once (`pipekit-peer clients`
+# checks every reply and prints "ok 20"). Arguments: nothing for the host, or a target triple
+# (its executables run through the cargo runner, Wine for Windows).
+check_async_echo() {
+    local target=${1:-} dir=target/debug ext="" run=() args=() ex name server pid out i
+    if [ -n "$target" ]; then
+        dir="target/$target/debug" args=(--target "$target")
+        case "$target" in *windows*) ext=.exe run=(wine) ;; esac
+    fi
+    cargo build --locked -q "${args[@]}" -p pipekit-examples --example mio_echo --example tokio_echo
+    cargo build --locked -q "${args[@]}" -p pipekit-tests --bin pipekit-peer
+    for ex in mio_echo tokio_echo; do
+        name="ci-$ex-$$"
+        "${run[@]}" "$dir/examples/$ex$ext" "$name" >/dev/null &
+        server=$!
+        local clients=()
+        for i in 1 2 3; do
+            "${run[@]}" "$dir/pipekit-peer$ext" clients "$name" 20 10 >"target/$ex-clients-$i.out" &
+            clients+=($!)
+        done
+        for pid in "${clients[@]}"; do
+            wait "$pid" || { echo "$ex: a client process failed" >&2; kill "$server"; exit 1; }
+        done
+        kill "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+        out=$(cat target/"$ex"-clients-*.out)
+        printf '%s: %s\n' "$ex" "$(tr '\n' ' ' <<<"$out")"
+        [ "$(grep -c '^ok 20' <<<"$out" || true)" = 3 ] || { echo "$ex: expected 3 x \"ok 20\"" >&2; exit 1; }
+        rm -f target/"$ex"-clients-*.out
+    done
+}
+
 # A few seconds of `pipekit bench --quick`; every transport must have a result or a reason.
 check_bench() {
     local json=target/bench-quick.json
@@ -115,6 +148,9 @@ cargo bench --workspace --no-run --locked
 step "the echo example runs"
 check_echo
 
+step "the mio and Tokio echo examples serve 60 connections from 3 processes"
+check_async_echo
+
 step "the seed examples run (server, client; the greeting variant)"
 check_seed
 
@@ -129,6 +165,9 @@ cargo test --workspace --locked --target "$WINDOWS_TARGET"
 
 step "the echo example runs under Wine"
 check_echo --target "$WINDOWS_TARGET"
+
+step "the mio and Tokio echo examples run under Wine"
+check_async_echo "$WINDOWS_TARGET"
 wineserver -k || true
 
 printf '\nci/test.sh: all checks passed\n'

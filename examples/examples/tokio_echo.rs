@@ -1,14 +1,12 @@
-//! A Tokio echo server in message mode: one task per client, any number of clients (Unix;
-//! sockets or, with `--fifo`, FIFOs).
+//! A Tokio echo server in message mode: one task per client, any number of clients (Unix
+//! sockets or, with `--fifo`, FIFOs; Windows message-mode named pipes).
 //!
 //! ```text
 //! cargo run -p pipekit-examples --example tokio_echo -- NAME [--fifo]
 //! pipekit send NAME --messages --wait-reply hello      # in another terminal
 //! ```
 
-#[cfg(unix)]
 fn main() -> std::io::Result<()> {
-    use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
     use pipekit::tokio::Listener;
     use pipekit::{ListenerOptions, Mode};
 
@@ -18,19 +16,24 @@ fn main() -> std::io::Result<()> {
         .find(|a| !a.starts_with("--"))
         .cloned()
         .unwrap_or_else(|| "test_pipe".into());
-    let mut unix = UnixOptions::new();
-    if args.iter().any(|a| a == "--fifo") {
-        unix.transport(Transport::Fifo);
-    }
+    let mut options = ListenerOptions::new();
+    options.mode(Mode::Messages);
+    #[cfg(unix)]
+    let blocking = {
+        use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
+        let mut unix = UnixOptions::new();
+        if args.iter().any(|a| a == "--fifo") {
+            unix.transport(Transport::Fifo);
+        }
+        pipekit::Listener::bind_unix(name.as_str(), &options, &unix)?
+    };
+    #[cfg(not(unix))]
+    let blocking = pipekit::Listener::bind_with(name.as_str(), &options)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()?;
     runtime.block_on(async move {
-        let listener = Listener::from_blocking(pipekit::Listener::bind_unix(
-            name.as_str(),
-            ListenerOptions::new().mode(Mode::Messages),
-            &unix,
-        )?)?;
+        let listener = Listener::from_blocking(blocking)?;
         println!("serving {name} (Ctrl-C to stop)");
         loop {
             let mut conn = listener.accept().await?;
@@ -54,9 +57,4 @@ fn main() -> std::io::Result<()> {
             });
         }
     })
-}
-
-#[cfg(not(unix))]
-fn main() {
-    eprintln!("the Tokio example serves Unix sockets and FIFOs");
 }
