@@ -101,6 +101,43 @@ impl fmt::Debug for dyn Conn {
     }
 }
 
+/// A pipekit message stream driven through its Tokio API, on a current-thread runtime of
+/// its own (`block_on` per message).
+pub(crate) struct TokioConn {
+    runtime: tokio::runtime::Runtime,
+    stream: pipekit::tokio::Stream,
+}
+
+impl TokioConn {
+    pub(crate) fn boxed(stream: pipekit::Stream) -> io::Result<Box<dyn Conn>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        let stream = {
+            let _inside = runtime.enter();
+            pipekit::tokio::Stream::from_blocking(stream)?
+        };
+        Ok(Box::new(TokioConn { runtime, stream }))
+    }
+}
+
+impl Conn for TokioConn {
+    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.runtime.block_on(self.stream.send(buf))
+    }
+
+    fn recv_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        match self.runtime.block_on(self.stream.recv(buf))? {
+            Some(n) if n == buf.len() => Ok(()),
+            Some(n) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("expected a {}-byte message, got {n}", buf.len()),
+            )),
+            None => Err(io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
 /// Every transport this OS has, pipekit's first.
 pub fn all() -> Vec<&'static dyn Transport> {
     let mut all: Vec<&'static dyn Transport> = Vec::new();
@@ -111,7 +148,10 @@ pub fn all() -> Vec<&'static dyn Transport> {
         all.extend(unix::RAW.iter().copied());
     }
     #[cfg(windows)]
-    all.extend(windows::PIPEKIT.iter().map(|t| t as &dyn Transport));
+    {
+        all.extend(windows::PIPEKIT.iter().map(|t| t as &dyn Transport));
+        all.push(&windows::TOKIO);
+    }
     all.push(&Tcp);
     all.push(&InterprocessLocal);
     all
@@ -338,6 +378,48 @@ mod windows {
             mode: Mode::Messages,
         },
     ];
+
+    /// pipekit's Tokio API over a message-mode pipe, each end on its own current-thread
+    /// runtime: what the async layer costs over the blocking API.
+    pub(super) struct PipekitTokio;
+
+    pub(super) static TOKIO: PipekitTokio = PipekitTokio;
+
+    impl Transport for PipekitTokio {
+        fn name(&self) -> &'static str {
+            "pipekit-pipe-messages-tokio"
+        }
+
+        fn baseline(&self) -> Option<&'static str> {
+            Some("pipekit-pipe-messages")
+        }
+
+        fn addr(&self, unique: &str) -> String {
+            unique.to_string()
+        }
+
+        fn listen(&self, addr: &str, size: usize) -> io::Result<Box<dyn Listen>> {
+            let (options, _) = pipekit_options(Mode::Messages, size);
+            struct L(pipekit::Listener, String);
+            impl Listen for L {
+                fn addr(&self) -> String {
+                    self.1.clone()
+                }
+                fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
+                    TokioConn::boxed(self.0.accept()?)
+                }
+            }
+            Ok(Box::new(L(
+                pipekit::Listener::bind_with(addr, &options)?,
+                addr.to_string(),
+            )))
+        }
+
+        fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
+            let (_, options) = pipekit_options(Mode::Messages, size);
+            TokioConn::boxed(pipekit::Stream::connect_with(addr, &options)?)
+        }
+    }
 
     impl Transport for Pipekit {
         fn name(&self) -> &'static str {

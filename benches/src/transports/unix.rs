@@ -7,6 +7,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
 use nix::sys::socket::{self, sockopt};
+
+use super::TokioConn;
 use pipekit::Mode;
 use pipekit::os::unix::{Framing, ListenerExt, StreamExt, Transport as Kind, UnixOptions};
 
@@ -125,41 +127,6 @@ pub(crate) static TOKIO: [PipekitTokio; 2] = [
         baseline: "pipekit-fifo-messages",
     },
 ];
-
-struct TokioConn {
-    runtime: tokio::runtime::Runtime,
-    stream: pipekit::tokio::Stream,
-}
-
-impl TokioConn {
-    fn boxed(stream: pipekit::Stream) -> io::Result<Box<dyn Conn>> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()?;
-        let stream = {
-            let _inside = runtime.enter();
-            pipekit::tokio::Stream::from_blocking(stream)?
-        };
-        Ok(Box::new(TokioConn { runtime, stream }))
-    }
-}
-
-impl Conn for TokioConn {
-    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.runtime.block_on(self.stream.send(buf))
-    }
-
-    fn recv_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        match self.runtime.block_on(self.stream.recv(buf))? {
-            Some(n) if n == buf.len() => Ok(()),
-            Some(n) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("expected a {}-byte message, got {n}", buf.len()),
-            )),
-            None => Err(io::ErrorKind::UnexpectedEof.into()),
-        }
-    }
-}
 
 impl Transport for PipekitTokio {
     fn name(&self) -> &'static str {
