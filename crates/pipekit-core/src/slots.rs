@@ -7,6 +7,7 @@
 use std::fmt;
 use std::num::NonZeroU8;
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::Waker;
 
 /// How many accepted streams may be alive at once.
 #[derive(Debug)]
@@ -14,6 +15,8 @@ pub struct Slots {
     limit: usize,
     live: Mutex<usize>,
     freed: Condvar,
+    /// Woken when a slot is given back (non-blocking listeners).
+    waker: Mutex<Option<Waker>>,
 }
 
 impl Slots {
@@ -23,6 +26,7 @@ impl Slots {
             limit: usize::from(limit.get()),
             live: Mutex::new(0),
             freed: Condvar::new(),
+            waker: Mutex::new(None),
         })
     }
 
@@ -44,6 +48,21 @@ impl Slots {
         }
         *live += 1;
         Some(Slot(Arc::clone(self)))
+    }
+
+    /// Takes a slot if one is free now; otherwise `waker` (if any) is woken when one is given
+    /// back. Only the last waker given is kept.
+    pub fn try_acquire_or_wake(self: &Arc<Self>, waker: Option<&Waker>) -> Option<Slot> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if *live >= self.limit {
+            if let Some(waker) = waker {
+                // Set while `live` is locked, so a slot given back now cannot be missed.
+                *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
+            }
+            return None;
+        }
+        drop(live);
+        self.try_acquire()
     }
 
     /// How many slots are taken now.
@@ -68,6 +87,16 @@ impl Drop for Slot {
         let mut live = self.0.live.lock().unwrap_or_else(|e| e.into_inner());
         *live -= 1;
         self.0.freed.notify_one();
+        let waker = self
+            .0
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(live);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 }
 
@@ -89,5 +118,24 @@ mod tests {
         drop(a);
         let _c = waiter.join().unwrap();
         assert_eq!(slots.live(), 2);
+    }
+
+    #[test]
+    fn a_freed_slot_wakes_the_waker() {
+        struct Flag(std::sync::atomic::AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let slots = Slots::new(NonZeroU8::new(1).unwrap());
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = Waker::from(Arc::clone(&flag));
+        let a = slots.try_acquire_or_wake(Some(&waker)).unwrap();
+        assert!(slots.try_acquire_or_wake(Some(&waker)).is_none());
+        assert!(!flag.0.load(std::sync::atomic::Ordering::SeqCst));
+        drop(a);
+        assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(slots.try_acquire_or_wake(None).is_some());
     }
 }

@@ -195,18 +195,24 @@ impl Listener {
         Stream::new(handle, End::Server, self.mode, self.max_message_size, slot)
     }
 
-    /// The waiting instance, or a new one (for the non-blocking listener, which has no
-    /// instance limit).
-    pub(crate) fn take_instance(&self) -> io::Result<(OwnedHandle, Option<Slot>)> {
+    /// The waiting instance, or a new one (for the non-blocking listener). `None` when the
+    /// instance limit is reached; `waker` is then woken when a place is given back.
+    pub(crate) fn take_instance(
+        &self,
+        waker: Option<&std::task::Waker>,
+    ) -> io::Result<Option<(OwnedHandle, Option<Slot>)>> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        match waiting.instance.take() {
-            Some(instance) => Ok(instance),
-            None => Ok((self.create_instance()?, None)),
+        if let Some(instance) = waiting.instance.take() {
+            return Ok(Some(instance));
         }
-    }
-
-    pub(crate) fn has_instance_limit(&self) -> bool {
-        self.slots.is_some()
+        let slot = match &self.slots {
+            None => None,
+            Some(slots) => match slots.try_acquire_or_wake(waker) {
+                Some(slot) => Some(slot),
+                None => return Ok(None),
+            },
+        };
+        Ok(Some((self.create_instance()?, slot)))
     }
 
     pub(crate) fn max_message_size(&self) -> usize {

@@ -13,7 +13,7 @@
 use std::io::{self, Read, Write};
 use std::os::windows::io::{FromRawHandle, IntoRawHandle};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use mio::event::Source;
 use mio::windows::NamedPipe;
@@ -132,6 +132,16 @@ impl Signal for SignalPipe {
             // Not registered: registering reports readiness anyway.
             Err(_) => self.raised.store(false, Ordering::SeqCst),
         }
+    }
+}
+
+/// A waker that raises a signal pipe: wakes a mio listener when a place under its instance
+/// limit is given back.
+pub(crate) struct Raise(pub(crate) Arc<SignalPipe>);
+
+impl std::task::Wake for Raise {
+    fn wake(self: Arc<Self>) {
+        self.0.raise();
     }
 }
 

@@ -523,32 +523,32 @@ impl fmt::Debug for Listener {
 impl Listener {
     /// Makes `listener` non-blocking and starts waiting for its first client.
     ///
+    /// An instance limit (`max_instances`) is kept as by the blocking listener: while every
+    /// place is taken, `accept` fails with `WouldBlock` and the listener becomes ready again
+    /// when an accepted stream is dropped.
+    ///
     /// # Errors
     ///
-    /// `Unsupported` for a listener with an instance limit (`max_instances`), which is only
-    /// kept by the blocking API for now; the OS error of creating the waiting instance.
+    /// The OS error of creating the waiting instance.
     pub fn new(listener: crate::Listener) -> io::Result<Listener> {
-        if listener.has_instance_limit() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the non-blocking listener does not keep an instance limit (max_instances) yet",
-            ));
-        }
         let listener = Listener {
             inner: listener,
             pending: Mutex::new(None),
             #[cfg(feature = "mio")]
             mio: Mutex::new(None),
         };
-        listener.arm()?;
+        listener.arm(None)?;
         Ok(listener)
     }
 
-    /// Makes sure an instance waits for a client, with a connect in flight.
-    fn arm(&self) -> io::Result<()> {
+    /// Makes sure an instance waits for a client, with a connect in flight, unless the
+    /// instance limit is reached (`waker` is then woken when a place is given back).
+    fn arm(&self, waker: Option<&Waker>) -> io::Result<()> {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         if pending.is_none() {
-            let (handle, slot) = self.inner.take_instance()?;
+            let Some((handle, slot)) = self.inner.take_instance(waker)? else {
+                return Ok(());
+            };
             let shared = Shared::new(
                 handle,
                 true,
@@ -578,7 +578,14 @@ impl Listener {
     /// creating the next instance, with the pipe's name.
     pub fn accept(&self) -> io::Result<Stream> {
         self.drain_signal();
-        match self.poll_accept_inner(None) {
+        #[cfg(feature = "mio")]
+        let waker = self
+            .signal()
+            .map(|signal| Waker::from(Arc::new(crate::mio::Raise(signal))));
+        #[cfg(not(feature = "mio"))]
+        let waker: Option<Waker> = None;
+        let mut cx = waker.as_ref().map(Context::from_waker);
+        match self.poll_accept_inner(cx.as_mut(), false) {
             Poll::Ready(result) => result,
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
@@ -590,11 +597,17 @@ impl Listener {
     ///
     /// As [`accept`](Self::accept), without `WouldBlock`.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Stream>> {
-        self.poll_accept_inner(Some(cx))
+        self.poll_accept_inner(Some(cx), true)
     }
 
-    fn poll_accept_inner(&self, cx: Option<&mut Context<'_>>) -> Poll<io::Result<Stream>> {
-        if let Err(e) = self.arm() {
+    /// `cx` is woken when a place under the instance limit is given back, and, if `task`,
+    /// when a client connects (the mio signal stands for that otherwise).
+    fn poll_accept_inner(
+        &self,
+        mut cx: Option<&mut Context<'_>>,
+        task: bool,
+    ) -> Poll<io::Result<Stream>> {
+        if let Err(e) = self.arm(cx.as_deref_mut().map(|cx| cx.waker())) {
             return Poll::Ready(Err(e));
         }
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -605,7 +618,7 @@ impl Listener {
         match std::mem::replace(&mut st.read, Read::Idle) {
             Read::Connecting => {
                 st.read = Read::Connecting;
-                if let Some(cx) = cx {
+                if let Some(cx) = cx.filter(|_| task) {
                     st.read_waker = Some(cx.waker().clone());
                 }
                 Poll::Pending
@@ -630,9 +643,9 @@ impl Listener {
                     return Poll::Pending;
                 };
                 drop(pending);
-                // The next client must find an instance; if making it fails now, the next
-                // accept tries again.
-                let _ = self.arm();
+                // The next client must find an instance; if making it fails now (or the limit
+                // is reached), the next accept tries again.
+                let _ = self.arm(None);
                 Poll::Ready(Stream::from_shared(shared))
             }
         }

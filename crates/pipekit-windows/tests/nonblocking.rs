@@ -155,14 +155,52 @@ fn accept_hands_out_connected_clients_in_both_modes() -> io::Result<()> {
     assert!(server_end);
     drop(handle);
 
-    let mut limited = ListenerOptions::new();
-    limited.max_instances(std::num::NonZeroU8::new(2));
-    let err = nonblocking::Listener::new(Listener::bind_with(
-        &self::name("limited"),
-        &limited,
+    Ok(())
+}
+
+#[test]
+fn the_instance_limit_holds_and_a_freed_place_wakes_accept() -> io::Result<()> {
+    let name = name("limit");
+    let mut options = ListenerOptions::new();
+    options
+        .mode(Mode::Messages)
+        .max_instances(std::num::NonZeroU8::new(1));
+    let nb = nonblocking::Listener::new(Listener::bind_with(
+        &name,
+        &options,
         &WindowsOptions::new(),
-    )?)
-    .unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+    )?)?;
+    let mut first = connect(&name, 1 << 20);
+    let mut accepted = block_on(|cx| nb.poll_accept(cx))?;
+    // The second client finds the only instance busy and waits for it.
+    let second = thread::spawn({
+        let name = name.clone();
+        move || {
+            let mut options = ConnectOptions::new();
+            options
+                .mode(Mode::Messages)
+                .wait(Some(std::time::Duration::from_secs(30)));
+            let mut s = Stream::connect_with(&name, &options)?;
+            s.send(b"second")?;
+            Ok::<_, io::Error>(s)
+        }
+    });
+    assert_eq!(nb.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    first.send(b"first")?;
+    let mut buf = Vec::new();
+    block_on(|cx| accepted.poll_recv_to_vec(cx, &mut buf))?;
+    assert_eq!(buf, b"first");
+    // Pending in accept with the limit reached; dropping the stream gives the place back and
+    // wakes it.
+    let waiting = thread::spawn(move || {
+        let mut next = block_on(|cx| nb.poll_accept(cx))?;
+        let mut buf = Vec::new();
+        block_on(|cx| next.poll_recv_to_vec(cx, &mut buf))?;
+        Ok::<_, io::Error>(buf)
+    });
+    drop(first);
+    drop(accepted);
+    assert_eq!(waiting.join().unwrap()?, b"second");
+    drop(second.join().unwrap()?);
     Ok(())
 }

@@ -13,8 +13,8 @@
 //!   readable).
 //!
 //! `accept` waits for clients with an overlapped `ConnectNamedPipe` (no thread is held);
-//! `connect` opens the pipe on Tokio's blocking pool (it may wait for a busy server). A
-//! listener with an instance limit (`max_instances`) is refused with `Unsupported` for now.
+//! `connect` opens the pipe on Tokio's blocking pool (it may wait for a busy server). With an
+//! instance limit (`max_instances`), `accept` waits until an accepted stream is dropped.
 //!
 //! # Examples
 //!
@@ -82,7 +82,7 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// As [`crate::Listener::bind_with`]; `Unsupported` with `max_instances`.
+    /// As [`crate::Listener::bind_with`].
     pub fn bind_with(name: impl IntoPipeName, options: &ListenerOptions) -> io::Result<Listener> {
         Listener::from_blocking(crate::Listener::bind_with(name, options)?)
     }
@@ -91,8 +91,7 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// `Unsupported` for a listener with `max_instances`; the OS error of creating the
-    /// waiting instance.
+    /// The OS error of creating the waiting instance.
     pub fn from_blocking(listener: crate::Listener) -> io::Result<Listener> {
         Ok(Listener {
             inner: Arc::new(nonblocking::Listener::new(listener.inner)?),
