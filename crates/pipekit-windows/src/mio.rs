@@ -8,7 +8,8 @@
 //! arriving makes the token readable, the write ending makes it writable; `accept`,
 //! `try_recv` and `try_send` read the signal pipe empty before they look at the object.
 //! Events therefore carry both readiness flags whatever ended: after any event, try every
-//! operation that returned `WouldBlock`.
+//! operation that returned `WouldBlock`. Tokens must stay below 2^63: mio's pipe type keeps a
+//! token shifted left by one bit.
 
 use std::io::{self, Read, Write};
 use std::os::windows::io::{FromRawHandle, IntoRawHandle};

@@ -16,6 +16,14 @@
 //! A portable name such as `"test_pipe"` resolves to `\\.\pipe\test_pipe` on Windows and to a
 //! socket in a private per-user directory on Unix (see [`PipeName`]).
 //!
+//! # Event loops and async
+//!
+//! - Feature `tokio`: [`tokio`] has an async `Listener` and `Stream` on every OS (byte mode as
+//!   `AsyncRead + AsyncWrite`, message mode as `send`/`recv` keeping message boundaries).
+//! - Feature `mio`: on Unix, [`Listener`] and [`Stream`] are `mio::event::Source`s; on Windows,
+//!   `os::windows::nonblocking` has the non-blocking listener and message stream (sources
+//!   too), and byte-mode streams become `mio::windows::NamedPipe`.
+//!
 //! # Examples
 //!
 //! The classic message-mode exchange, server and client in one program:
