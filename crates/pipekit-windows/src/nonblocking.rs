@@ -29,6 +29,42 @@
 //!
 //! Byte mode is not served here beyond accepting: hand an accepted byte-mode stream to
 //! `mio::windows::NamedPipe` or Tokio with [`Stream::into_parts`].
+//!
+//! # Examples
+//!
+//! Without an event loop, to show the calls (with mio, register the listener and the streams
+//! and call these after each event until `WouldBlock`):
+//!
+//! ```
+//! use std::io::ErrorKind;
+//! use pipekit_core::{ConnectOptions, ListenerOptions, Mode, PipeName};
+//! use pipekit_windows::{nonblocking, Listener, Stream, WindowsOptions};
+//! # let name = PipeName::new(&format!("doc-nb-{}", std::process::id()))?;
+//!
+//! let mut options = ListenerOptions::new();
+//! options.mode(Mode::Messages);
+//! let listener = nonblocking::Listener::new(Listener::bind_with(&name, &options, &WindowsOptions::new())?)?;
+//! assert_eq!(listener.accept().unwrap_err().kind(), ErrorKind::WouldBlock);
+//!
+//! let mut client = Stream::connect_with(&name, ConnectOptions::new().mode(Mode::Messages))?;
+//! let mut server = loop {
+//!     match listener.accept() {
+//!         Ok(stream) => break stream,
+//!         Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::yield_now(),
+//!         Err(e) => return Err(e),
+//!     }
+//! };
+//! assert_eq!(server.try_recv(&mut [0u8; 16]).unwrap_err().kind(), ErrorKind::WouldBlock);
+//! client.send(&[7u8; 10_000])?;
+//! let mut msg = Vec::new();
+//! while let Err(e) = server.try_recv_to_vec(&mut msg) {
+//!     assert_eq!(e.kind(), ErrorKind::WouldBlock);
+//!     std::thread::yield_now();
+//! }
+//! assert_eq!(msg.len(), 10_000); // whole, not cut at 4 KiB
+//! server.try_send(b"thanks")?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
