@@ -426,10 +426,34 @@ impl Shared {
         }
     }
 
+    /// The result of the operation in `op`'s slot, whose event was seen signalled; `None`
+    /// (and the wait armed again) if it is still in flight after all.
+    fn completed(&self, op: &Op) -> Option<io::Result<Transfer>> {
+        // SAFETY: the slot holds an operation started on this handle (the state says so).
+        let result = unsafe { sys::op_result(self.handle.as_handle(), op.ov()) };
+        if !matches!(&result, Err(e) if sys::code(e) == Some(sys::ERROR_IO_INCOMPLETE)) {
+            return Some(result);
+        }
+        // A signal that was not this operation's end. Reset, look again, and wait again if
+        // it is still going: its end sets the event after the reset.
+        op.event.reset();
+        // SAFETY: as above.
+        let result = unsafe { sys::op_result(self.handle.as_handle(), op.ov()) };
+        if matches!(&result, Err(e) if sys::code(e) == Some(sys::ERROR_IO_INCOMPLETE)) {
+            op.arm();
+            return None;
+        }
+        Some(result)
+    }
+
     fn on_read_done(&self) -> Wake {
         let mut st = self.lock();
-        // SAFETY: the read slot's event is signalled: its operation is over.
-        let result = unsafe { sys::op_result(self.handle.as_handle(), self.read.ov()) };
+        if !st.read.in_flight() {
+            return Wake::default();
+        }
+        let Some(result) = self.completed(&self.read) else {
+            return Wake::default();
+        };
         match st.read {
             Read::Connecting => self.connect_finished(&mut st, result),
             Read::Reading | Read::Discarding(_) => {
@@ -451,8 +475,12 @@ impl Shared {
 
     fn on_write_done(&self) -> (Wake, bool) {
         let mut st = self.lock();
-        // SAFETY: the write slot's event is signalled: its operation is over.
-        let result = unsafe { sys::op_result(self.handle.as_handle(), self.write.ov()) };
+        if !matches!(st.write, Write::Pending) {
+            return (Wake::default(), false);
+        }
+        let Some(result) = self.completed(&self.write) else {
+            return (Wake::default(), false);
+        };
         st.write = match write_result(result, st.wbuf.len()) {
             Ok(()) => Write::Idle,
             Err(e) => Write::Failed(e),

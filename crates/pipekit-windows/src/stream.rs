@@ -118,9 +118,15 @@ impl Stream {
                         Some(deadline) => millis(deadline - now),
                     };
                     match sys::wait_named_pipe(&path, wait_ms) {
-                        // An instance is free (or the server went away): open again.
+                        // An instance is free, or the server went away, or (Wine) every
+                        // instance was closed while waiting, as when a server with an instance
+                        // limit replaces its only instance: open again.
                         Ok(()) => {}
-                        Err(e) if sys::code(&e) == Some(sys::ERROR_FILE_NOT_FOUND) => {}
+                        Err(e)
+                            if matches!(
+                                sys::code(&e),
+                                Some(sys::ERROR_FILE_NOT_FOUND | sys::ERROR_HANDLES_CLOSED)
+                            ) => {}
                         Err(e) if sys::code(&e) == Some(sys::ERROR_SEM_TIMEOUT) => {
                             return Err(context_kind(
                                 io::ErrorKind::TimedOut,

@@ -37,13 +37,14 @@ use windows_sys::Win32::System::Pipes::{
 };
 use windows_sys::Win32::System::Threading::{
     CloseThreadpoolWait, CreateEventW, CreateThreadpoolWait, GetCurrentProcess, INFINITE,
-    OpenProcessToken, PTP_WAIT, PTP_WAIT_CALLBACK, SetThreadpoolWait, WaitForSingleObject,
-    WaitForThreadpoolWaitCallbacks,
+    OpenProcessToken, PTP_WAIT, PTP_WAIT_CALLBACK, ResetEvent, SetThreadpoolWait,
+    WaitForSingleObject, WaitForThreadpoolWaitCallbacks,
 };
 
 pub(crate) use windows_sys::Win32::Foundation::{
-    ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_INVALID_PARAMETER,
-    ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_NOT_CONNECTED, ERROR_SEM_TIMEOUT,
+    ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_HANDLES_CLOSED,
+    ERROR_INVALID_PARAMETER, ERROR_IO_INCOMPLETE, ERROR_NO_DATA, ERROR_PIPE_BUSY,
+    ERROR_PIPE_NOT_CONNECTED, ERROR_SEM_TIMEOUT,
 };
 pub(crate) use windows_sys::Win32::System::Pipes::{
     NMPWAIT_USE_DEFAULT_WAIT, PIPE_READMODE_BYTE, PIPE_READMODE_MESSAGE,
@@ -94,6 +95,12 @@ impl Event {
         Ok(Event(unsafe {
             OwnedHandle::from_raw_handle(handle as RawHandle)
         }))
+    }
+
+    /// Sets the event to non-signalled.
+    pub(crate) fn reset(&self) {
+        // SAFETY: a valid event handle owned by `self`.
+        unsafe { ResetEvent(raw(self.0.as_handle())) };
     }
 }
 
@@ -189,6 +196,9 @@ pub(crate) unsafe fn start_read(
     buf: *mut u8,
     len: usize,
 ) -> Started {
+    // Not left to the kernel: a signal left from the last operation must not look like this
+    // one's completion.
+    event.reset();
     // SAFETY: the caller keeps `ov` alive and exclusive; all-zero is its initial state.
     unsafe {
         ov.write(mem::zeroed());
@@ -212,6 +222,7 @@ pub(crate) unsafe fn start_write(
     buf: *const u8,
     len: usize,
 ) -> Started {
+    event.reset();
     // SAFETY: as in `start_read`.
     unsafe {
         ov.write(mem::zeroed());
@@ -233,6 +244,7 @@ pub(crate) unsafe fn start_connect(
     ov: *mut OVERLAPPED,
     event: &Event,
 ) -> Started {
+    event.reset();
     // SAFETY: as in `start_read`.
     unsafe {
         ov.write(mem::zeroed());
