@@ -138,6 +138,19 @@ impl Conn for TokioConn {
     }
 }
 
+/// A pipekit listener (at the address in `.1`) whose connections go through the Tokio API.
+pub(crate) struct TokioListen(pub(crate) pipekit::Listener, pub(crate) String);
+
+impl Listen for TokioListen {
+    fn addr(&self) -> String {
+        self.1.clone()
+    }
+
+    fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
+        TokioConn::boxed(self.0.accept()?)
+    }
+}
+
 /// Every transport this OS has, pipekit's first.
 pub fn all() -> Vec<&'static dyn Transport> {
     let mut all: Vec<&'static dyn Transport> = Vec::new();
@@ -400,16 +413,7 @@ mod windows {
 
         fn listen(&self, addr: &str, size: usize) -> io::Result<Box<dyn Listen>> {
             let (options, _) = pipekit_options(Mode::Messages, size);
-            struct L(pipekit::Listener, String);
-            impl Listen for L {
-                fn addr(&self) -> String {
-                    self.1.clone()
-                }
-                fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
-                    TokioConn::boxed(self.0.accept()?)
-                }
-            }
-            Ok(Box::new(L(
+            Ok(Box::new(TokioListen(
                 pipekit::Listener::bind_with(addr, &options)?,
                 addr.to_string(),
             )))

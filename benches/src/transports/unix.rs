@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use nix::sys::socket::{self, sockopt};
 
-use super::TokioConn;
+use super::{TokioConn, TokioListen};
 use pipekit::Mode;
 use pipekit::os::unix::{Framing, ListenerExt, StreamExt, Transport as Kind, UnixOptions};
 
@@ -153,16 +153,7 @@ impl Transport for PipekitTokio {
         let (options, _) = pipekit_options(Mode::Messages, size);
         let mut unix = UnixOptions::new();
         unix.transport(self.kind);
-        struct L(pipekit::Listener, String);
-        impl Listen for L {
-            fn addr(&self) -> String {
-                self.1.clone()
-            }
-            fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
-                TokioConn::boxed(self.0.accept()?)
-            }
-        }
-        Ok(Box::new(L(
+        Ok(Box::new(TokioListen(
             pipekit::Listener::bind_unix(addr, &options, &unix)?,
             addr.to_string(),
         )))

@@ -29,6 +29,44 @@ pub fn connect_options(mode: pipekit::Mode) -> pipekit::ConnectOptions {
     options
 }
 
+/// Starts `processes` client processes of the peer binary at `peer`, each holding `conns`
+/// message-mode connections to `name` and checking `msgs` echoed messages on each
+/// (`pipekit-peer clients`).
+pub fn client_processes(
+    peer: &str,
+    name: &str,
+    processes: usize,
+    conns: usize,
+    msgs: usize,
+) -> Vec<Child> {
+    (0..processes)
+        .map(|_| {
+            Command::new(peer)
+                .args(["clients", name, &conns.to_string(), &msgs.to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Waits for client processes from [`client_processes`] and checks that each succeeded with
+/// all its `conns` connections.
+pub fn check_client_processes(children: Vec<Child>, conns: usize) {
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a client process failed: {:?}",
+            out.status
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("ok {conns}\n")
+        );
+    }
+}
+
 /// A running peer process; killed on drop.
 #[derive(Debug)]
 pub struct Peer {

@@ -5,13 +5,12 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token};
 use pipekit::os::unix::{ListenerExt, StreamExt, Transport, UnixOptions};
 use pipekit::{ConnectOptions, Listener, ListenerOptions, MessageTooLarge, Mode, Stream};
-use pipekit_tests::unique_name;
+use pipekit_tests::{check_client_processes, client_processes, unique_name};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
 const LISTENER: Token = Token(usize::MAX);
@@ -137,30 +136,14 @@ fn serve(mut listener: Listener, total: usize) -> io::Result<usize> {
     Ok(echoed)
 }
 
-fn clients(name: &str, processes: usize, conns: usize, msgs: usize) -> Vec<Child> {
-    (0..processes)
-        .map(|_| {
-            Command::new(PEER)
-                .args(["clients", name, &conns.to_string(), &msgs.to_string()])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect()
-}
-
 fn thousand_connections(transport: Transport) {
     raise_fd_limit();
     let name = unique_name("mio-1000");
     let listener = bind(&name, transport);
-    let children = clients(&name, 10, 100, 10);
+    let children = client_processes(PEER, &name, 10, 100, 10);
     let echoed = serve(listener, 1000).unwrap();
     assert_eq!(echoed, 1000 * 10);
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok 100\n");
-    }
+    check_client_processes(children, 100);
 }
 
 #[test]

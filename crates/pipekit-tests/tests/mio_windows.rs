@@ -5,14 +5,13 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token};
 use pipekit::os::windows::nonblocking;
 use pipekit::os::windows::{ListenerExt, StreamExt};
 use pipekit::{ConnectOptions, Listener, ListenerOptions, MessageTooLarge, Mode, Stream};
-use pipekit_tests::{pattern, unique_name};
+use pipekit_tests::{check_client_processes, client_processes, pattern, unique_name};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
 // Not `usize::MAX`: mio on Windows does not give that token back intact.
@@ -109,30 +108,14 @@ fn serve(mut listener: nonblocking::Listener, total: usize) -> io::Result<usize>
     Ok(echoed)
 }
 
-fn clients(name: &str, processes: usize, conns: usize, msgs: usize) -> Vec<Child> {
-    (0..processes)
-        .map(|_| {
-            Command::new(PEER)
-                .args(["clients", name, &conns.to_string(), &msgs.to_string()])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect()
-}
-
 #[test]
 fn one_mio_thread_serves_1000_message_connections() {
     let name = unique_name("mio-win-1000");
     let listener = bind(&name, Mode::Messages);
-    let children = clients(&name, 10, 100, 10);
+    let children = client_processes(PEER, &name, 10, 100, 10);
     let echoed = serve(listener, 1000).unwrap();
     assert_eq!(echoed, 1000 * 10);
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok 100\n");
-    }
+    check_client_processes(children, 100);
 }
 
 fn messages() -> ConnectOptions {

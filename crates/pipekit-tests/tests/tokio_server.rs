@@ -3,13 +3,14 @@
 //! `AsyncRead`/`AsyncWrite`.
 #![cfg(unix)]
 
+mod common;
+
 use std::io;
-use std::process::{Command, Stdio};
 
 use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
 use pipekit::tokio::{Listener, Stream};
 use pipekit::{ListenerOptions, MessageTooLarge, Mode};
-use pipekit_tests::unique_name;
+use pipekit_tests::{check_client_processes, client_processes, unique_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
@@ -39,38 +40,10 @@ fn thousand_connections(transport: Transport) {
     let name = unique_name("tokio-1000");
     runtime().block_on(async {
         let listener = bind(&name, Mode::Messages, transport).unwrap();
-        let children: Vec<_> = (0..10)
-            .map(|_| {
-                Command::new(PEER)
-                    .args(["clients", &name, "100", "10"])
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        let mut tasks = Vec::new();
-        for _ in 0..1000 {
-            let mut conn = listener.accept().await.unwrap();
-            tasks.push(tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let mut echoed = 0;
-                while let Some(n) = conn.recv(&mut buf).await? {
-                    conn.send(&buf[..n]).await?;
-                    echoed += 1;
-                }
-                Ok::<_, io::Error>(echoed)
-            }));
-        }
-        let mut total = 0;
-        for task in tasks {
-            total += task.await.unwrap().unwrap();
-        }
+        let children = client_processes(PEER, &name, 10, 100, 10);
+        let total = common::echo_connections(&listener, 1000).await;
         assert_eq!(total, 1000 * 10);
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success());
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "ok 100\n");
-        }
+        check_client_processes(children, 100);
     });
 }
 

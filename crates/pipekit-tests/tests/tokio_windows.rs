@@ -1,6 +1,10 @@
-//! Tokio on Windows named pipes (byte mode): many concurrent clients from another process
-//! and from this one, on a current-thread runtime; message mode is refused clearly.
+//! Tokio on Windows named pipes, on a current-thread runtime: byte mode with many clients in
+//! this process and in others; message mode with 1000 connections from 10 processes, message
+//! sizes across mio's 4 KiB buffer up to 1 MiB, a message over the maximum discarded, and a
+//! send right before the drop delivered.
 #![cfg(windows)]
+
+mod common;
 
 use std::io;
 use std::process::{Command, Stdio};
@@ -8,7 +12,7 @@ use std::process::{Command, Stdio};
 use pipekit::MessageTooLarge;
 use pipekit::tokio::{Listener, Stream};
 use pipekit::{ConnectOptions, ListenerOptions, Mode};
-use pipekit_tests::{pattern, unique_name};
+use pipekit_tests::{check_client_processes, client_processes, pattern, unique_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
@@ -128,45 +132,12 @@ fn tokio_serves_1000_message_connections_on_one_thread() {
         let listener =
             Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
                 .unwrap();
-        let children: Vec<_> = (0..10)
-            .map(|_| {
-                Command::new(PEER)
-                    .args(["clients", &name, "100", "10"])
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        let mut tasks = Vec::new();
-        for _ in 0..1000 {
-            let mut conn = listener.accept().await.unwrap();
-            tasks.push(tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let mut echoed = 0;
-                while let Some(n) = conn.recv(&mut buf).await? {
-                    conn.send(&buf[..n]).await?;
-                    echoed += 1;
-                }
-                Ok::<_, io::Error>(echoed)
-            }));
-        }
-        let mut total = 0;
-        for task in tasks {
-            total += task.await.unwrap().unwrap();
-        }
+        let children = client_processes(PEER, &name, 10, 100, 10);
+        let total = common::echo_connections(&listener, 1000).await;
         assert_eq!(total, 1000 * 10);
-        let outputs = tokio::task::spawn_blocking(move || {
-            children
-                .into_iter()
-                .map(|c| c.wait_with_output().unwrap())
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap();
-        for out in outputs {
-            assert!(out.status.success());
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "ok 100\n");
-        }
+        tokio::task::spawn_blocking(move || check_client_processes(children, 100))
+            .await
+            .unwrap();
     });
 }
 

@@ -146,39 +146,45 @@ impl std::task::Wake for Raise {
     }
 }
 
-/// Registers the listener: its token becomes ready when a client has connected (and when
-/// other internal operations end: `accept` until `WouldBlock`). `interests` is not narrowed:
-/// events carry both readable and writable.
-impl Source for nonblocking::Listener {
-    fn register(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
-        self.mio_signal()?.register(registry, token)
-    }
+/// `Source` through the object's signal pipe; `interests` is not narrowed (events carry both
+/// readable and writable).
+macro_rules! signal_source {
+    ($(#[$doc:meta])* $ty:ty) => {
+        $(#[$doc])*
+        impl Source for $ty {
+            fn register(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
+                self.mio_signal()?.register(registry, token)
+            }
 
-    fn reregister(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
-        self.mio_signal()?.reregister(registry, token)
-    }
+            fn reregister(
+                &mut self,
+                registry: &Registry,
+                token: Token,
+                _: Interest,
+            ) -> io::Result<()> {
+                self.mio_signal()?.reregister(registry, token)
+            }
 
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.mio_signal()?.deregister(registry)
-    }
+            fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+                self.mio_signal()?.deregister(registry)
+            }
+        }
+    };
 }
 
-/// Registers a message-mode stream: its token becomes ready when a message (or the end)
-/// arrives and when a send that was in flight ends. Events carry both readable and writable:
-/// after any event, call `try_recv` until `WouldBlock` and retry a send that got `WouldBlock`.
-impl Source for nonblocking::Stream {
-    fn register(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
-        self.mio_signal()?.register(registry, token)
-    }
+signal_source!(
+    /// Registers the listener: its token becomes ready when a client has connected (and when
+    /// a place under the instance limit is given back): `accept` until `WouldBlock`.
+    nonblocking::Listener
+);
 
-    fn reregister(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
-        self.mio_signal()?.reregister(registry, token)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.mio_signal()?.deregister(registry)
-    }
-}
+signal_source!(
+    /// Registers a message-mode stream: its token becomes ready when a message (or the end)
+    /// arrives and when a send that was in flight ends. Events carry both readable and
+    /// writable: after any event, call `try_recv` until `WouldBlock` and retry a send that got
+    /// `WouldBlock`.
+    nonblocking::Stream
+);
 
 impl crate::Stream {
     /// Hands a byte-mode stream to mio as a [`mio::windows::NamedPipe`] (the handle is open

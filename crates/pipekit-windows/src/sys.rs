@@ -182,6 +182,21 @@ fn started(handle: BorrowedHandle<'_>, ov: *mut OVERLAPPED, ok: i32) -> Started 
     }
 }
 
+/// Makes `ov` fresh for an operation that signals `event`, and resets the event: not left to
+/// the kernel, so a signal left from the last operation cannot look like this one's end.
+///
+/// # Safety
+///
+/// `ov` must be valid for writes and not used by an operation in flight.
+unsafe fn prepare(ov: *mut OVERLAPPED, event: &Event) {
+    event.reset();
+    // SAFETY: per the caller's contract; all-zero is an OVERLAPPED's initial state.
+    unsafe {
+        ov.write(mem::zeroed());
+        (*ov).hEvent = raw(event.0.as_handle());
+    }
+}
+
 /// Starts a `ReadFile` of `len` bytes into `buf`, signalling `event` when it ends.
 ///
 /// # Safety
@@ -196,14 +211,8 @@ pub(crate) unsafe fn start_read(
     buf: *mut u8,
     len: usize,
 ) -> Started {
-    // Not left to the kernel: a signal left from the last operation must not look like this
-    // one's completion.
-    event.reset();
-    // SAFETY: the caller keeps `ov` alive and exclusive; all-zero is its initial state.
-    unsafe {
-        ov.write(mem::zeroed());
-        (*ov).hEvent = raw(event.0.as_handle());
-    }
+    // SAFETY: per the caller's contract.
+    unsafe { prepare(ov, event) };
     // SAFETY: per the caller's contract.
     let ok = unsafe { ReadFile(raw(handle), buf, io_len(len), ptr::null_mut(), ov) };
     started(handle, ov, ok)
@@ -222,12 +231,8 @@ pub(crate) unsafe fn start_write(
     buf: *const u8,
     len: usize,
 ) -> Started {
-    event.reset();
-    // SAFETY: as in `start_read`.
-    unsafe {
-        ov.write(mem::zeroed());
-        (*ov).hEvent = raw(event.0.as_handle());
-    }
+    // SAFETY: per the caller's contract.
+    unsafe { prepare(ov, event) };
     // SAFETY: per the caller's contract.
     let ok = unsafe { WriteFile(raw(handle), buf, io_len(len), ptr::null_mut(), ov) };
     started(handle, ov, ok)
@@ -244,12 +249,8 @@ pub(crate) unsafe fn start_connect(
     ov: *mut OVERLAPPED,
     event: &Event,
 ) -> Started {
-    event.reset();
-    // SAFETY: as in `start_read`.
-    unsafe {
-        ov.write(mem::zeroed());
-        (*ov).hEvent = raw(event.0.as_handle());
-    }
+    // SAFETY: per the caller's contract.
+    unsafe { prepare(ov, event) };
     // SAFETY: per the caller's contract.
     let ok = unsafe { ConnectNamedPipe(raw(handle), ov) };
     connect_result(started(handle, ov, ok))
