@@ -203,7 +203,7 @@ unsafe fn prepare(ov: *mut OVERLAPPED, event: &Event) {
 ///
 /// `ov` and `buf` (valid for writes of `len` bytes) must stay valid, and `ov` unused by any
 /// other operation, until the operation is over (`Done`, or after `Pending` its event is
-/// signalled or [`wait_result`] returned).
+/// signalled or [`cancel_and_wait`] returned).
 pub(crate) unsafe fn start_read(
     handle: BorrowedHandle<'_>,
     ov: *mut OVERLAPPED,
