@@ -136,13 +136,11 @@ impl Signal for SignalPipe {
     }
 }
 
-/// A waker that raises a signal pipe: wakes a mio listener when a place under its instance
-/// limit is given back.
-pub(crate) struct Raise(pub(crate) Arc<SignalPipe>);
-
-impl std::task::Wake for Raise {
+/// As a waker, the signal pipe wakes a mio listener when a place under its instance limit is
+/// given back.
+impl std::task::Wake for SignalPipe {
     fn wake(self: Arc<Self>) {
-        self.0.raise();
+        self.raise();
     }
 }
 

@@ -374,19 +374,16 @@ impl Shared {
                 st.read = Read::Discarding(size);
                 true
             }
-            (Read::Discarding(size), Err(e)) if is_gone(&e) => {
-                st.read = Read::Failed(invalid_data(format!(
-                    "the pipe ended {size} bytes into a message"
-                )));
-                false
-            }
             (_, Err(e)) if is_gone(&e) => {
-                st.read = if st.rbuf.is_empty() {
+                let so_far = match st.read {
+                    Read::Discarding(size) => size,
+                    _ => st.rbuf.len(),
+                };
+                st.read = if so_far == 0 {
                     Read::Eof
                 } else {
                     Read::Failed(invalid_data(format!(
-                        "the pipe ended {} bytes into a message",
-                        st.rbuf.len()
+                        "the pipe ended {so_far} bytes into a message"
                     )))
                 };
                 st.rbuf.clear();
@@ -641,11 +638,13 @@ impl Listener {
     /// `WouldBlock` while no client has connected; the OS error of `ConnectNamedPipe` or of
     /// creating the next instance, with the pipe's name.
     pub fn accept(&self) -> io::Result<Stream> {
-        self.drain_signal();
+        // The mio signal is read empty first, and stands for the waker a freed place under
+        // the instance limit wakes.
         #[cfg(feature = "mio")]
-        let waker = self
-            .signal()
-            .map(|signal| Waker::from(Arc::new(crate::mio::Raise(signal))));
+        let waker = self.signal().map(|signal| {
+            signal.drain();
+            Waker::from(signal)
+        });
         #[cfg(not(feature = "mio"))]
         let waker: Option<Waker> = None;
         let mut cx = waker.as_ref().map(Context::from_waker);
@@ -710,7 +709,7 @@ impl Listener {
                 // The next client must find an instance; if making it fails now (or the limit
                 // is reached), the next accept tries again.
                 let _ = self.arm(None);
-                Poll::Ready(Stream::from_shared(shared))
+                Poll::Ready(Ok(Stream::from_shared(shared)))
             }
         }
     }
@@ -723,13 +722,6 @@ impl Listener {
     /// The blocking listener inside (its name and path).
     pub fn get_ref(&self) -> &crate::Listener {
         &self.inner
-    }
-
-    fn drain_signal(&self) {
-        #[cfg(feature = "mio")]
-        if let Some(signal) = self.signal() {
-            signal.drain();
-        }
     }
 
     #[cfg(feature = "mio")]
@@ -801,19 +793,21 @@ impl Stream {
         let mode = stream.mode();
         let max = stream.max_message_size();
         let (handle, server_end, slot) = stream.into_parts();
-        Stream::from_shared(Shared::new(handle, server_end, mode, max, slot)?)
+        Ok(Stream::from_shared(Shared::new(
+            handle, server_end, mode, max, slot,
+        )?))
     }
 
-    fn from_shared(shared: Arc<Shared>) -> io::Result<Stream> {
+    fn from_shared(shared: Arc<Shared>) -> Stream {
         if shared.mode == Mode::Messages {
             let mut st = shared.lock();
             shared.start_read(&mut st);
         }
-        Ok(Stream {
+        Stream {
             shared,
             #[cfg(feature = "mio")]
             mio: None,
-        })
+        }
     }
 
     /// The connection's mode.
@@ -994,7 +988,8 @@ impl Stream {
                 "a non-blocking message-mode stream cannot be taken apart",
             ));
         }
-        self.shared.close();
+        // Dropping the stream ends its use of the pipe (`close`); then this is the only
+        // reference left.
         let shared = Arc::clone(&self.shared);
         drop(self);
         let Shared {
