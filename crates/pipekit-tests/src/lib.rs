@@ -29,6 +29,32 @@ pub fn connect_options(mode: pipekit::Mode) -> pipekit::ConnectOptions {
     options
 }
 
+/// The ten-message exchange against a peer serving `messages reply OK --print`: sends "1" to
+/// "10", checks each reply is "OK", then checks the peer printed the ten messages in order.
+pub fn ten_messages_to_printing_peer(client: &mut pipekit::Stream, peer: &mut Peer) {
+    let mut buf = [0u8; 65535];
+    for i in 1..=10 {
+        client.send(i.to_string().as_bytes()).unwrap();
+        let n = client.recv(&mut buf).unwrap().expect("a reply");
+        assert_eq!(&buf[..n], b"OK");
+    }
+    for i in 1..=10 {
+        assert_eq!(peer.line().as_deref(), Some(i.to_string().as_str()));
+    }
+}
+
+/// The ten-line exchange against a byte-mode echo peer: each line comes back unchanged.
+pub fn ten_lines_echoed(client: &mut pipekit::Stream) {
+    use std::io::{Read, Write};
+    for i in 1..=10 {
+        let msg = format!("message {i}\n");
+        client.write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+}
+
 /// Starts `processes` client processes of the peer binary at `peer`, each holding `conns`
 /// message-mode connections to `name` and checking `msgs` echoed messages on each
 /// (`pipekit-peer clients`).

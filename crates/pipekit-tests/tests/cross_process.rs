@@ -5,7 +5,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pipekit::{ConnectOptions, Listener, ListenerOptions, MessageTooLarge, Mode, Stream};
-use pipekit_tests::{Peer, connect_options, pattern, unique_name};
+use pipekit_tests::{
+    Peer, connect_options, pattern, ten_lines_echoed, ten_messages_to_printing_peer, unique_name,
+};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
 
@@ -21,15 +23,7 @@ fn ten_message_exchange_in_message_mode() {
         &["serve", &name, "messages", "reply", "OK", "--print"],
     );
     let mut client = Stream::connect_with(&name, &messages()).unwrap();
-    let mut buf = [0u8; 65535];
-    for i in 1..=10 {
-        client.send(i.to_string().as_bytes()).unwrap();
-        let n = client.recv(&mut buf).unwrap().expect("a reply");
-        assert_eq!(&buf[..n], b"OK");
-    }
-    for i in 1..=10 {
-        assert_eq!(peer.line().as_deref(), Some(i.to_string().as_str()));
-    }
+    ten_messages_to_printing_peer(&mut client, &mut peer);
 }
 
 #[test]
@@ -37,13 +31,7 @@ fn ten_message_exchange_in_byte_mode() {
     let name = unique_name("ten-bytes");
     let _peer = Peer::start(PEER, &["serve", &name, "bytes", "echo"]);
     let mut client = Stream::connect(&name).unwrap();
-    for i in 1..=10 {
-        let msg = format!("message {i}\n");
-        client.write_all(msg.as_bytes()).unwrap();
-        let mut back = vec![0u8; msg.len()];
-        client.read_exact(&mut back).unwrap();
-        assert_eq!(back, msg.as_bytes());
-    }
+    ten_lines_echoed(&mut client);
 }
 
 #[test]

@@ -13,7 +13,9 @@ use std::time::Duration;
 use pipekit::os::unix::fifo::{Receiver, Sender};
 use pipekit::os::unix::{ListenerExt, StreamExt, Transport, UnixOptions, socket_path};
 use pipekit::{Listener, ListenerOptions, Mode, PipeName, Stream};
-use pipekit_tests::{Peer, connect_options, pattern, unique_name};
+use pipekit_tests::{
+    Peer, connect_options, pattern, ten_lines_echoed, ten_messages_to_printing_peer, unique_name,
+};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
 const PY_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/fifo_client.py");
@@ -46,15 +48,7 @@ fn ten_messages_over_fifos_and_the_directory_is_clean() {
     assert!(fs::symlink_metadata(&dir).unwrap().is_dir());
     let mut client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
     assert_eq!(client.transport(), Transport::Fifo);
-    let mut buf = [0u8; 65535];
-    for i in 1..=10 {
-        client.send(i.to_string().as_bytes()).unwrap();
-        let n = client.recv(&mut buf).unwrap().expect("a reply");
-        assert_eq!(&buf[..n], b"OK");
-    }
-    for i in 1..=10 {
-        assert_eq!(peer.line().as_deref(), Some(i.to_string().as_str()));
-    }
+    ten_messages_to_printing_peer(&mut client, &mut peer);
     assert_only_requests(&dir);
     drop(client);
     drop(peer);
@@ -65,13 +59,7 @@ fn byte_mode_echo_and_65535_byte_writes_over_fifos() {
     let name = unique_name("fifo-bytes");
     let _peer = Peer::start(PEER, &["serve", &name, "bytes", "echo", "--fifo"]);
     let mut client = Stream::connect(name.as_str()).unwrap();
-    for i in 1..=10 {
-        let msg = format!("message {i}\n");
-        client.write_all(msg.as_bytes()).unwrap();
-        let mut back = vec![0u8; msg.len()];
-        client.read_exact(&mut back).unwrap();
-        assert_eq!(back, msg.as_bytes());
-    }
+    ten_lines_echoed(&mut client);
     // The echo of 65535 bytes fits the FIFO's 64 KiB buffer, so writing all before reading
     // cannot deadlock.
     let big = pattern(65535, 3);
