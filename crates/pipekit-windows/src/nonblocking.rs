@@ -425,7 +425,11 @@ impl Shared {
 
     /// The result of the operation in `op`'s slot, whose event was seen signalled; `None`
     /// (and the wait armed again) if it is still in flight after all.
-    fn completed(&self, op: &Op) -> Option<io::Result<Transfer>> {
+    ///
+    /// `rearm` says whether the wait may be armed again: not once `close` has disarmed it
+    /// (it then waits for the operation itself), as a wait armed after that could outlive
+    /// `self`.
+    fn completed(&self, op: &Op, rearm: bool) -> Option<io::Result<Transfer>> {
         // SAFETY: the slot holds an operation started on this handle (the state says so).
         let result = unsafe { sys::op_result(self.handle.as_handle(), op.ov()) };
         if !matches!(&result, Err(e) if sys::code(e) == Some(sys::ERROR_IO_INCOMPLETE)) {
@@ -437,7 +441,9 @@ impl Shared {
         // SAFETY: as above.
         let result = unsafe { sys::op_result(self.handle.as_handle(), op.ov()) };
         if matches!(&result, Err(e) if sys::code(e) == Some(sys::ERROR_IO_INCOMPLETE)) {
-            op.arm();
+            if rearm {
+                op.arm();
+            }
             return None;
         }
         Some(result)
@@ -448,7 +454,7 @@ impl Shared {
         if !st.read.in_flight() {
             return Wake::default();
         }
-        let Some(result) = self.completed(&self.read) else {
+        let Some(result) = self.completed(&self.read, !st.closing) else {
             return Wake::default();
         };
         match st.read {
@@ -475,7 +481,8 @@ impl Shared {
         if !matches!(st.write, Write::Pending) {
             return (Wake::default(), false);
         }
-        let Some(result) = self.completed(&self.write) else {
+        // A detached write's wait stays armed until the write ends (`close` left it).
+        let Some(result) = self.completed(&self.write, !st.closing || st.detached) else {
             return (Wake::default(), false);
         };
         st.write = match write_result(result, st.wbuf.len()) {

@@ -169,15 +169,18 @@ pub(crate) enum Started {
 }
 
 fn started(handle: BorrowedHandle<'_>, ov: *mut OVERLAPPED, ok: i32) -> Started {
+    // An operation that completed at once is collected with `wait`: its OVERLAPPED may not
+    // say so yet (seen under Wine), and it must be over before the state says so, since
+    // the buffer is handed out or freed next.
     if ok != 0 {
         // SAFETY: `ov` belongs to the operation that just completed on `handle`.
-        return Started::Done(finish(handle, unsafe { &*ov }, false));
+        return Started::Done(finish(handle, unsafe { &*ov }, true));
     }
     // SAFETY: reads the calling thread's last-error value.
     match unsafe { GetLastError() } {
         ERROR_IO_PENDING => Started::Pending,
         // SAFETY: as above (a partial message completed at once).
-        ERROR_MORE_DATA => Started::Done(finish(handle, unsafe { &*ov }, false)),
+        ERROR_MORE_DATA => Started::Done(finish(handle, unsafe { &*ov }, true)),
         err => Started::Done(Err(io::Error::from_raw_os_error(err as i32))),
     }
 }
@@ -318,8 +321,9 @@ fn overlapped(
         // SAFETY: reads the calling thread's last-error value.
         let err = unsafe { GetLastError() };
         if err == ERROR_MORE_DATA {
-            // Completed at once with part of a message.
-            return finish(handle, &ov, false);
+            // Completed at once with part of a message (collected with `wait`, as in
+            // `started`).
+            return finish(handle, &ov, true);
         }
         if err != ERROR_IO_PENDING {
             // Failed at once: no operation is in flight.
@@ -342,7 +346,9 @@ fn overlapped(
             return Err(err);
         }
     }
-    finish(handle, &ov, false)
+    // Completed at once, or its event is signalled: over (`wait` only guards the first case,
+    // as in `started`).
+    finish(handle, &ov, true)
 }
 
 /// Collects the result of the operation behind `ov` (waiting for it if `wait`).
