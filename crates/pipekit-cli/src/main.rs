@@ -87,9 +87,30 @@ fn main() -> ExitCode {
 
 fn path(args: &PathArgs) -> anyhow::Result<()> {
     let _ = args.fifo;
-    println!("{}", resolve(&args.dialect.pipe_name(&args.name)?)?);
+    let name = args.dialect.pipe_name(&args.name)?;
+    println!("{}", resolve(&name)?);
+    warn_unsafe_dir(&name);
     Ok(())
 }
+
+/// Warns on stderr when the per-user directory of `name` exists but is not safe to use
+/// (someone else's, a symlink, open to others): pipekit's clients and servers refuse it.
+#[cfg(unix)]
+fn warn_unsafe_dir(name: &pipekit::PipeName) {
+    use pipekit::os::unix::{UnixAddress, check_private_dir};
+    if let Ok(UnixAddress::Path {
+        private_dir: Some(dir),
+        ..
+    }) = pipekit::os::unix::resolve(name)
+        && let Err(e) = check_private_dir(&dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!("pipekit: warning: {e}");
+    }
+}
+
+#[cfg(windows)]
+fn warn_unsafe_dir(_name: &pipekit::PipeName) {}
 
 /// Where `name` lives on this OS: a socket/FIFO path on Unix, a pipe path on Windows. For the
 /// python-mp dialect this is the address a Python `Client(address)` must be given.

@@ -283,7 +283,18 @@ impl Stream {
         options: &ConnectOptions,
         unix: &UnixOptions,
     ) -> io::Result<Stream> {
-        if let UnixAddress::Path { path, .. } = addr {
+        if let UnixAddress::Path { path, private_dir } = addr {
+            if let Some(dir) = private_dir {
+                // Never connect through a per-user directory someone else controls.
+                dir::check_private_dir(dir).map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => context_kind(
+                        io::ErrorKind::NotFound,
+                        e,
+                        format!("no server is listening on {name} ({})", path.display()),
+                    ),
+                    _ => e,
+                })?;
+            }
             match std::fs::symlink_metadata(path) {
                 Ok(meta) if meta.is_dir() => {
                     let fifo = FifoStream::connect_dir(path, &name.to_string(), options)?;

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use pipekit_core::UnixEnv;
 use pipekit_core::error::context;
 
@@ -39,13 +40,13 @@ fn absolute_var(key: &str) -> Option<PathBuf> {
         .filter(|p| p.is_absolute())
 }
 
-/// Creates `dir` with mode 0700 if it is missing, then checks that it is a real directory
-/// (not a symlink), owned by this user, and closed to everyone else.
+/// Creates `dir` with mode 0700 if it is missing, then checks it as
+/// [`check_private_dir`] does.
 ///
 /// # Errors
 ///
-/// `PermissionDenied` naming the directory and what is wrong with it; the OS error if it
-/// cannot be created.
+/// `PermissionDenied` naming the directory, its owner and mode; the OS error if it cannot
+/// be created.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     match DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
@@ -57,8 +58,23 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
             ));
         }
     }
-    let meta = fs::symlink_metadata(dir)
-        .map_err(|e| context(e, format!("cannot inspect {}", dir.display())))?;
+    check_private_dir(dir)
+}
+
+/// Checks that `dir` is a real directory (not a symlink), owned by this process's effective
+/// uid, with mode 0700 (nothing for group or others). The check is made on the opened
+/// directory (`open(O_DIRECTORY | O_NOFOLLOW)` + `fstat`), not on the path, so a symlink or
+/// a directory swapped in under the name is refused.
+///
+/// Listeners run it before they bind and clients before they connect to a portable name:
+/// a per-user directory that another user made (or pointed elsewhere with a symlink) is
+/// never used.
+///
+/// # Errors
+///
+/// `PermissionDenied` naming the path, its owner and its mode; `NotFound` if it does not
+/// exist; other OS errors with the path named.
+pub fn check_private_dir(dir: &Path) -> io::Result<()> {
     let refuse = |why: String| {
         io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -68,20 +84,33 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
             ),
         )
     };
-    if !meta.file_type().is_dir() {
-        return Err(refuse("it is not a directory (or is a symlink)".into()));
+    let (uid, mode, is_dir) = match sys::open_dir_nofollow(dir) {
+        Ok(st) => st,
+        // With O_NOFOLLOW a symlink fails with ELOOP (or ENOTDIR beside O_DIRECTORY).
+        Err(e) if matches!(sys::errno(&e), Errno::ELOOP | Errno::ENOTDIR) => {
+            return Err(match fs::symlink_metadata(dir) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    refuse(format!("it is a symlink (owned by uid {})", m.uid()))
+                }
+                _ => refuse("it is not a directory".into()),
+            });
+        }
+        Err(e) => return Err(context(e, format!("cannot open {}", dir.display()))),
+    };
+    if !is_dir {
+        return Err(refuse("it is not a directory".into()));
     }
-    let uid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != uid {
+    let me = nix::unistd::geteuid().as_raw();
+    if uid != me {
         return Err(refuse(format!(
-            "it is owned by uid {}, not {uid}",
-            meta.uid()
+            "it is owned by uid {uid}, not {me} (mode {:04o})",
+            mode & 0o7777
         )));
     }
-    if meta.mode() & 0o077 != 0 {
+    if mode & 0o077 != 0 {
         return Err(refuse(format!(
-            "its mode is {:04o}, open to others (expected 0700)",
-            meta.mode() & 0o7777
+            "its mode is {:04o}, open to others (expected 0700; owner uid {uid})",
+            mode & 0o7777
         )));
     }
     Ok(())

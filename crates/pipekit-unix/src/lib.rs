@@ -41,7 +41,7 @@ mod stream;
 mod sys;
 
 pub use any::{Listener, Stream};
-pub use dir::{ensure_private_dir, env};
+pub use dir::{check_private_dir, ensure_private_dir, env};
 
 /// Which kind of file a server is at its path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

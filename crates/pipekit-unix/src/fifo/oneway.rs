@@ -176,7 +176,10 @@ impl Sender {
     /// `NotConnected` ("no reader") if nobody has the FIFO open for reading (`ENXIO`);
     /// `NotFound` if there is no FIFO; `InvalidInput` if the path is not a FIFO.
     pub fn open(name: &PipeName) -> io::Result<Sender> {
-        let (path, _) = fifo_path(name)?;
+        let (path, private_dir) = fifo_path(name)?;
+        if let Some(dir) = &private_dir {
+            dir::check_private_dir(dir)?;
+        }
         Sender::open_path(&path)
     }
 

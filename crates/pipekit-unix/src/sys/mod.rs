@@ -184,3 +184,18 @@ pub(crate) fn raise_buffers(fd: BorrowedFd<'_>, send: usize, recv: usize) {
         let _ = socket::setsockopt(&fd, sockopt::RcvBuf, &recv);
     }
 }
+
+/// Opens `dir` without following a symlink (`O_DIRECTORY | O_NOFOLLOW`) and returns the
+/// owner, mode and whether it is a directory, from `fstat` on the opened descriptor.
+pub(crate) fn open_dir_nofollow(dir: &std::path::Path) -> io::Result<(u32, u32, bool)> {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::{Mode, SFlag, fstat};
+    let fd = cvt(open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ))?;
+    let st = cvt(fstat(&fd))?;
+    let is_dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
+    Ok((st.st_uid, st.st_mode as u32, is_dir))
+}

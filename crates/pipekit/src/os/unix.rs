@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 pub use pipekit_core::{UnixAddress, UnixEnv};
 pub use pipekit_unix::fifo;
-pub use pipekit_unix::{Framing, NATIVE_MESSAGES, Transport, UnixOptions, ensure_private_dir, env};
+pub use pipekit_unix::{
+    Framing, NATIVE_MESSAGES, Transport, UnixOptions, check_private_dir, ensure_private_dir, env,
+};
 
 use crate::{ConnectOptions, IntoPipeName, Listener, ListenerOptions, Stream};
 

@@ -1,0 +1,107 @@
+//! The Unix security promises under attack: a per-user directory planted by someone else, a
+//! peer of another user, a full backlog, stalled handshake clients, a full server, ancillary
+//! data. Tests that need a second user run only as root (they make the peer process another
+//! uid) and say so when skipped.
+#![cfg(unix)]
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pipekit_tests::unique_name;
+
+const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
+
+/// A fresh directory for one test, used as the peer's `TMPDIR`.
+fn scratch(tag: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique_name(tag));
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Runs the peer binary with `args`, `TMPDIR` set to `tmp` and no `XDG_RUNTIME_DIR`, so the
+/// per-user directory is `tmp/pipekit-<uid>`.
+fn peer_in(tmp: &Path, args: &[&str]) -> Output {
+    Command::new(PEER)
+        .args(args)
+        .env("TMPDIR", tmp)
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap()
+}
+
+fn user_dir(tmp: &Path) -> PathBuf {
+    tmp.join(format!("pipekit-{}", nix::unistd::geteuid()))
+}
+
+/// A socket the "other user" listens on inside `dir`; returns it non-blocking, so a
+/// connection that reached it shows as a successful `accept`.
+fn planted_socket(dir: &Path, name: &str) -> UnixListener {
+    let listener = UnixListener::bind(dir.join(name)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    listener
+}
+
+fn assert_refused_and_unreached(out: &Output, listener: &UnixListener, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what}: the client connected");
+    assert!(
+        stderr.contains("refusing to use") && stderr.contains("private directory"),
+        "{what}: unexpected error: {stderr}"
+    );
+    match listener.accept() {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        other => panic!("{what}: the planted socket was reached: {other:?}"),
+    }
+}
+
+#[test]
+fn clients_refuse_a_per_user_directory_open_to_others() {
+    let tmp = scratch("planted-mode");
+    let dir = user_dir(&tmp);
+    fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let name = unique_name("planted");
+    let listener = planted_socket(&dir, &name);
+    let out = peer_in(&tmp, &["bytes-client", &name, "secret"]);
+    assert_refused_and_unreached(&out, &listener, "mode 0777");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0777"));
+}
+
+#[test]
+fn clients_refuse_a_per_user_directory_that_is_a_symlink() {
+    let tmp = scratch("planted-link");
+    // The target is a perfectly private directory: only the symlink is wrong.
+    let target = tmp.join("elsewhere");
+    fs::DirBuilder::new().mode(0o700).create(&target).unwrap();
+    std::os::unix::fs::symlink(&target, user_dir(&tmp)).unwrap();
+    let name = unique_name("planted");
+    let listener = planted_socket(&target, &name);
+    let out = peer_in(&tmp, &["bytes-client", &name, "secret"]);
+    assert_refused_and_unreached(&out, &listener, "symlink");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("symlink"));
+}
+
+#[test]
+fn clients_refuse_a_per_user_directory_of_another_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root to give the directory to another uid");
+        return;
+    }
+    let tmp = scratch("planted-owner");
+    let dir = user_dir(&tmp);
+    fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+    let name = unique_name("planted");
+    let listener = planted_socket(&dir, &name);
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let out = peer_in(&tmp, &["bytes-client", &name, "secret"]);
+    assert_refused_and_unreached(&out, &listener, "owned by 65534");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("owned by uid 65534"));
+}
