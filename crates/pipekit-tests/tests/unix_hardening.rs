@@ -105,3 +105,84 @@ fn clients_refuse_a_per_user_directory_of_another_user() {
     assert_refused_and_unreached(&out, &listener, "owned by 65534");
     assert!(String::from_utf8_lossy(&out.stderr).contains("owned by uid 65534"));
 }
+
+/// A listening socket at `path` with a backlog of one that never accepts, filled with
+/// connections until the kernel refuses more. Returns the listener and the connections.
+fn full_backlog(path: &Path) -> (std::os::fd::OwnedFd, Vec<std::os::fd::OwnedFd>) {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, socket,
+    };
+    let addr = UnixAddr::new(path).unwrap();
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    bind(std::os::fd::AsRawFd::as_raw_fd(&listener), &addr).unwrap();
+    listen(&listener, Backlog::new(1).unwrap()).unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..64 {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .unwrap();
+        match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+            Ok(()) => queued.push(fd),
+            Err(nix::errno::Errno::EAGAIN) => return (listener, queued),
+            Err(e) => panic!("filling the backlog: {e}"),
+        }
+    }
+    panic!("the backlog never filled");
+}
+
+/// Runs `connect` on a thread and waits at most `limit` for it (a connect that ignores its
+/// deadline fails the test instead of hanging it).
+fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .expect("the call did not return within its limit")
+}
+
+#[test]
+fn connect_keeps_its_deadline_against_a_full_backlog() {
+    use std::time::{Duration, Instant};
+    let tmp = scratch("backlog");
+    let path = tmp.join("busy.sock");
+    let (_listener, _queued) = full_backlog(&path);
+    let name = path.to_str().unwrap().to_owned();
+
+    // No wait: a prompt "busy".
+    let n = name.clone();
+    let err = within(Duration::from_secs(10), move || {
+        pipekit::Stream::connect(n.as_str()).unwrap_err()
+    });
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    assert!(err.to_string().contains("busy"), "{err}");
+
+    // A wait of 1 s: TimedOut after about that long, naming the name and the wait.
+    let start = Instant::now();
+    let n = name.clone();
+    let err = within(Duration::from_secs(20), move || {
+        let mut options = pipekit::ConnectOptions::new();
+        options.wait(Some(Duration::from_secs(1)));
+        pipekit::Stream::connect_with(n.as_str(), &options).unwrap_err()
+    });
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&name) && text.contains("1s") && text.contains("busy"),
+        "{text}"
+    );
+}

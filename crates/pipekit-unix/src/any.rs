@@ -234,8 +234,12 @@ impl Stream {
     ///
     /// # Errors
     ///
-    /// `NotFound` at once if nobody serves `name` and no wait was asked; `TimedOut` if the
-    /// wait ran out; `InvalidInput` for a bad name, bad options, a server in the other mode,
+    /// `NotFound` at once if nobody serves `name` and no wait was asked; `WouldBlock`
+    /// ("busy") at once if the server's backlog is full and no wait was asked; `TimedOut`
+    /// naming the name and the wait if the wait ran out (a full backlog never holds the
+    /// call past its wait: the connect itself is non-blocking); `PermissionDenied` if the
+    /// per-user directory is not private to this user (see
+    /// [`check_private_dir`](crate::check_private_dir)); `InvalidInput` for a bad name, bad options, a server in the other mode,
     /// or a path that is neither; other OS errors with the path named.
     pub fn connect_with(
         name: &PipeName,
@@ -248,7 +252,7 @@ impl Stream {
         let deadline = options.wait.map(|wait| Instant::now() + wait);
         let mut backoff = Duration::from_millis(1);
         loop {
-            let err = match Stream::connect_once(name, &addr, options, unix) {
+            let err = match Stream::connect_once(name, &addr, options, unix, deadline) {
                 Ok(stream) => return Ok(stream),
                 Err(e) => e,
             };
@@ -261,14 +265,13 @@ impl Stream {
             };
             let now = Instant::now();
             if now >= deadline {
-                return Err(context_kind(
-                    io::ErrorKind::TimedOut,
-                    err,
-                    format!(
-                        "no server accepted on {name} within {:?}",
-                        options.wait.unwrap_or_default()
-                    ),
-                ));
+                let wait = options.wait.unwrap_or_default();
+                let why = if err.kind() == io::ErrorKind::WouldBlock {
+                    format!("the server of {name} stayed busy for the whole wait of {wait:?}")
+                } else {
+                    format!("no server accepted on {name} within {wait:?}")
+                };
+                return Err(context_kind(io::ErrorKind::TimedOut, err, why));
             }
             thread::sleep(backoff.min(deadline - now));
             backoff = (backoff * 2).min(Duration::from_millis(50));
@@ -282,6 +285,7 @@ impl Stream {
         addr: &UnixAddress,
         options: &ConnectOptions,
         unix: &UnixOptions,
+        deadline: Option<Instant>,
     ) -> io::Result<Stream> {
         if let UnixAddress::Path { path, private_dir } = addr {
             if let Some(dir) = private_dir {
@@ -314,7 +318,7 @@ impl Stream {
                 _ => {}
             }
         }
-        let socket = SocketStream::connect_once(name, addr, options, unix)?;
+        let socket = SocketStream::connect_once(name, addr, options, unix, deadline)?;
         Ok(Stream {
             inner: StreamInner::Socket(socket),
         })

@@ -262,6 +262,9 @@ pub(crate) fn lock(path: &Path, name: &PipeName) -> io::Result<(PathBuf, File)> 
     }
 }
 
+/// How long the stale-socket probe waits for a connect in progress.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Removes a socket file left by a server that is gone, after a connect probe finds nobody
 /// listening. A live server's socket gives `AddrInUse`; anything else at the path,
 /// `AlreadyExists`.
@@ -286,7 +289,12 @@ fn reclaim_stale(
         ));
     }
     let probe = sys::socket(ty)?;
-    match sys::connect(&probe, addr) {
+    // Non-blocking: a live server with a full backlog answers EAGAIN instead of stalling us.
+    match sys::connect(
+        &probe,
+        addr,
+        Some(std::time::Instant::now() + PROBE_TIMEOUT),
+    ) {
         Ok(()) => Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             format!("pipe name {name} is already served ({})", path.display()),
@@ -300,7 +308,7 @@ fn reclaim_stale(
                 )),
             }),
             Errno::ENOENT => Ok(()),
-            Errno::EPROTOTYPE | Errno::EAGAIN => Err(context_kind(
+            Errno::EPROTOTYPE | Errno::EAGAIN | Errno::ETIMEDOUT => Err(context_kind(
                 io::ErrorKind::AddrInUse,
                 e,
                 format!("pipe name {name} is already served ({})", path.display()),

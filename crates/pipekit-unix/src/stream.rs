@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::UnixAddr;
@@ -96,11 +96,12 @@ impl SocketStream {
         addr: &UnixAddress,
         options: &ConnectOptions,
         unix: &UnixOptions,
+        deadline: Option<Instant>,
     ) -> io::Result<SocketStream> {
         let sockaddr = socket_addr(addr)?;
         let seqpacket = uses_seqpacket(options.mode, unix);
         let fd = sys::socket(sys::sock_type(seqpacket))?;
-        let err = match sys::connect(&fd, &sockaddr) {
+        let err = match sys::connect(&fd, &sockaddr, deadline) {
             Ok(()) => {
                 sys::raise_buffers(
                     fd.as_fd(),
@@ -133,7 +134,10 @@ impl SocketStream {
             Errno::EAGAIN => context_kind(
                 io::ErrorKind::WouldBlock,
                 err,
-                format!("the server of {name} is busy (its backlog is full)"),
+                format!(
+                    "the server of {name} is busy: its backlog of connections waiting to be \
+                     accepted is full"
+                ),
             ),
             Errno::ENOENT | Errno::ECONNREFUSED => context_kind(
                 io::ErrorKind::NotFound,

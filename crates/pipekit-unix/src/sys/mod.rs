@@ -5,7 +5,7 @@
 //! `SO_NOSIGPIPE`, so a dead peer is an `EPIPE` error and never a `SIGPIPE`.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -63,12 +63,35 @@ pub(crate) fn listen(fd: &OwnedFd) -> io::Result<()> {
     cvt(socket::listen(fd, socket::Backlog::MAXCONN))
 }
 
-pub(crate) fn connect(fd: &OwnedFd, addr: &UnixAddr) -> io::Result<()> {
-    loop {
+/// Connects `fd` to `addr` without ever sleeping in the kernel past `deadline`: the connect
+/// is made non-blocking, so a full backlog is `EAGAIN` at once (Linux) and a connect in
+/// progress is waited for with `poll` until `deadline` (`None`: no limit). The socket is
+/// blocking again afterwards.
+pub(crate) fn connect(
+    fd: &OwnedFd,
+    addr: &UnixAddr,
+    deadline: Option<std::time::Instant>,
+) -> io::Result<()> {
+    set_nonblocking(fd.as_fd(), true)?;
+    let result = loop {
         match socket::connect(fd.as_raw_fd(), addr) {
             Err(Errno::EINTR) => continue,
-            other => return cvt(other),
+            Err(Errno::EINPROGRESS) => break connect_finish(fd, deadline),
+            other => break cvt(other),
         }
+    };
+    set_nonblocking(fd.as_fd(), false)?;
+    result
+}
+
+/// Waits for a non-blocking connect in progress to end, then reports its outcome
+/// (`SO_ERROR`); `TimedOut` once `deadline` passes.
+fn connect_finish(fd: &OwnedFd, deadline: Option<std::time::Instant>) -> io::Result<()> {
+    use nix::poll::{PollFd, PollFlags};
+    fifo::poll_until(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)], deadline)?;
+    match cvt(socket::getsockopt(fd, sockopt::SocketError))? {
+        0 => Ok(()),
+        code => Err(io::Error::from_raw_os_error(code)),
     }
 }
 
