@@ -186,3 +186,61 @@ fn connect_keeps_its_deadline_against_a_full_backlog() {
         "{text}"
     );
 }
+
+/// A raw `SOCK_SEQPACKET` peer sends descriptors (`SCM_RIGHTS`) with an empty message and
+/// with a non-empty one: each message arrives, the connection keeps going, and the
+/// descriptors received are closed (the only other reader of the pipe sent is gone, so a
+/// write to it fails with `EPIPE`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn descriptors_sent_with_a_message_never_wedge_the_connection() {
+    use std::io::IoSlice;
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    use nix::sys::socket::{
+        AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, connect, sendmsg,
+        socket,
+    };
+
+    let tmp = scratch("scm-rights");
+    let path = tmp.join("fds.sock");
+    let mut options = pipekit::ListenerOptions::new();
+    options.mode(pipekit::Mode::Messages);
+    let listener = pipekit::Listener::bind_with(path.to_str().unwrap(), &options).unwrap();
+
+    let raw = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    connect(raw.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+    let mut server = listener.accept().unwrap();
+
+    let (read_end, write_end): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+    let fds = [read_end.as_raw_fd(); 3];
+    let rights = [ControlMessage::ScmRights(&fds)];
+    for payload in [&b""[..], b"with fds"] {
+        let iov = [IoSlice::new(payload)];
+        sendmsg::<()>(raw.as_raw_fd(), &iov, &rights, MsgFlags::empty(), None).unwrap();
+    }
+    let iov = [IoSlice::new(b"next")];
+    sendmsg::<()>(raw.as_raw_fd(), &iov, &[], MsgFlags::empty(), None).unwrap();
+
+    let mut buf = [0u8; 64];
+    assert_eq!(server.recv(&mut buf).unwrap(), Some(0));
+    let mut msg = Vec::new();
+    assert_eq!(server.recv_to_vec(&mut msg).unwrap(), Some(8));
+    assert_eq!(msg, b"with fds");
+    let n = server.recv(&mut buf).unwrap().unwrap();
+    assert_eq!(&buf[..n], b"next");
+
+    drop(read_end);
+    let err = nix::unistd::write(&write_end, b"x").unwrap_err();
+    assert_eq!(
+        err,
+        nix::errno::Errno::EPIPE,
+        "a received descriptor was kept open"
+    );
+}

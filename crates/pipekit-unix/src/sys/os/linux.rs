@@ -2,7 +2,7 @@
 //! message (which arrives with credentials) from end of stream (which has none).
 
 use std::io::{self, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, SockFlag, SockType, sockopt};
 
@@ -41,7 +41,9 @@ pub(crate) fn recv_packet(
     cmsg: &mut Vec<u8>,
 ) -> io::Result<Packet> {
     if cmsg.capacity() == 0 {
-        *cmsg = nix::cmsg_space!(socket::UnixCredentials);
+        // Room for the credentials and for as many descriptors as one message can carry
+        // (SCM_MAX_FD), so a peer that sends descriptors never truncates the control data.
+        *cmsg = nix::cmsg_space!(socket::UnixCredentials, [RawFd; SCM_MAX_FD]);
     }
     let mut flags = MsgFlags::MSG_TRUNC | MsgFlags::MSG_CMSG_CLOEXEC;
     if peek {
@@ -54,18 +56,39 @@ pub(crate) fn recv_packet(
             other => break cvt(other)?,
         }
     };
+    // Descriptors a peer sent (SCM_RIGHTS, installed again by every peek) are closed: pipekit
+    // carries bytes only. End of stream never carries control data, so a message whose
+    // control data was cut anyway is still a message.
+    let mut credentials = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            match c {
+                ControlMessageOwned::ScmCredentials(_) => credentials = true,
+                ControlMessageOwned::ScmRights(fds) => close_received(&fds),
+                _ => credentials = true,
+            }
+        }
+    }
     if msg.bytes > 0 {
         return Ok(Packet::Message(msg.bytes));
     }
-    let credentials = msg
-        .cmsgs()
-        .map_err(io::Error::from)?
-        .any(|c| matches!(c, ControlMessageOwned::ScmCredentials(_)));
     Ok(if credentials {
         Packet::Message(0)
     } else {
         Packet::Eof
     })
+}
+
+/// `SCM_MAX_FD`: the most descriptors one message carries.
+const SCM_MAX_FD: usize = 253;
+
+/// Closes descriptors that arrived in an `SCM_RIGHTS` message.
+fn close_received(fds: &[RawFd]) {
+    for &raw in fds {
+        // SAFETY: the kernel installed `raw` in this process for this `recvmsg` alone and
+        // nothing else knows it, so this `OwnedFd` is its only owner and closes it once.
+        drop(unsafe { OwnedFd::from_raw_fd(raw) });
+    }
 }
 
 pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
