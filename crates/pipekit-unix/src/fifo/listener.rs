@@ -32,7 +32,6 @@ pub struct FifoListener {
     mode: Mode,
     max_message_size: usize,
     uid: u32,
-    guard_sigpipe: bool,
     slots: Option<Arc<Slots>>,
     lock: (PathBuf, File),
     /// Set once the directory and lock file are removed (by `remove_files` or drop).
@@ -98,7 +97,6 @@ impl FifoListener {
             mode: options.mode,
             max_message_size: options.max_message_size,
             uid: nix::unistd::geteuid().as_raw(),
-            guard_sigpipe: !sys::sigpipe_ignored(),
             slots: options.max_instances.map(Slots::new),
             lock,
             removed: AtomicBool::new(false),
@@ -156,11 +154,7 @@ impl FifoListener {
         {
             return Err(invalid_data("a FIFO was replaced during the handshake"));
         }
-        sys::write(
-            s2c_fd.as_fd(),
-            &[answer(mode, self.mode)],
-            self.guard_sigpipe,
-        )?;
+        sys::write(s2c_fd.as_fd(), &[answer(mode, self.mode)])?;
         if mode != self.mode {
             return Err(invalid_input("client asked for the other mode"));
         }

@@ -159,7 +159,6 @@ impl AsFd for Receiver {
 /// The writing end of a one-way FIFO, such as a [`Receiver`]'s inbox.
 pub struct Sender {
     fd: OwnedFd,
-    guard_sigpipe: bool,
 }
 
 impl fmt::Debug for Sender {
@@ -201,17 +200,14 @@ impl Sender {
             }
         })?;
         sys::set_nonblocking(fd.as_fd(), false)?;
-        Ok(Sender {
-            fd,
-            guard_sigpipe: !sys::sigpipe_ignored(),
-        })
+        Ok(Sender { fd })
     }
 }
 
 impl Write for Sender {
     /// Writes some of `buf`; `BrokenPipe` once the reader is gone (never `SIGPIPE`).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sys::write(self.fd.as_fd(), buf, self.guard_sigpipe)
+        sys::write(self.fd.as_fd(), buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

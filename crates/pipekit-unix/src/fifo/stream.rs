@@ -33,8 +33,6 @@ pub struct FifoStream {
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
     nonblocking: AtomicBool,
-    /// Whether writes must keep `SIGPIPE` from the process (it is not ignored).
-    guard_sigpipe: bool,
     peer_uid: u32,
     /// Which of the two FIFOs are registered with a `mio` registry.
     #[cfg(feature = "mio")]
@@ -94,8 +92,7 @@ impl FifoStream {
             }
         })?;
         let rec = record(options.mode, &token);
-        let guard = !sys::sigpipe_ignored();
-        let n = sys::write(req.as_fd(), &rec, guard)
+        let n = sys::write(req.as_fd(), &rec)
             .map_err(|e| context(e, format!("cannot write to {}", requests.display())))?;
         if n != rec.len() {
             return Err(io::Error::other(format!(
@@ -131,7 +128,7 @@ impl FifoStream {
         }
         let (c2s_fd, _) = sys::open_fifo(&c2s, Access::Write)
             .map_err(|e| context(e, format!("cannot open {}", c2s.display())))?;
-        sys::write(c2s_fd.as_fd(), b"K", guard)?;
+        sys::write(c2s_fd.as_fd(), b"K")?;
         drop(made);
         let uid = nix::unistd::geteuid().as_raw();
         FifoStream::new(s2c_fd, c2s_fd, options.mode, options.max_message_size, uid)
@@ -165,7 +162,6 @@ impl FifoStream {
             read_timeout: AtomicU64::new(0),
             write_timeout: AtomicU64::new(0),
             nonblocking: AtomicBool::new(false),
-            guard_sigpipe: !sys::sigpipe_ignored(),
             peer_uid,
             #[cfg(feature = "mio")]
             registered: (false, false),
@@ -210,7 +206,6 @@ impl FifoStream {
                 .as_ref()
                 .map(|fd| fd.as_fd()),
             timeout: timeout(&self.write_timeout, nonblocking),
-            guard: self.guard_sigpipe,
         };
         (reader, writer, self.framing.as_mut())
     }
@@ -361,7 +356,6 @@ impl Read for Reader<'_> {
 struct Writer<'a> {
     fd: Option<BorrowedFd<'a>>,
     timeout: Option<Duration>,
-    guard: bool,
 }
 
 impl Writer<'_> {
@@ -385,7 +379,7 @@ impl Write for Writer<'_> {
             }
             None => buf,
         };
-        sys::write(fd, buf, self.guard)
+        sys::write(fd, buf)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
@@ -393,7 +387,7 @@ impl Write for Writer<'_> {
             let first = bufs.iter().find(|b| !b.is_empty());
             return first.map_or(Ok(0), |b| self.write(b));
         }
-        sys::write_vectored(self.fd()?, bufs, self.guard)
+        sys::write_vectored(self.fd()?, bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -128,8 +128,8 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Whether this process ignores `SIGPIPE` (Rust programs do unless told otherwise).
-pub(crate) fn sigpipe_ignored() -> bool {
+/// Whether this process ignores `SIGPIPE` now (Rust programs do unless told otherwise).
+fn sigpipe_ignored() -> bool {
     // SAFETY: sigaction with a null new action only reads the current disposition into
     // `old`, a zeroed, valid out-parameter.
     unsafe {
@@ -148,20 +148,22 @@ fn sigpipe_pending() -> bool {
     }
 }
 
-/// Runs `write` with `SIGPIPE` blocked on this thread; if the write failed with `EPIPE` and
-/// so raised a `SIGPIPE` that was not pending before, takes that signal off the queue. The
-/// caller's signal mask is restored.
+/// Runs `write` so that it cannot kill the process with `SIGPIPE`, whatever the signal's
+/// action is now. When `SIGPIPE` is ignored (Rust programs, unless told otherwise) the write
+/// just runs. Otherwise it runs with `SIGPIPE` blocked on this thread, and a `SIGPIPE` that
+/// the write raised is taken off the queue before the caller's mask comes back. That covers
+/// a write that fails with `EPIPE` and one that moved part of its bytes before the reader
+/// died (the kernel then raises the signal and returns the short count).
 fn without_sigpipe(write: impl FnOnce() -> io::Result<usize>) -> io::Result<usize> {
+    if sigpipe_ignored() {
+        return write();
+    }
     let mut block = SigSet::empty();
     block.add(Signal::SIGPIPE);
     let old = cvt(block.thread_swap_mask(SigmaskHow::SIG_BLOCK))?;
     let was_pending = sigpipe_pending();
     let result = write();
-    if let Err(e) = &result
-        && e.raw_os_error() == Some(libc::EPIPE)
-        && !was_pending
-        && sigpipe_pending()
-    {
+    if !was_pending && sigpipe_pending() {
         // Pending and blocked: sigwait returns at once.
         let _ = block.wait();
     }
@@ -171,30 +173,28 @@ fn without_sigpipe(write: impl FnOnce() -> io::Result<usize>) -> io::Result<usiz
     result
 }
 
-/// One `write`; `EPIPE` is a `BrokenPipe` error and, if `guard`, no `SIGPIPE` is raised.
-pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8], guard: bool) -> io::Result<usize> {
-    let once = || loop {
-        match nix::unistd::write(fd, buf) {
-            Err(Errno::EINTR) => continue,
-            other => return cvt(other),
+/// One `write`; `EPIPE` is a `BrokenPipe` error and no `SIGPIPE` reaches the process.
+pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    reader_gone(without_sigpipe(|| {
+        loop {
+            match nix::unistd::write(fd, buf) {
+                Err(Errno::EINTR) => continue,
+                other => return cvt(other),
+            }
         }
-    };
-    reader_gone(if guard { without_sigpipe(once) } else { once() })
+    }))
 }
 
 /// One `writev`, as [`write`].
-pub(crate) fn write_vectored(
-    fd: BorrowedFd<'_>,
-    bufs: &[IoSlice<'_>],
-    guard: bool,
-) -> io::Result<usize> {
-    let once = || loop {
-        match nix::sys::uio::writev(fd, bufs) {
-            Err(Errno::EINTR) => continue,
-            other => return cvt(other),
+pub(crate) fn write_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    reader_gone(without_sigpipe(|| {
+        loop {
+            match nix::sys::uio::writev(fd, bufs) {
+                Err(Errno::EINTR) => continue,
+                other => return cvt(other),
+            }
         }
-    };
-    reader_gone(if guard { without_sigpipe(once) } else { once() })
+    }))
 }
 
 /// `EPIPE` from a FIFO write: `BrokenPipe`, saying why (the OS code is kept).
