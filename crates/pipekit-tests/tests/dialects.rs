@@ -252,3 +252,34 @@ fn dotnet_names_meet_a_socket_at_corefxpipe_path() {
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains(".NET"), "{err}");
 }
+
+/// A read timeout in the middle of a length prefix or of a payload loses nothing: the next
+/// `recv_bytes` goes on with the same payload, and the framing holds for the next one.
+#[test]
+fn python_mp_reads_survive_timeouts_mid_payload() {
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+    let name = unique_name("mp-timeout");
+    let listener = MpListener::bind(name.as_str(), None).unwrap();
+    let mut raw = UnixStream::connect(socket_path(name.as_str()).unwrap()).unwrap();
+    let mut conn = listener.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+
+    let payload = b"0123456789";
+    let mut wire = (payload.len() as i32).to_be_bytes().to_vec();
+    wire.extend_from_slice(payload);
+    wire.extend_from_slice(&3i32.to_be_bytes());
+    wire.extend_from_slice(b"abc");
+    // Cut inside the length prefix, then inside the payload.
+    for piece in [&wire[..2], &wire[2..8]] {
+        raw.write_all(piece).unwrap();
+        let err = conn.recv_bytes().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    }
+    raw.write_all(&wire[8..]).unwrap();
+    assert_eq!(conn.recv_bytes().unwrap().as_deref(), Some(&payload[..]));
+    assert_eq!(conn.recv_bytes().unwrap().as_deref(), Some(&b"abc"[..]));
+    drop(raw);
+    assert_eq!(conn.recv_bytes().unwrap(), None);
+}

@@ -137,6 +137,8 @@ pub mod python_mp {
         stream: Stream,
         /// A reused buffer for header + small payload, so a send is one write.
         scratch: Vec<u8>,
+        /// What has arrived of the payload being received (kept across timeouts).
+        incoming: Incoming,
     }
 
     impl fmt::Debug for Connection {
@@ -152,6 +154,7 @@ pub mod python_mp {
             Connection {
                 stream,
                 scratch: Vec::new(),
+                incoming: Incoming::default(),
             }
         }
 
@@ -240,40 +243,62 @@ pub mod python_mp {
                 }
                 return Ok(got);
             }
-            let mut header = [0u8; 4];
-            if !read_exact_or_eof(&mut self.stream, &mut header)? {
-                return Ok(None);
-            }
-            let size = match i32::from_be_bytes(header) {
-                -1 => {
-                    let mut long = [0u8; 8];
-                    self.stream.read_exact(&mut long)?;
-                    usize::try_from(u64::from_be_bytes(long)).unwrap_or(usize::MAX)
-                }
-                n if n < 0 => {
+            let state = &mut self.incoming;
+            // A timeout (or `WouldBlock`) may end any read below: everything read so far
+            // stays in `self.incoming`, and the next call goes on from there.
+            while state.header_len < 4 || (state.long() && state.header_len < 12) {
+                let want = if state.header_len < 4 { 4 } else { 12 };
+                let n = read_some(&mut self.stream, &mut state.header[state.header_len..want])?;
+                if n == 0 {
+                    if state.header_len == 0 {
+                        return Ok(None);
+                    }
+                    *state = Incoming::default();
                     return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("negative payload length {n} from the peer"),
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the connection inside a payload's length",
                     ));
                 }
-                n => n as usize,
+                state.header_len += n;
+            }
+            let size = match state.size(max) {
+                Ok(size) => size,
+                Err(e) => {
+                    *state = Incoming::default();
+                    return Err(e);
+                }
             };
-            if size > max {
-                return Err(too_long(size, max));
-            }
             // Grown as bytes arrive, so a lying header cannot make us allocate it all.
-            let mut left = size;
-            while left > 0 {
-                let chunk = left.min(1 << 20);
-                let start = buf.len();
-                buf.resize(start + chunk, 0);
-                self.stream.read_exact(&mut buf[start..])?;
-                left -= chunk;
+            while state.payload.len() < size {
+                let start = state.payload.len();
+                let chunk = (size - start).min(1 << 20);
+                state.payload.resize(start + chunk, 0);
+                let got = read_some(&mut self.stream, &mut state.payload[start..]);
+                let n = *got.as_ref().unwrap_or(&0);
+                state.payload.truncate(start + n);
+                match got {
+                    Ok(0) => {
+                        *state = Incoming::default();
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "the peer closed the connection {start} bytes into a \
+                                 {size}-byte payload"
+                            ),
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
             }
+            std::mem::swap(buf, &mut state.payload);
+            *state = Incoming::default();
             Ok(Some(size))
         }
 
         /// Makes `recv_bytes` fail with `TimedOut` after `timeout`; `None` waits forever.
+        /// A timeout loses nothing: the bytes of a payload read before it are kept, and the
+        /// next `recv_bytes` goes on with the same payload.
         ///
         /// # Errors
         ///
@@ -288,26 +313,65 @@ pub mod python_mp {
         }
     }
 
+    /// A payload being received on a byte stream: its length prefix so far, then its bytes.
+    #[derive(Default)]
+    struct Incoming {
+        /// The 4-byte length, and the 8-byte long length after a `-1`.
+        header: [u8; 12],
+        header_len: usize,
+        payload: Vec<u8>,
+    }
+
+    impl Incoming {
+        /// Whether the 4-byte length is `-1`: an 8-byte length follows.
+        fn long(&self) -> bool {
+            self.header_len >= 4 && self.header[..4] == (-1i32).to_be_bytes()
+        }
+
+        /// The payload's size from a complete header, within `max`.
+        fn size(&self, max: usize) -> io::Result<usize> {
+            let short = i32::from_be_bytes([
+                self.header[0],
+                self.header[1],
+                self.header[2],
+                self.header[3],
+            ]);
+            let size = match short {
+                -1 => {
+                    let mut long = [0u8; 8];
+                    long.copy_from_slice(&self.header[4..12]);
+                    usize::try_from(u64::from_be_bytes(long)).unwrap_or(usize::MAX)
+                }
+                n if n < 0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("negative payload length {n} from the peer"),
+                    ));
+                }
+                n => n as usize,
+            };
+            if size > max {
+                return Err(too_long(size, max));
+            }
+            Ok(size)
+        }
+    }
+
+    /// One read, retried on `Interrupted`.
+    fn read_some(stream: &mut Stream, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match stream.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
     fn too_long(size: usize, max: usize) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("the peer announced a {size}-byte payload; the limit here is {max}"),
         )
-    }
-
-    /// Fills `buf`, or returns `false` at a clean end of stream before its first byte.
-    fn read_exact_or_eof(stream: &mut Stream, buf: &mut [u8]) -> io::Result<bool> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match stream.read(&mut buf[filled..]) {
-                Ok(0) if filled == 0 => return Ok(false),
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
     }
 
     fn auth_error(message: impl Into<String>) -> io::Error {
