@@ -35,6 +35,10 @@ pub struct ListenArgs {
     /// Exit after N messages in total.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
+    /// Which local users may connect (Unix): `same-user` (the default), `any`, or lists
+    /// `uid:N[,N..]` / `gid:N[,N..]` (the flag may be repeated; your own user always may).
+    #[arg(long, value_name = "WHO", default_value = "same-user")]
+    allow_peer: Vec<String>,
     #[command(flatten)]
     dialect: DialectArgs,
 }
@@ -53,6 +57,9 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let server = if args.dialect.python_mp() {
         if args.messages || args.fifo {
             anyhow::bail!("--dialect python-mp picks its own transport: drop --messages/--fifo");
+        }
+        if args.allow_peer.iter().any(|v| v != "same-user") {
+            anyhow::bail!("--dialect python-mp serves the same user only: drop --allow-peer");
         }
         Server::Python(
             python_mp::Listener::bind(&name, args.dialect.key())
@@ -80,18 +87,25 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
         echo: args.echo,
         answer: args.reply.as_ref().map(|t| t.as_bytes().to_vec()),
     });
+    // One client's failure (a failed or stalled handshake, a client that left) is reported
+    // and the server goes on; only a listener that keeps failing ends it.
+    let mut failures = 0;
     loop {
-        let conn = match &*server {
-            Server::Plain(listener) => Conn::Plain(listener.accept().context("accept failed")?),
-            Server::Python(listener) => match listener.accept() {
-                Ok(conn) => Conn::Python(conn),
-                // A client that fails the handshake is turned away; the server goes on.
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                    eprintln!("pipekit: client refused: {e}");
-                    continue;
-                }
-                Err(e) => return Err(e).context("accept failed"),
-            },
+        let accepted = match &*server {
+            Server::Plain(listener) => listener.accept().map(Conn::Plain),
+            Server::Python(listener) => listener.accept().map(Conn::Python),
+        };
+        let conn = match accepted {
+            Ok(conn) => {
+                failures = 0;
+                conn
+            }
+            Err(e) if failures < 100 => {
+                failures += 1;
+                eprintln!("pipekit: client refused or lost: {e}");
+                continue;
+            }
+            Err(e) => return Err(e).context("accept keeps failing"),
         };
         let client = Arc::clone(&client);
         thread::spawn(move || {
@@ -137,7 +151,49 @@ fn bind(args: &ListenArgs, name: &PipeName, options: &ListenerOptions) -> io::Re
     if args.fifo {
         unix.transport(Transport::Fifo);
     }
+    unix.peer_policy(peer_policy(&args.allow_peer)?);
     Listener::bind_unix(name, options, &unix)
+}
+
+/// `--allow-peer` values: `same-user`, `any`, `uid:N[,N..]`, `gid:N[,N..]`.
+#[cfg(unix)]
+fn peer_policy(values: &[String]) -> io::Result<pipekit::os::unix::PeerPolicy> {
+    use pipekit::os::unix::PeerPolicy;
+    let bad = |v: &str, why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "--allow-peer {v:?}: {why} (expected same-user, any, uid:N[,N..] or gid:N[,N..])"
+            ),
+        )
+    };
+    let (mut uids, mut gids, mut any) = (Vec::new(), Vec::new(), false);
+    for value in values {
+        let (list, ids) = match value.as_str() {
+            "same-user" => continue,
+            "any" => {
+                any = true;
+                continue;
+            }
+            v if v.starts_with("uid:") => (&v[4..], &mut uids),
+            v if v.starts_with("gid:") => (&v[4..], &mut gids),
+            v => return Err(bad(v, "unknown value")),
+        };
+        for id in list.split(',') {
+            ids.push(
+                id.trim()
+                    .parse::<u32>()
+                    .map_err(|_| bad(value, "not a number list"))?,
+            );
+        }
+    }
+    Ok(if any {
+        PeerPolicy::Any
+    } else if uids.is_empty() && gids.is_empty() {
+        PeerPolicy::SameUser
+    } else {
+        PeerPolicy::Allow { uids, gids }
+    })
 }
 
 #[cfg(not(unix))]
@@ -146,6 +202,12 @@ fn bind(args: &ListenArgs, name: &PipeName, options: &ListenerOptions) -> io::Re
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "--fifo: FIFOs are a Unix transport",
+        ));
+    }
+    if args.allow_peer.iter().any(|v| v != "same-user") {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "--allow-peer is a Unix setting; Windows pipes take a security descriptor",
         ));
     }
     Listener::bind_with(name, options)

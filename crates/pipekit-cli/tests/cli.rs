@@ -367,3 +367,41 @@ fn pythons_own_client_reaches_pipekit_listen_in_the_python_dialect() {
     assert!(served.status.success());
     assert_eq!(text(&served.stdout), "ready?\nhi\n");
 }
+
+/// A client that connects and leaves during the python-mp handshake, and an unknown
+/// `--allow-peer`, are reported; neither ends the server.
+#[cfg(unix)]
+#[test]
+fn a_client_lost_in_the_handshake_does_not_stop_listen() {
+    let name = unique_name("cli-mp-lost");
+    let server = python_mp_echo_server(&name, 2);
+    let mp = [
+        "--dialect",
+        "python-mp",
+        "--wait-reply",
+        "--timeout",
+        "20000",
+        "--authkey",
+        "k",
+    ];
+    let send = |msg: &str| {
+        let out = pipekit(&[&["send", name.as_str()][..], &mp, &[msg]].concat());
+        assert!(out.status.success(), "send: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("{msg}\n"));
+    };
+    send("one");
+    // Connects and is gone before the server's challenge is written.
+    drop(std::os::unix::net::UnixStream::connect(path_of(&name)).unwrap());
+    send("two");
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success(), "{}", text(&served.stderr));
+    assert_eq!(text(&served.stdout), "one\ntwo\n");
+
+    let bad = pipekit(&["listen", "x", "--allow-peer", "uid:abc"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("--allow-peer"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -283,3 +283,59 @@ fn python_mp_reads_survive_timeouts_mid_payload() {
     drop(raw);
     assert_eq!(conn.recv_bytes().unwrap(), None);
 }
+
+/// One client stalls inside the authkey handshake (it sends one byte and waits) and one
+/// connects and leaves at once: a Python client that comes after them is still served at
+/// once, long before the stalled one's handshake deadline; the stalled one then gets
+/// `TimedOut` and the one that left an error of its own.
+#[test]
+fn stalled_and_vanished_handshake_clients_do_not_delay_others() {
+    use std::os::unix::net::UnixStream;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+    let name = unique_name("mp-stall");
+    let path = socket_path(name.as_str()).unwrap();
+    let timeout = Duration::from_secs(10);
+    let listener = MpListener::bind_with_timeout(name.as_str(), Some(b"key"), timeout).unwrap();
+    let mut stalled = UnixStream::connect(&path).unwrap();
+    stalled.write_all(&[0]).unwrap();
+    drop(UnixStream::connect(&path).unwrap());
+
+    let (tx, rx) = mpsc::channel();
+    let server = thread::spawn(move || {
+        let mut errors = Vec::new();
+        loop {
+            match listener.accept() {
+                Ok(mut conn) => {
+                    let mut buf = Vec::new();
+                    while conn.recv_bytes_into(&mut buf).unwrap().is_some() {
+                        conn.send_bytes(&buf).unwrap();
+                    }
+                    tx.send(()).unwrap();
+                }
+                Err(e) => {
+                    errors.push(e.kind());
+                    if errors.len() == 2 {
+                        return errors;
+                    }
+                }
+            }
+        }
+    });
+    let start = Instant::now();
+    let ok = python_client(path.to_str().unwrap(), "key");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    rx.recv_timeout(timeout)
+        .expect("the Python client was not served");
+    assert!(
+        start.elapsed() < timeout,
+        "served only after the stalled client's deadline"
+    );
+    let errors = server.join().unwrap();
+    assert!(errors.contains(&io::ErrorKind::TimedOut), "{errors:?}");
+    drop(stalled);
+}

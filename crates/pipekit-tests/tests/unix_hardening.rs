@@ -244,3 +244,84 @@ fn descriptors_sent_with_a_message_never_wedge_the_connection() {
         "a received descriptor was kept open"
     );
 }
+
+/// The peer binary run as uid/gid 65534 ("nobody"): a byte-mode client that sends `text` and
+/// expects it echoed.
+fn client_as_nobody(name: &str, text: &str) -> Output {
+    use std::os::unix::process::CommandExt;
+    Command::new(PEER)
+        .args(["bytes-client", name, text])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap()
+}
+
+/// An echo server thread over `listener` for one accepted client; returns the peer's uid.
+fn echo_one(listener: pipekit::Listener) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut conn = listener.accept().unwrap();
+        let uid = conn.peer_credentials().unwrap().uid.unwrap();
+        let mut buf = [0u8; 256];
+        let n = conn.read(&mut buf).unwrap();
+        conn.write_all(&buf[..n]).unwrap();
+        uid
+    })
+}
+
+/// Another local user connects to an abstract name (which has no directory to keep anyone
+/// out): the default policy closes it and `accept` goes on to the next (same-user) client;
+/// `PeerPolicy::Any` and an allow-list let it in.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn another_user_is_refused_by_default_and_served_when_allowed() {
+    use pipekit::os::unix::{ListenerExt, PeerPolicy, UnixOptions};
+    if !is_root() {
+        eprintln!("skipped: needs root to run a client as another uid");
+        return;
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    let name = format!("@{}", unique_name("peer-policy"));
+    let listener = std::sync::Arc::new(pipekit::Listener::bind(name.as_str()).unwrap());
+    let server = {
+        let listener = std::sync::Arc::clone(&listener);
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut conn = listener.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let n = conn.read(&mut buf).unwrap();
+            conn.write_all(&buf[..n]).unwrap();
+            conn.peer_credentials().unwrap().uid.unwrap()
+        })
+    };
+    let refused = client_as_nobody(&name, "from nobody");
+    assert!(!refused.status.success(), "the other user was served");
+    assert_eq!(listener.refused_peers(), 1);
+    let same = peer_in(Path::new("/tmp"), &["bytes-client", &name, "from me"]);
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&same.stdout), "from me\n");
+    assert_eq!(server.join().unwrap(), me);
+
+    for policy in [PeerPolicy::Any, PeerPolicy::allow_uids([65534])] {
+        let name = format!("@{}", unique_name("peer-policy"));
+        let mut unix = UnixOptions::new();
+        unix.peer_policy(policy.clone());
+        let listener =
+            pipekit::Listener::bind_unix(name.as_str(), &pipekit::ListenerOptions::new(), &unix)
+                .unwrap();
+        let server = echo_one(listener);
+        let out = client_as_nobody(&name, "hello");
+        assert!(
+            out.status.success(),
+            "{policy:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+        assert_eq!(server.join().unwrap(), 65534);
+    }
+}

@@ -103,11 +103,13 @@ impl Listener {
     ) -> io::Result<Listener> {
         dotnet_is_bytes(name, options.mode)?;
         let inner = match unix.transport {
-            Transport::Fifo => ListenerInner::Fifo(FifoListener::bind(name, options)?),
+            Transport::Fifo => {
+                ListenerInner::Fifo(FifoListener::bind(name, options, &unix.peer_policy)?)
+            }
             Transport::SocketOrFifo => match SocketListener::bind_with(name, options, unix) {
                 Ok(l) => ListenerInner::Socket(l),
                 Err(e) if sockets_unsupported(&e) => {
-                    ListenerInner::Fifo(FifoListener::bind(name, options)?)
+                    ListenerInner::Fifo(FifoListener::bind(name, options, &unix.peer_policy)?)
                 }
                 Err(e) => return Err(e),
             },
@@ -132,6 +134,12 @@ impl Listener {
     /// The mode of every connection this listener accepts.
     pub fn mode(&self) -> Mode {
         dispatch!(ListenerInner, &self.inner, l => l.mode())
+    }
+
+    /// How many peers the [`PeerPolicy`](crate::PeerPolicy) refused so far (closed, never
+    /// returned from `accept`).
+    pub fn refused_peers(&self) -> u64 {
+        dispatch!(ListenerInner, &self.inner, l => l.refused_peers())
     }
 
     /// The name this listener serves.

@@ -70,6 +70,71 @@ pub enum Framing {
     LengthPrefixed,
 }
 
+/// Which peers a listener serves, checked on every connection before `accept` returns it
+/// (`SO_PEERCRED` on Linux, `getpeereid` elsewhere; for FIFOs, the owner of the client's
+/// FIFOs).
+///
+/// A refused peer is closed at once and never returned from `accept`; the listener goes on
+/// with the next client and counts the refusal ([`Listener::refused_peers`]). The listener's
+/// own user is always served.
+///
+/// # Examples
+///
+/// ```
+/// use pipekit_unix::{PeerPolicy, UnixOptions};
+///
+/// let mut unix = UnixOptions::new();
+/// unix.peer_policy(PeerPolicy::allow_uids([1000, 1001]));
+/// assert!(unix.peer_policy.allows(1000, 100));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerPolicy {
+    /// Only peers whose effective uid is the listener's (the default).
+    #[default]
+    SameUser,
+    /// Every peer that can reach the socket.
+    Any,
+    /// The listener's own user, and peers whose uid or gid is in these lists.
+    Allow {
+        /// Allowed user ids.
+        uids: Vec<u32>,
+        /// Allowed group ids (the peer's effective gid).
+        gids: Vec<u32>,
+    },
+}
+
+impl PeerPolicy {
+    /// The listener's user and the users `uids`.
+    pub fn allow_uids(uids: impl IntoIterator<Item = u32>) -> PeerPolicy {
+        PeerPolicy::Allow {
+            uids: uids.into_iter().collect(),
+            gids: Vec::new(),
+        }
+    }
+
+    /// The listener's user and members (by effective gid) of the groups `gids`.
+    pub fn allow_gids(gids: impl IntoIterator<Item = u32>) -> PeerPolicy {
+        PeerPolicy::Allow {
+            uids: Vec::new(),
+            gids: gids.into_iter().collect(),
+        }
+    }
+
+    /// Whether a peer with effective `uid` and `gid` is served by a listener of this
+    /// process's effective user.
+    pub fn allows(&self, uid: u32, gid: u32) -> bool {
+        let me = nix::unistd::geteuid().as_raw();
+        match self {
+            PeerPolicy::Any => true,
+            PeerPolicy::SameUser => uid == me,
+            PeerPolicy::Allow { uids, gids } => {
+                uid == me || uids.contains(&uid) || gids.contains(&gid)
+            }
+        }
+    }
+}
+
 /// Unix-only options, beside the portable [`ListenerOptions`](pipekit_core::ListenerOptions)
 /// and [`ConnectOptions`](pipekit_core::ConnectOptions).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,6 +144,8 @@ pub struct UnixOptions {
     pub framing: Framing,
     /// What a listener binds. Clients need not set it: they speak whatever the path is.
     pub transport: Transport,
+    /// Which peers a listener serves.
+    pub peer_policy: PeerPolicy,
 }
 
 impl UnixOptions {
@@ -97,6 +164,13 @@ impl UnixOptions {
     /// FIFO fallback.
     pub fn transport(&mut self, transport: Transport) -> &mut Self {
         self.transport = transport;
+        self
+    }
+
+    /// Which peers a listener serves (default [`PeerPolicy::SameUser`]); abstract names
+    /// and explicit paths follow it too. Clients ignore it.
+    pub fn peer_policy(&mut self, policy: PeerPolicy) -> &mut Self {
+        self.peer_policy = policy;
         self
     }
 }

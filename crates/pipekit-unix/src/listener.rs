@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::sys::socket::UnixAddr;
@@ -17,7 +17,7 @@ use pipekit_core::{ListenerOptions, Mode, PipeName, UnixAddress};
 
 use crate::stream::SocketStream;
 use crate::stream::{socket_addr, uses_seqpacket};
-use crate::{UnixOptions, dir, sys};
+use crate::{PeerPolicy, UnixOptions, dir, sys};
 
 /// A server bound to a name; every [`accept`](Self::accept) returns the next client.
 ///
@@ -39,6 +39,9 @@ pub(crate) struct SocketListener {
     /// Set once the bound files are removed (by `remove_files` or drop).
     removed: AtomicBool,
     slots: Option<Arc<Slots>>,
+    peer_policy: PeerPolicy,
+    /// Peers closed because the policy refused them.
+    refused: AtomicU64,
 }
 
 /// The file a listener bound, removed on drop if it is still the same file.
@@ -118,6 +121,8 @@ impl SocketListener {
             bound,
             removed: AtomicBool::new(false),
             slots: options.max_instances.map(Slots::new),
+            peer_policy: unix.peer_policy.clone(),
+            refused: AtomicU64::new(0),
         };
         sys::listen(&listener.fd).map_err(|e| context(e, format!("cannot listen on {name}")))?;
         Ok(listener)
@@ -133,7 +138,22 @@ impl SocketListener {
     /// The OS error of `accept` (`WouldBlock` in non-blocking mode).
     pub fn accept(&self) -> io::Result<SocketStream> {
         let slot = self.slots.as_ref().map(|slots| slots.acquire());
-        let fd = sys::accept(&self.fd)?;
+        let fd = loop {
+            let fd = sys::accept(&self.fd)?;
+            match sys::peer_credentials(fd.as_fd()) {
+                Ok(peer)
+                    if self
+                        .peer_policy
+                        .allows(peer.uid.unwrap_or(u32::MAX), peer.gid.unwrap_or(u32::MAX)) =>
+                {
+                    break fd;
+                }
+                // Refused (or unknown): closed here, never handed out.
+                _ => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
         sys::after_accept(&fd, sys::sock_type(self.seqpacket))?;
         sys::raise_buffers(fd.as_fd(), self.buffers.0, self.buffers.1);
         Ok(SocketStream::new(
@@ -148,6 +168,11 @@ impl SocketListener {
     /// The mode of every connection this listener accepts.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// How many peers the peer policy refused so far.
+    pub fn refused_peers(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// The name this listener serves.

@@ -62,7 +62,10 @@ pub mod python_mp {
 
     use std::fmt;
     use std::io::{self, Read, Write};
-    use std::time::Duration;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::thread;
+    use std::time::{Duration, Instant};
 
     use hmac::{Hmac, Mac};
 
@@ -88,11 +91,39 @@ pub mod python_mp {
         Mode::Bytes
     };
 
+    /// How long a client has for the authkey handshake, unless
+    /// [`Listener::bind_with_timeout`] says otherwise.
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Handshakes run at once at most; a further client waits for one of them to end.
+    const MAX_HANDSHAKES: usize = 64;
+
     /// A server that speaks `multiprocessing.connection`.
-    #[derive(Debug)]
+    ///
+    /// With an authkey, each client's handshake runs on a thread of its own, under a
+    /// deadline ([`HANDSHAKE_TIMEOUT`] by default): a client that stalls, or connects and
+    /// leaves, never delays another client's `accept`. `accept` returns clients in the order
+    /// their handshakes end.
     pub struct Listener {
-        inner: crate::Listener,
-        authkey: Option<Vec<u8>>,
+        inner: Arc<crate::Listener>,
+        /// With an authkey: handshakes finished by the acceptor thread, in order.
+        handshaken: Option<Handshakes>,
+    }
+
+    struct Handshakes {
+        done: Mutex<mpsc::Receiver<io::Result<Connection>>>,
+        stop: Arc<AtomicBool>,
+        acceptor: Option<thread::JoinHandle<()>>,
+    }
+
+    impl fmt::Debug for Listener {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            // The authkey is a secret: never printed.
+            f.debug_struct("Listener")
+                .field("inner", &self.inner)
+                .field("authkey", &self.handshaken.as_ref().map(|_| "<hidden>"))
+                .finish()
+        }
     }
 
     impl Listener {
@@ -102,34 +133,144 @@ pub mod python_mp {
         ///
         /// As [`crate::Listener::bind_with`].
         pub fn bind(name: impl IntoPipeName, authkey: Option<&[u8]>) -> io::Result<Listener> {
-            let mut options = ListenerOptions::new();
-            options.mode(MODE).max_message_size(MAX_PAYLOAD);
-            Ok(Listener {
-                inner: crate::Listener::bind_with(name, &options)?,
-                authkey: authkey.map(<[u8]>::to_vec),
-            })
+            Listener::bind_with_timeout(name, authkey, HANDSHAKE_TIMEOUT)
         }
 
-        /// Waits for the next client and runs the handshake with it.
+        /// As [`bind`](Self::bind), giving each client `handshake_timeout` for the authkey
+        /// handshake.
         ///
         /// # Errors
         ///
-        /// `PermissionDenied` if the client fails the handshake (a wrong or missing key);
-        /// call `accept` again to serve the next client. Other errors as
-        /// [`crate::Listener::accept`].
-        pub fn accept(&self) -> io::Result<Connection> {
-            let mut conn = Connection::new(self.inner.accept()?);
-            if let Some(key) = &self.authkey {
-                deliver_challenge(&mut conn, key)?;
-                answer_challenge(&mut conn, key)?;
+        /// As [`crate::Listener::bind_with`]; `InvalidInput` for a zero timeout.
+        pub fn bind_with_timeout(
+            name: impl IntoPipeName,
+            authkey: Option<&[u8]>,
+            handshake_timeout: Duration,
+        ) -> io::Result<Listener> {
+            if handshake_timeout.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a zero handshake timeout is not allowed",
+                ));
             }
-            Ok(conn)
+            let mut options = ListenerOptions::new();
+            options.mode(MODE).max_message_size(MAX_PAYLOAD);
+            let inner = Arc::new(crate::Listener::bind_with(name, &options)?);
+            let handshaken = authkey
+                .map(|key| Handshakes::start(Arc::clone(&inner), key.to_vec(), handshake_timeout));
+            Ok(Listener { inner, handshaken })
+        }
+
+        /// Waits for the next client whose handshake succeeded, or whose handshake failed.
+        ///
+        /// # Errors
+        ///
+        /// `PermissionDenied` if a client failed the handshake (a wrong or missing key);
+        /// `TimedOut` if it did not finish within the handshake timeout; the error of a
+        /// client that left during it. Each error is one client's: call `accept` again to
+        /// serve the next. Other errors as [`crate::Listener::accept`].
+        pub fn accept(&self) -> io::Result<Connection> {
+            let Some(handshakes) = &self.handshaken else {
+                return Ok(Connection::new(self.inner.accept()?));
+            };
+            let done = handshakes.done.lock().unwrap_or_else(|e| e.into_inner());
+            done.recv()
+                .unwrap_or_else(|_| Err(io::Error::other("the acceptor thread ended")))
         }
 
         /// The pipekit listener underneath.
         pub fn listener(&self) -> &crate::Listener {
             &self.inner
         }
+    }
+
+    impl Handshakes {
+        /// Starts the thread that accepts clients and runs each handshake on a thread.
+        fn start(inner: Arc<crate::Listener>, key: Vec<u8>, timeout: Duration) -> Handshakes {
+            let (tx, done) = mpsc::channel();
+            let stop = Arc::new(AtomicBool::new(false));
+            let acceptor = {
+                let stop = Arc::clone(&stop);
+                let key: Arc<[u8]> = key.into();
+                thread::spawn(move || {
+                    let running = Arc::new(AtomicUsize::new(0));
+                    loop {
+                        let accepted = inner.accept();
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let stream = match accepted {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                if tx.send(Err(e)).is_err() {
+                                    return;
+                                }
+                                // A listener-wide error (out of descriptors): do not spin.
+                                thread::sleep(Duration::from_millis(10));
+                                continue;
+                            }
+                        };
+                        while running.load(Ordering::SeqCst) >= MAX_HANDSHAKES {
+                            thread::park_timeout(Duration::from_millis(10));
+                        }
+                        running.fetch_add(1, Ordering::SeqCst);
+                        let (tx, key, running) =
+                            (tx.clone(), Arc::clone(&key), Arc::clone(&running));
+                        thread::spawn(move || {
+                            let result = server_handshake(stream, &key, timeout);
+                            running.fetch_sub(1, Ordering::SeqCst);
+                            let _ = tx.send(result);
+                        });
+                    }
+                })
+            };
+            Handshakes {
+                done: Mutex::new(done),
+                stop,
+                acceptor: Some(acceptor),
+            }
+        }
+    }
+
+    impl Drop for Listener {
+        fn drop(&mut self) {
+            let Some(handshakes) = &mut self.handshaken else {
+                return;
+            };
+            handshakes.stop.store(true, Ordering::SeqCst);
+            // Wake the acceptor out of `accept` with a connection of our own; if that
+            // fails the thread is left to end with the process.
+            let name = self.inner.name().clone();
+            let mut options = ConnectOptions::new();
+            options.mode(MODE);
+            if Stream::connect_with(name, &options).is_ok()
+                && let Some(acceptor) = handshakes.acceptor.take()
+            {
+                let _ = acceptor.join();
+            }
+        }
+    }
+
+    /// The listener's side of the handshake on a fresh connection, within `timeout`.
+    fn server_handshake(stream: Stream, key: &[u8], timeout: Duration) -> io::Result<Connection> {
+        let mut conn = Connection::new(stream);
+        conn.deadline = Some(Instant::now() + timeout);
+        let result =
+            deliver_challenge(&mut conn, key).and_then(|()| answer_challenge(&mut conn, key));
+        conn.deadline = None;
+        result.map_err(|e| {
+            if e.kind() == io::ErrorKind::TimedOut {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("a client did not finish the authkey handshake within {timeout:?}"),
+                )
+            } else {
+                e
+            }
+        })?;
+        conn.stream.set_read_timeout(None)?;
+        conn.stream.set_write_timeout(None)?;
+        Ok(conn)
     }
 
     /// One `multiprocessing.connection` conversation.
@@ -139,6 +280,8 @@ pub mod python_mp {
         scratch: Vec<u8>,
         /// What has arrived of the payload being received (kept across timeouts).
         incoming: Incoming,
+        /// While a listener's handshake runs: when it must be over.
+        deadline: Option<Instant>,
     }
 
     impl fmt::Debug for Connection {
@@ -155,6 +298,7 @@ pub mod python_mp {
                 stream,
                 scratch: Vec::new(),
                 incoming: Incoming::default(),
+                deadline: None,
             }
         }
 
@@ -194,6 +338,7 @@ pub mod python_mp {
         /// `BrokenPipe` if the peer is gone; `InvalidInput` for a payload over
         /// [`MAX_PAYLOAD`] on Windows.
         pub fn send_bytes(&mut self, payload: &[u8]) -> io::Result<()> {
+            aim_at(&self.stream, self.deadline)?;
             if MODE == Mode::Messages {
                 return self.stream.send(payload);
             }
@@ -237,6 +382,7 @@ pub mod python_mp {
         fn recv_limited(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<usize>> {
             buf.clear();
             if MODE == Mode::Messages {
+                aim_at(&self.stream, self.deadline)?;
                 let got = self.stream.recv_to_vec(buf)?;
                 if got.is_some_and(|n| n > max) {
                     return Err(too_long(buf.len(), max));
@@ -248,6 +394,7 @@ pub mod python_mp {
             // stays in `self.incoming`, and the next call goes on from there.
             while state.header_len < 4 || (state.long() && state.header_len < 12) {
                 let want = if state.header_len < 4 { 4 } else { 12 };
+                aim_at(&self.stream, self.deadline)?;
                 let n = read_some(&mut self.stream, &mut state.header[state.header_len..want])?;
                 if n == 0 {
                     if state.header_len == 0 {
@@ -273,7 +420,8 @@ pub mod python_mp {
                 let start = state.payload.len();
                 let chunk = (size - start).min(1 << 20);
                 state.payload.resize(start + chunk, 0);
-                let got = read_some(&mut self.stream, &mut state.payload[start..]);
+                let got = aim_at(&self.stream, self.deadline)
+                    .and_then(|()| read_some(&mut self.stream, &mut state.payload[start..]));
                 let n = *got.as_ref().unwrap_or(&0);
                 state.payload.truncate(start + n);
                 match got {
@@ -355,6 +503,19 @@ pub mod python_mp {
             }
             Ok(size)
         }
+    }
+
+    /// Points the stream's timeouts at `deadline` (a handshake's); `TimedOut` once it passed.
+    fn aim_at(stream: &Stream, deadline: Option<Instant>) -> io::Result<()> {
+        let Some(deadline) = deadline else {
+            return Ok(());
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        stream.set_write_timeout(Some(left))
     }
 
     /// One read, retried on `Interrupted`.

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ use pipekit_core::{ListenerOptions, Mode, PipeName, UnixAddress};
 use super::stream::Unlink;
 use super::{FifoStream, HANDSHAKE_TIMEOUT, REQUESTS, pair_names, parse_record};
 use crate::sys::fifo::{self as sys, Access};
-use crate::{dir, listener::lock};
+use crate::{PeerPolicy, dir, listener::lock};
 
 /// A server bound to a name over FIFOs; every [`accept`](Self::accept) returns the next
 /// client that completed the handshake (see the protocol in [`crate::fifo`]).
@@ -31,7 +31,9 @@ pub struct FifoListener {
     pending: Mutex<Vec<u8>>,
     mode: Mode,
     max_message_size: usize,
-    uid: u32,
+    peer_policy: PeerPolicy,
+    /// Clients refused by the peer policy.
+    refused: AtomicU64,
     slots: Option<Arc<Slots>>,
     lock: (PathBuf, File),
     /// Set once the directory and lock file are removed (by `remove_files` or drop).
@@ -56,7 +58,11 @@ impl FifoListener {
     /// `AddrInUse` if a live server (of either transport) has the name; `AlreadyExists` if
     /// something other than a stale server's socket or FIFO directory is at the path;
     /// `InvalidInput` for an abstract name (FIFOs live in the filesystem) or bad options.
-    pub fn bind(name: &PipeName, options: &ListenerOptions) -> io::Result<FifoListener> {
+    pub fn bind(
+        name: &PipeName,
+        options: &ListenerOptions,
+        peer_policy: &PeerPolicy,
+    ) -> io::Result<FifoListener> {
         options.validate()?;
         let (path, private_dir) = match name.resolve_unix(&dir::env())? {
             UnixAddress::Path { path, private_dir } => (path, private_dir),
@@ -96,7 +102,8 @@ impl FifoListener {
             pending: Mutex::new(Vec::new()),
             mode: options.mode,
             max_message_size: options.max_message_size,
-            uid: nix::unistd::geteuid().as_raw(),
+            peer_policy: peer_policy.clone(),
+            refused: AtomicU64::new(0),
             slots: options.max_instances.map(Slots::new),
             lock,
             removed: AtomicBool::new(false),
@@ -134,15 +141,28 @@ impl FifoListener {
         // Whatever happens, the pair does not outlive the handshake.
         let _unlink = Unlink(vec![c2s.clone(), s2c.clone()]);
         let mut seen = Vec::with_capacity(2);
+        let mut owner = None;
         for path in [&c2s, &s2c] {
             let st = sys::lstat(path)?;
-            if !sys::is_fifo(&st) || st.st_uid != self.uid || st.st_mode & 0o077 != 0 {
+            if !sys::is_fifo(&st) || st.st_mode & 0o077 != 0 {
                 return Err(invalid_data(format!(
-                    "{} is not a private FIFO of this user",
+                    "{} is not a private FIFO",
                     path.display()
                 )));
             }
+            if owner.is_some_and(|o| o != (st.st_uid, st.st_gid)) {
+                return Err(invalid_data("the client's two FIFOs have different owners"));
+            }
+            owner = Some((st.st_uid, st.st_gid));
             seen.push((st.st_dev, st.st_ino));
+        }
+        let (peer_uid, peer_gid) = owner.unwrap_or((u32::MAX, u32::MAX));
+        if !self.peer_policy.allows(peer_uid, peer_gid) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the peer policy refuses uid {peer_uid}"),
+            ));
         }
         let (c2s_fd, c2s_st) = sys::open_fifo(&c2s, Access::Read)?;
         // ENXIO here: the client's read end is gone.
@@ -163,12 +183,17 @@ impl FifoListener {
         if sys::read(c2s_fd.as_fd(), &mut ack)? != 1 || ack[0] != b'K' {
             return Err(invalid_data("bad handshake byte from client"));
         }
-        FifoStream::new(c2s_fd, s2c_fd, self.mode, self.max_message_size, self.uid)
+        FifoStream::new(c2s_fd, s2c_fd, self.mode, self.max_message_size, peer_uid)
     }
 
     /// The mode of every connection this listener accepts.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// How many clients the peer policy refused so far.
+    pub fn refused_peers(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// The name this listener serves.

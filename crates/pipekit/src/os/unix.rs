@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 pub use pipekit_core::{UnixAddress, UnixEnv};
 pub use pipekit_unix::fifo;
 pub use pipekit_unix::{
-    Framing, NATIVE_MESSAGES, Transport, UnixOptions, check_private_dir, ensure_private_dir, env,
+    Framing, NATIVE_MESSAGES, PeerPolicy, Transport, UnixOptions, check_private_dir,
+    ensure_private_dir, env,
 };
 
 use crate::{ConnectOptions, IntoPipeName, Listener, ListenerOptions, Stream};
@@ -88,6 +89,10 @@ pub trait ListenerExt: Sized {
     ///
     /// The OS error.
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
+
+    /// How many peers the listener's [`PeerPolicy`] refused so far (closed at once, never
+    /// returned from `accept`).
+    fn refused_peers(&self) -> u64;
 }
 
 impl ListenerExt for Listener {
@@ -116,6 +121,10 @@ impl ListenerExt for Listener {
 
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.inner.set_nonblocking(nonblocking)
+    }
+
+    fn refused_peers(&self) -> u64 {
+        self.inner.refused_peers()
     }
 }
 
