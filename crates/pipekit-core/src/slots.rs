@@ -9,25 +9,65 @@ use std::num::NonZeroU8;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Waker;
 
+/// Called with `true` when the last free slot is taken and with `false` when a slot is
+/// given back to a full set, under the set's lock (so calls never overtake each other).
+pub type FullHook = Box<dyn Fn(bool) + Send + Sync>;
+
 /// How many accepted streams may be alive at once.
-#[derive(Debug)]
 pub struct Slots {
     limit: usize,
     live: Mutex<usize>,
     freed: Condvar,
     /// Woken when a slot is given back (non-blocking listeners).
     waker: Mutex<Option<Waker>>,
+    on_full: Option<FullHook>,
+}
+
+impl fmt::Debug for Slots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slots")
+            .field("limit", &self.limit)
+            .field("live", &self.live())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Slots {
     /// A limit of `limit` live streams.
     pub fn new(limit: NonZeroU8) -> Arc<Slots> {
+        Slots::build(limit, None)
+    }
+
+    /// A limit of `limit` live streams; `on_full` hears when the set becomes full and when
+    /// it stops being full (a listener hides its name from new clients meanwhile).
+    pub fn with_hook(limit: NonZeroU8, on_full: FullHook) -> Arc<Slots> {
+        Slots::build(limit, Some(on_full))
+    }
+
+    fn build(limit: NonZeroU8, on_full: Option<FullHook>) -> Arc<Slots> {
         Arc::new(Slots {
             limit: usize::from(limit.get()),
             live: Mutex::new(0),
             freed: Condvar::new(),
             waker: Mutex::new(None),
+            on_full,
         })
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Takes one slot; `live` is locked and below the limit.
+    fn take(self: &Arc<Self>, live: &mut usize) -> Slot {
+        *live += 1;
+        if *live == self.limit
+            && let Some(hook) = &self.on_full
+        {
+            hook(true);
+        }
+        Slot(Arc::clone(self))
     }
 
     /// Waits until fewer than the limit are taken, then takes one.
@@ -36,8 +76,15 @@ impl Slots {
         while *live >= self.limit {
             live = self.freed.wait(live).unwrap_or_else(|e| e.into_inner());
         }
-        *live += 1;
-        Slot(Arc::clone(self))
+        self.take(&mut live)
+    }
+
+    /// Waits until fewer than the limit are taken, without taking one.
+    pub fn wait_free(&self) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        while *live >= self.limit {
+            live = self.freed.wait(live).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Takes a slot if one is free now.
@@ -46,8 +93,7 @@ impl Slots {
         if *live >= self.limit {
             return None;
         }
-        *live += 1;
-        Some(Slot(Arc::clone(self)))
+        Some(self.take(&mut live))
     }
 
     /// Takes a slot if one is free now; otherwise `waker` (if any) is woken when one is given
@@ -85,6 +131,11 @@ impl fmt::Debug for Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut live = self.0.live.lock().unwrap_or_else(|e| e.into_inner());
+        if *live == self.0.limit
+            && let Some(hook) = &self.0.on_full
+        {
+            hook(false);
+        }
         *live -= 1;
         self.0.freed.notify_one();
         let waker = self

@@ -325,3 +325,84 @@ fn another_user_is_refused_by_default_and_served_when_allowed() {
         assert_eq!(server.join().unwrap(), 65534);
     }
 }
+
+/// Over `max_instances`, a client is told "busy" within its wait instead of getting a
+/// connection that nobody serves; once a place frees, the next client is served.
+#[test]
+fn a_full_server_says_busy_and_serves_again_when_a_place_frees() {
+    use std::time::Duration;
+    let name = unique_name("busy");
+    let mut options = pipekit::ListenerOptions::new();
+    options.max_instances(std::num::NonZeroU8::new(1));
+    let listener = pipekit::Listener::bind_with(name.as_str(), &options).unwrap();
+    let first_client = pipekit::Stream::connect(name.as_str()).unwrap();
+    let first = listener.accept().unwrap();
+
+    let n = name.clone();
+    let err = within(Duration::from_secs(20), move || {
+        let mut options = pipekit::ConnectOptions::new();
+        options.wait(Some(Duration::from_millis(300)));
+        pipekit::Stream::connect_with(n.as_str(), &options).unwrap_err()
+    });
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    assert!(
+        err.to_string().contains("all 1 instances are taken"),
+        "{err}"
+    );
+    let err = pipekit::Stream::connect(name.as_str()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+
+    drop(first);
+    drop(first_client);
+    let mut client = pipekit::Stream::connect(name.as_str()).unwrap();
+    let mut server = listener.accept().unwrap();
+    use std::io::{Read, Write};
+    client.write_all(b"served").unwrap();
+    let mut buf = [0u8; 6];
+    server.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"served");
+}
+
+/// A Tokio server at its instance limit keeps its runtime running (the accept waits without
+/// blocking the thread) and accepts again when a place frees.
+#[test]
+fn a_tokio_server_at_its_limit_does_not_freeze_its_runtime() {
+    use std::time::Duration;
+    within(Duration::from_secs(30), || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let name = unique_name("tokio-limit");
+            let mut options = pipekit::ListenerOptions::new();
+            options.max_instances(std::num::NonZeroU8::new(1));
+            let listener = pipekit::tokio::Listener::bind_with(name.as_str(), &options).unwrap();
+            let n = name.clone();
+            let first_client =
+                tokio::task::spawn_blocking(move || pipekit::Stream::connect(n.as_str()).unwrap());
+            let first = listener.accept().await.unwrap();
+            let first_client = first_client.await.unwrap();
+            let listener = std::sync::Arc::new(listener);
+            let second = {
+                let listener = std::sync::Arc::clone(&listener);
+                tokio::spawn(async move { listener.accept().await })
+            };
+            // The runtime still runs other tasks while the accept waits for a place.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!second.is_finished());
+            drop(first);
+            drop(first_client);
+            let n = name.clone();
+            let client = tokio::task::spawn_blocking(move || {
+                let mut options = pipekit::ConnectOptions::new();
+                options.wait(Some(Duration::from_secs(10)));
+                pipekit::Stream::connect_with(n.as_str(), &options).unwrap()
+            });
+            second.await.unwrap().unwrap();
+            client.await.unwrap();
+        });
+    });
+}

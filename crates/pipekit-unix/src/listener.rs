@@ -3,11 +3,12 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 use nix::sys::socket::UnixAddr;
@@ -39,6 +40,7 @@ pub(crate) struct SocketListener {
     /// Set once the bound files are removed (by `remove_files` or drop).
     removed: AtomicBool,
     slots: Option<Arc<Slots>>,
+    nonblocking: AtomicBool,
     peer_policy: PeerPolicy,
     /// Peers closed because the policy refused them.
     refused: AtomicU64,
@@ -49,6 +51,67 @@ struct Bound {
     path: PathBuf,
     identity: (u64, u64),
     lock: Option<(PathBuf, File)>,
+    hideout: Arc<Hideout>,
+}
+
+/// Where a full listener's socket file waits: renamed to `<path>.busy` while every instance
+/// is taken, so a new client finds no socket (and the busy marker) instead of a backlog that
+/// would hold it silently; renamed back when a place frees.
+struct Hideout {
+    path: PathBuf,
+    busy: PathBuf,
+    /// (hidden now, files removed).
+    state: Mutex<(bool, bool)>,
+}
+
+impl Hideout {
+    fn new(path: &Path) -> Hideout {
+        Hideout {
+            path: path.to_owned(),
+            busy: busy_path(path),
+            state: Mutex::new((false, false)),
+        }
+    }
+
+    fn set_hidden(&self, hide: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.1 || state.0 == hide {
+            return;
+        }
+        let (from, to) = if hide {
+            (&self.path, &self.busy)
+        } else {
+            (&self.busy, &self.path)
+        };
+        if fs::rename(from, to).is_ok() {
+            state.0 = hide;
+        }
+    }
+}
+
+/// The name a full listener's socket file has meanwhile (see `Hideout`).
+pub(crate) fn busy_path(path: &Path) -> PathBuf {
+    let mut busy = path.as_os_str().to_owned();
+    busy.push(".busy");
+    PathBuf::from(busy)
+}
+
+/// If a live server of `path` is full (its socket is set aside as `<path>.busy`): the
+/// error that says so, with its instance limit (from its lock file).
+pub(crate) fn busy_error(path: &Path, name: &PipeName) -> Option<io::Error> {
+    if !fs::symlink_metadata(busy_path(path)).is_ok_and(|m| m.file_type().is_socket()) {
+        return None;
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let limit = fs::read_to_string(PathBuf::from(lock_path))
+        .ok()
+        .and_then(|s| s.trim().strip_prefix("max_instances ")?.parse::<u32>().ok());
+    let limit = limit.map_or_else(|| "its".to_owned(), |n| format!("all {n}"));
+    Some(io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!("the server of {name} is busy: {limit} instances are taken"),
+    ))
 }
 
 impl fmt::Debug for SocketListener {
@@ -83,6 +146,15 @@ impl SocketListener {
         let sockaddr = socket_addr(&addr)?;
         let fd = sys::socket(ty)?;
         let bound = match &addr {
+            UnixAddress::Abstract(_) if options.max_instances.is_some() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{name}: an instance limit needs a filesystem name on Unix (an \
+                         abstract socket cannot be hidden from new clients while it is full)"
+                    ),
+                ));
+            }
             UnixAddress::Abstract(_) => {
                 sys::bind(&fd, &sockaddr).map_err(|e| in_use(e, name))?;
                 None
@@ -91,7 +163,13 @@ impl SocketListener {
                 if let Some(dir) = private_dir {
                     dir::ensure_private_dir(dir)?;
                 }
-                let lock = lock(path, name)?;
+                let mut lock = lock(path, name)?;
+                // Tells clients the limit when they find the server full.
+                lock.1.set_len(0)?;
+                if let Some(n) = options.max_instances {
+                    writeln!(lock.1, "max_instances {n}")?;
+                }
+                let _ = fs::remove_file(busy_path(path)); // a dead server's, as we hold the lock
                 reclaim_stale(path, ty, &sockaddr, name)?;
                 bind_owner_only(&fd, path, &sockaddr, private_dir.is_some(), name)?;
                 let meta = fs::symlink_metadata(path)?;
@@ -99,6 +177,7 @@ impl SocketListener {
                     path: path.clone(),
                     identity: (meta.dev(), meta.ino()),
                     lock: Some(lock),
+                    hideout: Arc::new(Hideout::new(path)),
                 })
             }
             _ => return Err(io::ErrorKind::Unsupported.into()),
@@ -111,6 +190,7 @@ impl SocketListener {
             ),
             options.in_buffer_size as usize,
         );
+        let hideout = bound.as_ref().map(|b| Arc::clone(&b.hideout));
         let listener = SocketListener {
             fd,
             name: name.clone(),
@@ -120,7 +200,18 @@ impl SocketListener {
             buffers,
             bound,
             removed: AtomicBool::new(false),
-            slots: options.max_instances.map(Slots::new),
+            slots: options.max_instances.map(|n| {
+                let hideout = hideout.clone();
+                Slots::with_hook(
+                    n,
+                    Box::new(move |full| {
+                        if let Some(h) = &hideout {
+                            h.set_hidden(full);
+                        }
+                    }),
+                )
+            }),
+            nonblocking: AtomicBool::new(false),
             peer_policy: unix.peer_policy.clone(),
             refused: AtomicU64::new(0),
         };
@@ -131,27 +222,40 @@ impl SocketListener {
     /// Waits for the next client and returns the connection to it.
     ///
     /// With an instance limit, first waits until fewer than that many accepted streams are
-    /// alive.
+    /// alive (non-blocking: `WouldBlock` meanwhile). While every place is taken, the socket
+    /// file is set aside (`<path>.busy`) so that new clients are told "busy" instead of
+    /// waiting unseen in the backlog; clients already in the backlog then are closed.
     ///
     /// # Errors
     ///
     /// The OS error of `accept` (`WouldBlock` in non-blocking mode).
     pub fn accept(&self) -> io::Result<SocketStream> {
-        let slot = self.slots.as_ref().map(|slots| slots.acquire());
-        let fd = loop {
-            let fd = sys::accept(&self.fd)?;
-            match sys::peer_credentials(fd.as_fd()) {
-                Ok(peer)
-                    if self
-                        .peer_policy
-                        .allows(peer.uid.unwrap_or(u32::MAX), peer.gid.unwrap_or(u32::MAX)) =>
-                {
-                    break fd;
+        let (fd, slot) = loop {
+            if let Some(slots) = &self.slots {
+                if self.nonblocking.load(Ordering::Relaxed) {
+                    if slots.live() >= slots.limit() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::WouldBlock,
+                            format!("all {} instances are taken", slots.limit()),
+                        ));
+                    }
+                } else {
+                    slots.wait_free();
                 }
-                // Refused (or unknown): closed here, never handed out.
-                _ => {
-                    self.refused.fetch_add(1, Ordering::Relaxed);
-                }
+            }
+            let fd = self.accept_allowed()?;
+            match &self.slots {
+                None => break (fd, None),
+                Some(slots) => match slots.try_acquire() {
+                    Some(slot) => {
+                        if slots.live() >= slots.limit() {
+                            self.close_backlog();
+                        }
+                        break (fd, Some(slot));
+                    }
+                    // Another thread took the last place first: this client is over it.
+                    None => drop(fd),
+                },
             }
         };
         sys::after_accept(&fd, sys::sock_type(self.seqpacket))?;
@@ -163,6 +267,39 @@ impl SocketListener {
             self.max_message_size,
             slot,
         ))
+    }
+
+    /// The next connection whose peer the policy allows; the others are closed and counted.
+    fn accept_allowed(&self) -> io::Result<OwnedFd> {
+        loop {
+            let fd = sys::accept(&self.fd)?;
+            match sys::peer_credentials(fd.as_fd()) {
+                Ok(peer)
+                    if self
+                        .peer_policy
+                        .allows(peer.uid.unwrap_or(u32::MAX), peer.gid.unwrap_or(u32::MAX)) =>
+                {
+                    return Ok(fd);
+                }
+                // Refused (or unknown): closed here, never handed out.
+                _ => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Closes the connections waiting in the backlog (the listener just became full: they
+    /// are over the limit and must not wait unseen).
+    fn close_backlog(&self) {
+        let blocking = !self.nonblocking.load(Ordering::Relaxed);
+        if blocking && sys::set_nonblocking(self.fd.as_fd(), true).is_err() {
+            return;
+        }
+        while sys::accept(&self.fd).is_ok() {}
+        if blocking {
+            let _ = sys::set_nonblocking(self.fd.as_fd(), false);
+        }
     }
 
     /// The mode of every connection this listener accepts.
@@ -192,7 +329,9 @@ impl SocketListener {
     ///
     /// The OS error.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        sys::set_nonblocking(self.fd.as_fd(), nonblocking)
+        sys::set_nonblocking(self.fd.as_fd(), nonblocking)?;
+        self.nonblocking.store(nonblocking, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -203,11 +342,23 @@ impl SocketListener {
             return;
         }
         if let Some(bound) = &self.bound {
-            let ours = fs::symlink_metadata(&bound.path)
-                .is_ok_and(|m| (m.dev(), m.ino()) == bound.identity);
+            let mut state = bound
+                .hideout
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            state.1 = true;
+            let path = if state.0 {
+                &bound.hideout.busy
+            } else {
+                &bound.path
+            };
+            let ours =
+                fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == bound.identity);
             if ours {
-                let _ = fs::remove_file(&bound.path);
+                let _ = fs::remove_file(path);
             }
+            drop(state);
             if let Some((path, _file)) = &bound.lock {
                 // Removed while still held; a waiting binder re-checks the file it locked.
                 let _ = fs::remove_file(path);

@@ -139,6 +139,12 @@ impl SocketStream {
                      accepted is full"
                 ),
             ),
+            Errno::ENOENT | Errno::ECONNREFUSED
+                if let UnixAddress::Path { path, .. } = addr
+                    && let Some(busy) = crate::listener::busy_error(path, name) =>
+            {
+                busy
+            }
             Errno::ENOENT | Errno::ECONNREFUSED => context_kind(
                 io::ErrorKind::NotFound,
                 err,

@@ -35,6 +35,7 @@ pub struct FifoListener {
     /// Clients refused by the peer policy.
     refused: AtomicU64,
     slots: Option<Arc<Slots>>,
+    nonblocking: AtomicBool,
     lock: (PathBuf, File),
     /// Set once the directory and lock file are removed (by `remove_files` or drop).
     removed: AtomicBool,
@@ -105,6 +106,7 @@ impl FifoListener {
             peer_policy: peer_policy.clone(),
             refused: AtomicU64::new(0),
             slots: options.max_instances.map(Slots::new),
+            nonblocking: AtomicBool::new(false),
             lock,
             removed: AtomicBool::new(false),
         })
@@ -120,7 +122,19 @@ impl FifoListener {
     ///
     /// The OS error of reading the request FIFO.
     pub fn accept(&self) -> io::Result<FifoStream> {
-        let slot = self.slots.as_ref().map(|s| s.acquire());
+        let slot = match &self.slots {
+            None => None,
+            // Non-blocking: never wait here for a place (an event loop would stall).
+            Some(slots) if self.nonblocking.load(Ordering::Relaxed) => {
+                Some(slots.try_acquire().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("all {} instances are taken", slots.limit()),
+                    )
+                })?)
+            }
+            Some(slots) => Some(slots.acquire()),
+        };
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let line = next_line(&self.requests, &mut pending)?;
@@ -213,7 +227,9 @@ impl FifoListener {
     ///
     /// The OS error.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        sys::set_nonblocking(self.requests.as_fd(), nonblocking)
+        sys::set_nonblocking(self.requests.as_fd(), nonblocking)?;
+        self.nonblocking.store(nonblocking, Ordering::Relaxed);
+        Ok(())
     }
 }
 
