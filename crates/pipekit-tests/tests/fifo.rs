@@ -320,3 +320,55 @@ fn a_sender_without_a_reader_is_a_clear_error() {
     fs::remove_file(&path).unwrap();
     fs::remove_file(&real).unwrap();
 }
+
+/// Two Python clients announce themselves and then never answer the server's handshake; a
+/// client that comes after them is served at once, not after their deadlines (one at a time
+/// they would take 2 x 5 s, past the new client's own 5 s handshake deadline).
+#[test]
+fn stalled_handshake_clients_do_not_delay_another_client() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let name = unique_name("fifo-stall");
+    let listener = fifo_listener(&name, Mode::Messages);
+    let dir = socket_path(name.as_str()).unwrap();
+    let stallers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut child = Command::new("python3")
+                .args([PY_CLIENT, dir.to_str().unwrap(), "--stall-mid-handshake"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            BufReader::new(child.stdout.as_mut().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert_eq!(line, "announced\n");
+            child
+        })
+        .collect();
+    let server = thread::spawn(move || {
+        let mut conn = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let n = conn.recv(&mut buf).unwrap().unwrap();
+        conn.send(&buf[..n]).unwrap();
+    });
+    let start = Instant::now();
+    let mut client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages))
+        .expect("the client behind two stalled ones was not served in time");
+    client.send(b"through").unwrap();
+    let mut reply = Vec::new();
+    client.recv_to_vec(&mut reply).unwrap();
+    assert_eq!(reply, b"through");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    server.join().unwrap();
+    for mut child in stallers {
+        drop(child.stdin.take());
+        child.wait().unwrap();
+    }
+}

@@ -327,40 +327,61 @@ fn another_user_is_refused_by_default_and_served_when_allowed() {
 }
 
 /// Over `max_instances`, a client is told "busy" within its wait instead of getting a
-/// connection that nobody serves; once a place frees, the next client is served.
+/// connection that nobody serves; once a place frees, the next client is served. Sockets and
+/// FIFOs alike.
 #[test]
 fn a_full_server_says_busy_and_serves_again_when_a_place_frees() {
-    use std::time::Duration;
-    let name = unique_name("busy");
-    let mut options = pipekit::ListenerOptions::new();
-    options.max_instances(std::num::NonZeroU8::new(1));
-    let listener = pipekit::Listener::bind_with(name.as_str(), &options).unwrap();
-    let first_client = pipekit::Stream::connect(name.as_str()).unwrap();
-    let first = listener.accept().unwrap();
-
-    let n = name.clone();
-    let err = within(Duration::from_secs(20), move || {
-        let mut options = pipekit::ConnectOptions::new();
-        options.wait(Some(Duration::from_millis(300)));
-        pipekit::Stream::connect_with(n.as_str(), &options).unwrap_err()
-    });
-    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
-    assert!(
-        err.to_string().contains("all 1 instances are taken"),
-        "{err}"
-    );
-    let err = pipekit::Stream::connect(name.as_str()).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
-
-    drop(first);
-    drop(first_client);
-    let mut client = pipekit::Stream::connect(name.as_str()).unwrap();
-    let mut server = listener.accept().unwrap();
     use std::io::{Read, Write};
-    client.write_all(b"served").unwrap();
-    let mut buf = [0u8; 6];
-    server.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"served");
+    use std::time::Duration;
+
+    use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
+    for transport in [Transport::Socket, Transport::Fifo] {
+        let name = unique_name("busy");
+        let mut options = pipekit::ListenerOptions::new();
+        options.max_instances(std::num::NonZeroU8::new(1));
+        let mut unix = UnixOptions::new();
+        unix.transport(transport);
+        let listener = pipekit::Listener::bind_unix(name.as_str(), &options, &unix).unwrap();
+        let connect = |wait: Option<Duration>| {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let mut options = pipekit::ConnectOptions::new();
+                options.wait(wait);
+                pipekit::Stream::connect_with(name.as_str(), &options)
+            })
+        };
+        let first_client = connect(None);
+        let first = listener.accept().unwrap();
+        let first_client = first_client.join().unwrap().unwrap();
+
+        let n = name.clone();
+        let err = within(Duration::from_secs(20), move || {
+            let mut options = pipekit::ConnectOptions::new();
+            options.wait(Some(Duration::from_millis(300)));
+            pipekit::Stream::connect_with(n.as_str(), &options).unwrap_err()
+        });
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{transport:?}: {err}");
+        assert!(
+            err.to_string().contains("all 1 instances are taken"),
+            "{transport:?}: {err}"
+        );
+        let err = pipekit::Stream::connect(name.as_str()).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::WouldBlock,
+            "{transport:?}: {err}"
+        );
+
+        drop(first);
+        drop(first_client);
+        let client = connect(Some(Duration::from_secs(10)));
+        let mut server = listener.accept().unwrap();
+        let mut client = client.join().unwrap().unwrap();
+        client.write_all(b"served").unwrap();
+        let mut buf = [0u8; 6];
+        server.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"served", "{transport:?}");
+    }
 }
 
 /// A Tokio server at its instance limit keeps its runtime running (the accept waits without

@@ -103,13 +103,11 @@ impl Listener {
     ) -> io::Result<Listener> {
         dotnet_is_bytes(name, options.mode)?;
         let inner = match unix.transport {
-            Transport::Fifo => {
-                ListenerInner::Fifo(FifoListener::bind(name, options, &unix.peer_policy)?)
-            }
+            Transport::Fifo => ListenerInner::Fifo(FifoListener::bind(name, options, unix)?),
             Transport::SocketOrFifo => match SocketListener::bind_with(name, options, unix) {
                 Ok(l) => ListenerInner::Socket(l),
                 Err(e) if sockets_unsupported(&e) => {
-                    ListenerInner::Fifo(FifoListener::bind(name, options, &unix.peer_policy)?)
+                    ListenerInner::Fifo(FifoListener::bind(name, options, unix)?)
                 }
                 Err(e) => return Err(e),
             },

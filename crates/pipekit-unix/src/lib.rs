@@ -137,7 +137,7 @@ impl PeerPolicy {
 
 /// Unix-only options, beside the portable [`ListenerOptions`](pipekit_core::ListenerOptions)
 /// and [`ConnectOptions`](pipekit_core::ConnectOptions).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UnixOptions {
     /// How message mode rides on the socket.
@@ -146,6 +146,19 @@ pub struct UnixOptions {
     pub transport: Transport,
     /// Which peers a listener serves.
     pub peer_policy: PeerPolicy,
+    /// How long a FIFO client has for the handshake.
+    pub handshake_timeout: std::time::Duration,
+}
+
+impl Default for UnixOptions {
+    fn default() -> UnixOptions {
+        UnixOptions {
+            framing: Framing::default(),
+            transport: Transport::default(),
+            peer_policy: PeerPolicy::default(),
+            handshake_timeout: fifo::HANDSHAKE_TIMEOUT,
+        }
+    }
 }
 
 impl UnixOptions {
@@ -171,6 +184,15 @@ impl UnixOptions {
     /// and explicit paths follow it too. Clients ignore it.
     pub fn peer_policy(&mut self, policy: PeerPolicy) -> &mut Self {
         self.peer_policy = policy;
+        self
+    }
+
+    /// How long a FIFO listener gives each client for its handshake (default
+    /// [`fifo::HANDSHAKE_TIMEOUT`], 5 s). A client that stalls is dropped at its deadline
+    /// and never delays the others: a blocking `accept` runs every handshake at once.
+    /// A zero duration is refused by `bind`.
+    pub fn handshake_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+        self.handshake_timeout = timeout;
         self
     }
 }

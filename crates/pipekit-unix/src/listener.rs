@@ -96,18 +96,23 @@ pub(crate) fn busy_path(path: &Path) -> PathBuf {
     PathBuf::from(busy)
 }
 
+/// "all N" for the instance limit a server of `path` wrote in its lock file, or "its".
+pub(crate) fn limit_of(path: &Path) -> String {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let limit = fs::read_to_string(PathBuf::from(lock_path))
+        .ok()
+        .and_then(|s| s.trim().strip_prefix("max_instances ")?.parse::<u32>().ok());
+    limit.map_or_else(|| "its".to_owned(), |n| format!("all {n}"))
+}
+
 /// If a live server of `path` is full (its socket is set aside as `<path>.busy`): the
 /// error that says so, with its instance limit (from its lock file).
 pub(crate) fn busy_error(path: &Path, name: &PipeName) -> Option<io::Error> {
     if !fs::symlink_metadata(busy_path(path)).is_ok_and(|m| m.file_type().is_socket()) {
         return None;
     }
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let limit = fs::read_to_string(PathBuf::from(lock_path))
-        .ok()
-        .and_then(|s| s.trim().strip_prefix("max_instances ")?.parse::<u32>().ok());
-    let limit = limit.map_or_else(|| "its".to_owned(), |n| format!("all {n}"));
+    let limit = limit_of(path);
     Some(io::Error::new(
         io::ErrorKind::WouldBlock,
         format!("the server of {name} is busy: {limit} instances are taken"),

@@ -1,9 +1,11 @@
 """A pipekit FIFO-transport client written only from the protocol in pipekit_unix::fifo.
 
-    python3 fifo_client.py SERVER_DIR [--die-mid-handshake]
+    python3 fifo_client.py SERVER_DIR [--die-mid-handshake|--stall-mid-handshake]
 
 Reads lines from stdin, sends each as one message (message mode), prints each reply as a line.
-With --die-mid-handshake it announces itself and exits before answering the server.
+With --die-mid-handshake it announces itself and exits before answering the server. With
+--stall-mid-handshake it announces itself, prints "announced", and then never answers: it
+waits for stdin to close, holding its FIFOs open.
 """
 import os
 import secrets
@@ -28,6 +30,7 @@ def read_exact(fd, n):
 def main():
     server_dir = sys.argv[1]
     die = "--die-mid-handshake" in sys.argv
+    stall = "--stall-mid-handshake" in sys.argv
     token = "".join(secrets.choice(ALPHABET) for _ in range(32))
     c2s = os.path.join(server_dir, token + ".c2s")
     s2c = os.path.join(server_dir, token + ".s2c")
@@ -41,6 +44,10 @@ def main():
     os.close(req)
     if die:
         os._exit(0)
+    if stall:
+        print("announced", flush=True)
+        sys.stdin.read()
+        return
     ready, _, _ = select.select([s2c_fd], [], [], 5.0)
     if not ready:
         sys.exit("no answer from the server")

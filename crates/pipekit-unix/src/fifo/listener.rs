@@ -8,7 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags};
 use pipekit_core::error::{context, invalid_data, invalid_input};
@@ -16,9 +16,9 @@ use pipekit_core::slots::Slots;
 use pipekit_core::{ListenerOptions, Mode, PipeName, UnixAddress};
 
 use super::stream::Unlink;
-use super::{FifoStream, HANDSHAKE_TIMEOUT, REQUESTS, pair_names, parse_record};
+use super::{FifoStream, REQUESTS, pair_names, parse_record};
 use crate::sys::fifo::{self as sys, Access};
-use crate::{PeerPolicy, dir, listener::lock};
+use crate::{PeerPolicy, UnixOptions, dir, listener::lock};
 
 /// A server bound to a name over FIFOs; every [`accept`](Self::accept) returns the next
 /// client that completed the handshake (see the protocol in [`crate::fifo`]).
@@ -27,8 +27,9 @@ pub struct FifoListener {
     dir: PathBuf,
     identity: (u64, u64),
     requests: OwnedFd,
-    /// Bytes read from the request FIFO that do not yet make a whole line.
-    pending: Mutex<Vec<u8>>,
+    /// Requests read and handshakes under way.
+    state: Mutex<AcceptState>,
+    handshake_timeout: Duration,
     mode: Mode,
     max_message_size: usize,
     peer_policy: PeerPolicy,
@@ -62,9 +63,14 @@ impl FifoListener {
     pub fn bind(
         name: &PipeName,
         options: &ListenerOptions,
-        peer_policy: &PeerPolicy,
+        unix: &UnixOptions,
     ) -> io::Result<FifoListener> {
         options.validate()?;
+        if unix.handshake_timeout.is_zero() {
+            return Err(invalid_input(
+                "a zero FIFO handshake timeout is not allowed",
+            ));
+        }
         let (path, private_dir) = match name.resolve_unix(&dir::env())? {
             UnixAddress::Path { path, private_dir } => (path, private_dir),
             _ => {
@@ -76,7 +82,12 @@ impl FifoListener {
         if let Some(dir) = &private_dir {
             dir::ensure_private_dir(dir)?;
         }
-        let lock = lock(&path, name)?;
+        let mut lock = lock(&path, name)?;
+        // Tells clients the limit when they find the server full.
+        lock.1.set_len(0)?;
+        if let Some(n) = options.max_instances {
+            std::io::Write::write_all(&mut lock.1, format!("max_instances {n}\n").as_bytes())?;
+        }
         // We hold the name's lock: whatever a previous server left at the path is stale.
         remove_stale(&path)?;
         DirBuilder::new()
@@ -95,17 +106,33 @@ impl FifoListener {
             })?
             .0;
         sys::set_nonblocking(requests.as_fd(), false)?;
+        let marker = path.join(super::BUSY);
         Ok(FifoListener {
             name: name.clone(),
             dir: path,
             identity: (meta.dev(), meta.ino()),
             requests,
-            pending: Mutex::new(Vec::new()),
+            state: Mutex::new(AcceptState::default()),
+            handshake_timeout: unix.handshake_timeout,
             mode: options.mode,
             max_message_size: options.max_message_size,
-            peer_policy: peer_policy.clone(),
+            peer_policy: unix.peer_policy.clone(),
             refused: AtomicU64::new(0),
-            slots: options.max_instances.map(Slots::new),
+            slots: options.max_instances.map(|n| {
+                // While every place is taken, a `busy` FIFO in the directory tells new
+                // clients so (instead of leaving them to their handshake deadline).
+                let marker = marker.clone();
+                Slots::with_hook(
+                    n,
+                    Box::new(move |full| {
+                        if full {
+                            let _ = sys::mkfifo(&marker);
+                        } else {
+                            let _ = fs::remove_file(&marker);
+                        }
+                    }),
+                )
+            }),
             nonblocking: AtomicBool::new(false),
             lock,
             removed: AtomicBool::new(false),
@@ -122,38 +149,116 @@ impl FifoListener {
     ///
     /// The OS error of reading the request FIFO.
     pub fn accept(&self) -> io::Result<FifoStream> {
-        let slot = match &self.slots {
-            None => None,
-            // Non-blocking: never wait here for a place (an event loop would stall).
-            Some(slots) if self.nonblocking.load(Ordering::Relaxed) => {
-                Some(slots.try_acquire().ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        format!("all {} instances are taken", slots.limit()),
-                    )
-                })?)
-            }
-            Some(slots) => Some(slots.acquire()),
-        };
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let line = next_line(&self.requests, &mut pending)?;
-            let Some((mode, token)) = parse_record(&line) else {
-                continue;
-            };
-            if let Ok(mut stream) = self.handshake(mode, &token) {
-                stream.slot = slot;
-                return Ok(stream);
+            if let Some(slots) = &self.slots {
+                if self.nonblocking.load(Ordering::Relaxed) {
+                    // Never wait here for a place: an event loop would stall.
+                    if slots.live() >= slots.limit() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::WouldBlock,
+                            format!("all {} instances are taken", slots.limit()),
+                        ));
+                    }
+                } else {
+                    slots.wait_free();
+                }
+            }
+            let mut stream = self.next_client()?;
+            match &self.slots {
+                None => return Ok(stream),
+                Some(slots) => {
+                    if let Some(slot) = slots.try_acquire() {
+                        stream.slot = Some(slot);
+                        return Ok(stream);
+                    }
+                    // Another thread took the last place first: this client is over it.
+                }
             }
         }
     }
 
-    /// The server side of the handshake for `token`.
+    /// The next client whose handshake is done.
+    fn next_client(&self) -> io::Result<FifoStream> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.nonblocking.load(Ordering::Relaxed) {
+            // An event loop watches the request FIFO only: finish each handshake here.
+            loop {
+                let line = next_line(&self.requests, &mut state.partial)?;
+                let Some((mode, token)) = parse_record(&line) else {
+                    continue;
+                };
+                if let Ok(stream) = self.handshake(mode, &token) {
+                    return Ok(stream);
+                }
+            }
+        }
+        self.accept_concurrently(&mut state)
+    }
+
+    /// Blocking accept: reads requests and runs every client's handshake at once, returning
+    /// whichever client finishes first. A client that stalls holds only its own handshake,
+    /// which is dropped at its deadline; the others stay pending for the next `accept`.
+    fn accept_concurrently(&self, state: &mut AcceptState) -> io::Result<FifoStream> {
+        loop {
+            let now = Instant::now();
+            state.handshakes.retain(|h| h.deadline > now);
+            let events = {
+                let mut fds = vec![PollFd::new(self.requests.as_fd(), PollFlags::POLLIN)];
+                for h in &state.handshakes {
+                    fds.push(PollFd::new(h.c2s.as_fd(), PollFlags::POLLIN));
+                    fds.push(PollFd::new(h.s2c.as_fd(), PollFlags::empty()));
+                }
+                let deadline = state.handshakes.iter().map(|h| h.deadline).min();
+                match sys::poll_until(&mut fds, deadline) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
+                    Err(e) => return Err(e),
+                }
+                fds.iter()
+                    .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+                    .collect::<Vec<_>>()
+            };
+            // Handshakes first (newest last, so removing by index keeps the others' places).
+            for i in (0..state.handshakes.len()).rev() {
+                let (c2s, s2c) = (events[1 + 2 * i], events[2 + 2 * i]);
+                if c2s.contains(PollFlags::POLLIN) {
+                    let h = state.handshakes.swap_remove(i);
+                    if let Ok(stream) = self.finish(h) {
+                        return Ok(stream);
+                    }
+                } else if c2s.contains(PollFlags::POLLHUP)
+                    || s2c.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)
+                {
+                    // The client left during the handshake.
+                    state.handshakes.swap_remove(i);
+                }
+            }
+            if events[0].contains(PollFlags::POLLIN) {
+                read_requests(&self.requests, &mut state.partial)?;
+                while let Some(line) = take_line(&mut state.partial) {
+                    if let Some((mode, token)) = parse_record(&line)
+                        && let Ok(h) = self.start(mode, &token)
+                    {
+                        state.handshakes.push(h);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The server side of the handshake for `token`, start to end (waits for the client).
     fn handshake(&self, mode: Mode, token: &str) -> io::Result<FifoStream> {
+        let h = self.start(mode, token)?;
+        wait_for_client(&h.c2s, &h.s2c, h.deadline)?;
+        self.finish(h)
+    }
+
+    /// The first half of the handshake: checks and opens the client's FIFOs and answers.
+    fn start(&self, mode: Mode, token: &str) -> io::Result<Handshake> {
         let (c2s_name, s2c_name) = pair_names(token);
         let (c2s, s2c) = (self.dir.join(c2s_name), self.dir.join(s2c_name));
         // Whatever happens, the pair does not outlive the handshake.
-        let _unlink = Unlink(vec![c2s.clone(), s2c.clone()]);
+        let unlink = Unlink(vec![c2s.clone(), s2c.clone()]);
         let mut seen = Vec::with_capacity(2);
         let mut owner = None;
         for path in [&c2s, &s2c] {
@@ -192,12 +297,22 @@ impl FifoListener {
         if mode != self.mode {
             return Err(invalid_input("client asked for the other mode"));
         }
-        wait_for_client(&c2s_fd, &s2c_fd)?;
+        Ok(Handshake {
+            c2s: c2s_fd,
+            s2c: s2c_fd,
+            deadline: Instant::now() + self.handshake_timeout,
+            peer_uid,
+            _unlink: unlink,
+        })
+    }
+
+    /// The second half: the client's `K` is readable (or the client is gone).
+    fn finish(&self, h: Handshake) -> io::Result<FifoStream> {
         let mut ack = [0u8; 1];
-        if sys::read(c2s_fd.as_fd(), &mut ack)? != 1 || ack[0] != b'K' {
+        if sys::read(h.c2s.as_fd(), &mut ack)? != 1 || ack[0] != b'K' {
             return Err(invalid_data("bad handshake byte from client"));
         }
-        FifoStream::new(c2s_fd, s2c_fd, self.mode, self.max_message_size, peer_uid)
+        FifoStream::new(h.c2s, h.s2c, self.mode, self.max_message_size, h.peer_uid)
     }
 
     /// The mode of every connection this listener accepts.
@@ -238,10 +353,28 @@ fn answer(asked: Mode, served: Mode) -> u8 {
     if asked == served { b'K' } else { b'M' }
 }
 
+/// What `accept` keeps between calls.
+#[derive(Default)]
+struct AcceptState {
+    /// Bytes read from the request FIFO that do not yet make a whole line.
+    partial: Vec<u8>,
+    /// Clients answered whose `K` has not come yet.
+    handshakes: Vec<Handshake>,
+}
+
+/// A client answered by the server, whose `K` is awaited.
+struct Handshake {
+    c2s: OwnedFd,
+    s2c: OwnedFd,
+    deadline: Instant,
+    peer_uid: u32,
+    /// The client's FIFOs, removed once the handshake is over (either way).
+    _unlink: Unlink,
+}
+
 /// Waits for the client's `K` on `c2s`, giving up when the client's read end of `s2c` goes
-/// away (it died) or the handshake deadline passes.
-fn wait_for_client(c2s: &OwnedFd, s2c: &OwnedFd) -> io::Result<()> {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+/// away (it died) or `deadline` passes.
+fn wait_for_client(c2s: &OwnedFd, s2c: &OwnedFd, deadline: Instant) -> io::Result<()> {
     loop {
         let mut fds = [
             PollFd::new(c2s.as_fd(), PollFlags::POLLIN),
@@ -265,23 +398,34 @@ fn wait_for_client(c2s: &OwnedFd, s2c: &OwnedFd) -> io::Result<()> {
 }
 
 /// The next newline-terminated line from the request FIFO (blocking), without its newline.
-/// A run of more than a page without a newline is cut to its tail, so junk cannot grow the
-/// buffer without bound.
 fn next_line(requests: &OwnedFd, pending: &mut Vec<u8>) -> io::Result<Vec<u8>> {
     loop {
-        if let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line = pending[..end].to_vec();
-            pending.drain(..=end);
+        if let Some(line) = take_line(pending) {
             return Ok(line);
         }
-        if pending.len() > sys::PIPE_BUF {
-            let keep = pending.len() - super::RECORD_LEN;
-            pending.drain(..keep);
-        }
-        let mut chunk = [0u8; 4096];
-        let n = sys::read(requests.as_fd(), &mut chunk)?;
-        pending.extend_from_slice(&chunk[..n]);
+        read_requests(requests, pending)?;
     }
+}
+
+/// Takes the first whole line out of `pending`, without its newline.
+fn take_line(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let end = pending.iter().position(|&b| b == b'\n')?;
+    let line = pending[..end].to_vec();
+    pending.drain(..=end);
+    Some(line)
+}
+
+/// One read from the request FIFO into `pending`. A run of more than a page without a
+/// newline is cut to its tail, so junk cannot grow the buffer without bound.
+fn read_requests(requests: &OwnedFd, pending: &mut Vec<u8>) -> io::Result<()> {
+    if pending.len() > sys::PIPE_BUF {
+        let keep = pending.len() - super::RECORD_LEN;
+        pending.drain(..keep);
+    }
+    let mut chunk = [0u8; 4096];
+    let n = sys::read(requests.as_fd(), &mut chunk)?;
+    pending.extend_from_slice(&chunk[..n]);
+    Ok(())
 }
 
 /// Clears what a dead server left at `path`: a socket file, or a FIFO server directory

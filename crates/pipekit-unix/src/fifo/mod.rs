@@ -74,6 +74,10 @@ use pipekit_core::Mode;
 /// How long either side of a handshake waits for the other before giving up on that client.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The FIFO a server with an instance limit keeps in its directory while every place is
+/// taken; a client that finds it is told the server is busy.
+pub(crate) const BUSY: &str = "busy";
+
 /// The request FIFO inside a server directory.
 pub(crate) const REQUESTS: &str = "requests";
 

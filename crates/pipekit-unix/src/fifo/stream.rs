@@ -91,6 +91,14 @@ impl FifoStream {
                 context(e, format!("cannot open {}", requests.display()))
             }
         })?;
+        // A live server (its request FIFO has a reader) that is full.
+        if sys::lstat(&dir.join(super::BUSY)).is_ok() {
+            let limit = crate::listener::limit_of(dir);
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("the server of {what} is busy: {limit} instances are taken"),
+            ));
+        }
         let rec = record(options.mode, &token);
         let n = sys::write(req.as_fd(), &rec)
             .map_err(|e| context(e, format!("cannot write to {}", requests.display())))?;
