@@ -136,7 +136,7 @@ for target in "$WINDOWS_TARGET" "${CHECK_TARGETS[@]}"; do
 done
 
 step "cargo test (unit, integration, cross-process, interop, doc)"
-cargo test --workspace --locked
+cargo test --workspace --all-features --locked
 
 step "cargo doc (warnings denied), host and Windows"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude pipekit-windows --no-deps --locked --features pipekit/mio,pipekit/tokio

@@ -107,7 +107,9 @@ fn clients_refuse_a_per_user_directory_of_another_user() {
 }
 
 /// A listening socket at `path` with a backlog of one that never accepts, filled with
-/// connections until the kernel refuses more. Returns the listener and the connections.
+/// connections until the kernel refuses more (Linux answers a non-blocking connect to a full
+/// backlog with `EAGAIN`). Returns the listener and the connections.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn full_backlog(path: &Path) -> (std::os::fd::OwnedFd, Vec<std::os::fd::OwnedFd>) {
     use nix::sys::socket::{
         AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, socket,
@@ -155,6 +157,7 @@ fn within<T: Send + 'static>(
 }
 
 #[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn connect_keeps_its_deadline_against_a_full_backlog() {
     use std::time::{Duration, Instant};
     let tmp = scratch("backlog");
@@ -247,6 +250,7 @@ fn descriptors_sent_with_a_message_never_wedge_the_connection() {
 
 /// The peer binary run as uid/gid 65534 ("nobody"): a byte-mode client that sends `text` and
 /// expects it echoed.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn client_as_nobody(name: &str, text: &str) -> Output {
     use std::os::unix::process::CommandExt;
     Command::new(PEER)
@@ -258,6 +262,7 @@ fn client_as_nobody(name: &str, text: &str) -> Output {
 }
 
 /// An echo server thread over `listener` for one accepted client; returns the peer's uid.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn echo_one(listener: pipekit::Listener) -> std::thread::JoinHandle<u32> {
     std::thread::spawn(move || {
         use std::io::{Read, Write};

@@ -25,7 +25,9 @@
 //!    (server to client);
 //! 3. opens `P/<token>.s2c` for reading, non-blocking (`O_RDONLY | O_NONBLOCK`);
 //! 4. opens `P/requests` for writing, non-blocking (`ENXIO` there means no server: the
-//!    directory is stale), and writes its 40-byte *request record* in one `write(2)` — no
+//!    directory is stale); if `P/busy` exists the server is at its instance limit (the
+//!    limit is in `P.lock` as `max_instances N`): the client gives up or retries later;
+//!    otherwise it writes its 40-byte *request record* in one `write(2)` — no
 //!    larger than `PIPE_BUF`, so records from concurrent clients never interleave:
 //!
 //!    ```text
@@ -41,11 +43,15 @@
 //! The server reads records from `P/requests` line by line (anything before the last `PKF1 `
 //! of a line is ignored, so junk written by others cannot swallow a record) and for each
 //! valid record checks that both FIFOs exist in `P` as FIFOs (`lstat`: never symlinks), are
-//! owned by the server's user and open to nobody else; then opens `c2s` for reading and `s2c`
+//! owned by one user its [`PeerPolicy`](crate::PeerPolicy) allows and open to nobody else;
+//! then opens `c2s` for reading and `s2c`
 //! for writing (both `O_NONBLOCK | O_NOFOLLOW`, each checked with `fstat` to be the same FIFO),
 //! writes `K` (or `M`), waits with a deadline for the client's `K`, and unlinks both FIFOs.
-//! A client that breaks off at any step costs the server at most that deadline
-//! ([`HANDSHAKE_TIMEOUT`]); its FIFOs are removed and the server serves the next record.
+//! A blocking `accept` runs the handshakes of every waiting client at once: a client that
+//! breaks off or stalls at any step is dropped at its deadline ([`HANDSHAKE_TIMEOUT`], or
+//! [`UnixOptions::handshake_timeout`](crate::UnixOptions::handshake_timeout)), its FIFOs
+//! removed, and never delays the others. (In non-blocking mode `accept` finishes one
+//! handshake at a time, since an event loop watches only `P/requests`.)
 //!
 //! **Talking.** The client writes on `c2s` and reads `s2c`; the server the reverse. Bytes mode
 //! moves raw bytes; message mode moves frames (a 4-byte big-endian length, then the message).
@@ -55,8 +61,10 @@
 //! # Signals
 //!
 //! A write to a FIFO whose reader is gone raises `SIGPIPE`, which kills a process that does not
-//! ignore it. Rust programs ignore it by default; where a stream finds `SIGPIPE` not ignored,
-//! each write blocks it on the calling thread and takes the signal back off the queue, so
+//! ignore it. Rust programs ignore it by default. Every write checks the signal's action at
+//! that moment; where `SIGPIPE` is not ignored, the write runs with it blocked on the calling
+//! thread and a signal the write raised is taken back off the queue — also for a write cut
+//! short half-way by the reader's death, which returns a short count rather than `EPIPE` — so
 //! the caller only sees `BrokenPipe`.
 
 mod listener;
