@@ -79,12 +79,24 @@ impl Slots {
         self.take(&mut live)
     }
 
-    /// Waits until fewer than the limit are taken, without taking one.
-    pub fn wait_free(&self) {
+    /// Waits until fewer than the limit are taken, without taking one; with `nonblocking`,
+    /// fails at once with `WouldBlock` ("all N instances are taken") instead of waiting.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock`, as above.
+    pub fn wait_free(&self, nonblocking: bool) -> std::io::Result<()> {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         while *live >= self.limit {
+            if nonblocking {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!("all {} instances are taken", self.limit),
+                ));
+            }
             live = self.freed.wait(live).unwrap_or_else(|e| e.into_inner());
         }
+        Ok(())
     }
 
     /// Takes a slot if one is free now.

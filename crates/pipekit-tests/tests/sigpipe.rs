@@ -88,19 +88,7 @@ fn fifo_writes_to_a_gone_reader_are_broken_pipe_not_a_signal() {
     let _one = DISPOSITION.lock().unwrap_or_else(|e| e.into_inner());
     default_sigpipe();
     for mode in [Mode::Bytes, Mode::Messages] {
-        let name = unique_name("sigpipe");
-        let mut unix = UnixOptions::new();
-        unix.transport(Transport::Fifo);
-        let mut options = ListenerOptions::new();
-        options.mode(mode);
-        let listener = Listener::bind_unix(name.as_str(), &options, &unix).unwrap();
-        let client = thread::spawn(move || {
-            let mut options = ConnectOptions::new();
-            options.mode(mode);
-            Stream::connect_with(name.as_str(), &options)
-        });
-        let server = listener.accept().unwrap();
-        let mut client = client.join().unwrap().unwrap();
+        let (server, mut client) = fifo_pair(mode);
         drop(server);
         let err = (0..64)
             .find_map(|_| client.write(&[7u8; 4096]).err())

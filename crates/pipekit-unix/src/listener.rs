@@ -237,16 +237,8 @@ impl SocketListener {
     pub fn accept(&self) -> io::Result<SocketStream> {
         let (fd, slot) = loop {
             if let Some(slots) = &self.slots {
-                if self.nonblocking.load(Ordering::Relaxed) {
-                    if slots.live() >= slots.limit() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::WouldBlock,
-                            format!("all {} instances are taken", slots.limit()),
-                        ));
-                    }
-                } else {
-                    slots.wait_free();
-                }
+                // Non-blocking: never wait here for a place (an event loop would stall).
+                slots.wait_free(self.nonblocking.load(Ordering::Relaxed))?;
             }
             let fd = self.accept_allowed()?;
             match &self.slots {

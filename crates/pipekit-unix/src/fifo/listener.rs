@@ -151,17 +151,8 @@ impl FifoListener {
     pub fn accept(&self) -> io::Result<FifoStream> {
         loop {
             if let Some(slots) = &self.slots {
-                if self.nonblocking.load(Ordering::Relaxed) {
-                    // Never wait here for a place: an event loop would stall.
-                    if slots.live() >= slots.limit() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::WouldBlock,
-                            format!("all {} instances are taken", slots.limit()),
-                        ));
-                    }
-                } else {
-                    slots.wait_free();
-                }
+                // Non-blocking: never wait here for a place (an event loop would stall).
+                slots.wait_free(self.nonblocking.load(Ordering::Relaxed))?;
             }
             let mut stream = self.next_client()?;
             match &self.slots {
