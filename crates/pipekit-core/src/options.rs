@@ -103,7 +103,11 @@ impl ListenerOptions {
     ///
     /// Windows: `nMaxInstances` (255 is `PIPE_UNLIMITED_INSTANCES`, the same as `None`);
     /// clients beyond the limit get `ERROR_PIPE_BUSY` and wait. Unix: `accept` waits while
-    /// this many accepted streams are alive; clients beyond it wait in the listen backlog.
+    /// this many accepted streams are alive (`WouldBlock` in non-blocking mode); meanwhile
+    /// the socket file is set aside (FIFO servers show a `busy` FIFO), so a client beyond the
+    /// limit retries within its connect wait and then fails with "all N instances are
+    /// taken" — it never sits unserved in the listen backlog. Abstract socket names refuse a
+    /// limit (`InvalidInput`): they cannot be set aside.
     pub fn max_instances(&mut self, limit: Option<NonZeroU8>) -> &mut Self {
         self.max_instances = limit;
         self
