@@ -230,3 +230,62 @@ fn non_blocking_edge_cases() {
         let _ = server.flush();
     }
 }
+
+/// A mio listener at its instance limit: `accept` is `WouldBlock` (never a wait), a client
+/// beyond the limit is held off, and readiness comes back once a place frees — the waiting
+/// client then connects and is accepted. Sockets and FIFOs.
+#[test]
+fn a_listener_at_its_limit_is_would_block_and_ready_again_when_a_place_frees() {
+    for transport in [Transport::Socket, Transport::Fifo] {
+        let name = unique_name("mio-limit");
+        let mut unix = UnixOptions::new();
+        unix.transport(transport);
+        let mut options = ListenerOptions::new();
+        options.max_instances(std::num::NonZeroU8::new(1));
+        let mut listener = Listener::bind_unix(name.as_str(), &options, &unix).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(16);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .unwrap();
+        let connect = || {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let mut options = ConnectOptions::new();
+                options.wait(Some(Duration::from_secs(20)));
+                Stream::connect_with(name.as_str(), &options).unwrap()
+            })
+        };
+        // Waits for readiness and accepts; `None` if accept stays WouldBlock.
+        let mut accept_ready = |listener: &Listener| loop {
+            poll.poll(&mut events, Some(Duration::from_secs(20)))
+                .unwrap();
+            assert!(
+                !events.is_empty(),
+                "{transport:?}: no readiness within 20 s"
+            );
+            match listener.accept() {
+                Ok(stream) => return stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => panic!("{transport:?}: {e}"),
+            }
+        };
+        let first_client = connect();
+        let first = accept_ready(&listener);
+        let first_client = first_client.join().unwrap();
+
+        let err = listener.accept().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{transport:?}");
+        assert!(err.to_string().contains("all 1 instances"), "{err}");
+        let second_client = connect();
+        drop(first);
+        drop(first_client);
+        let mut second = accept_ready(&listener);
+        let mut second_client = second_client.join().unwrap();
+        second_client.write_all(b"x").unwrap();
+        let mut byte = [0u8; 1];
+        io::Read::read_exact(&mut second, &mut byte).unwrap();
+        assert_eq!(&byte, b"x", "{transport:?}");
+    }
+}
