@@ -242,7 +242,11 @@ impl Client {
             };
             {
                 let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-                writeln!(out, "{}", String::from_utf8_lossy(msg))?;
+                match &conn {
+                    // Byte mode is transparent: the bytes as they came, nothing added.
+                    Conn::Plain(s) if s.mode() == Mode::Bytes => out.write_all(msg)?,
+                    _ => writeln!(out, "{}", String::from_utf8_lossy(msg))?,
+                }
                 out.flush()?;
             }
             let reply = if self.echo {

@@ -169,6 +169,7 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
     // The reader thread and the stdin loop share the stream; the reader waits at most a
     // short while per read so that sends are never held up for long.
     conn.set_read_timeout(Some(Duration::from_millis(20)))?;
+    let bytes = conn.mode() == Mode::Bytes;
     let conn = Arc::new(Mutex::new(conn));
     let reader = {
         let conn = Arc::clone(&conn);
@@ -184,6 +185,11 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
                     }
                 };
                 match got {
+                    Ok(Some(n)) if bytes => {
+                        // Byte mode is transparent: the bytes as they came.
+                        out.write_all(&buf[..n])?;
+                        out.flush()?;
+                    }
                     Ok(Some(n)) => {
                         writeln!(out, "{}", String::from_utf8_lossy(&buf[..n]))?;
                         out.flush()?;
@@ -195,14 +201,28 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
             }
         })
     };
-    for line in io::stdin().lock().lines() {
-        let line = line?;
-        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-        match conn.mode() {
-            Mode::Messages => conn.send(line.as_bytes()),
-            _ => conn.write_all(format!("{line}\n").as_bytes()),
+    if bytes {
+        // Byte mode: stdin goes out as it is, in whatever pieces it arrives.
+        let mut stdin = io::stdin().lock();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match stdin.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("cannot read stdin"),
+            };
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            conn.write_all(&chunk[..n])
+                .context("cannot write to the server (it closed the connection?)")?;
         }
-        .context("the server went away")?;
+    } else {
+        for line in io::stdin().lock().lines() {
+            let line = line?;
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            conn.send(line.as_bytes())
+                .context("cannot send to the server (it closed the connection?)")?;
+        }
     }
     // End of input: let the server see it, then print what is still coming. Where there is
     // no half-close (Windows), the connection simply ends here.

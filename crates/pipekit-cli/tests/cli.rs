@@ -111,7 +111,8 @@ fn listen_and_send_in_byte_mode_with_echo() {
     assert_eq!(text(&out.stdout), "hello\n");
     let served = server.wait_with_output().unwrap();
     assert!(served.status.success());
-    assert_eq!(text(&served.stdout), "hello\n");
+    // Byte mode is transparent: what arrived, nothing added.
+    assert_eq!(text(&served.stdout), "hello");
 }
 
 #[cfg(unix)]
@@ -403,5 +404,60 @@ fn a_client_lost_in_the_handshake_does_not_stop_listen() {
         text(&bad.stderr).contains("--allow-peer"),
         "{}",
         text(&bad.stderr)
+    );
+}
+
+/// Byte mode is transparent both ways: 100 000 random bytes (every byte value, no line
+/// structure) through `connect` to `listen --echo` come back unchanged, and `listen` prints
+/// exactly what it received. (Unix: `connect` half-closes at the end of its input; Windows
+/// pipes cannot, so there `connect` ends with its input.)
+#[cfg(unix)]
+#[test]
+fn byte_mode_connect_and_listen_move_binary_data_unchanged() {
+    use std::io::{Read, Write};
+    let name = unique_name("cli-binary");
+    let mut server = spawn(&["listen", &name, "--echo"]);
+    let mut server_out = server.stdout.take().unwrap();
+    let server_printed = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        server_out.read_to_end(&mut all).unwrap();
+        all
+    });
+    // Waits for the server to be up.
+    let out = pipekit(&["send", &name, "--wait-reply", "--timeout", "20000", "ping"]);
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..100_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect();
+    let mut client = Command::new(PIPEKIT)
+        .args(["connect", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let input = data.clone();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let echoed = client.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(echoed.status.success(), "connect: {}", text(&echoed.stderr));
+    assert_eq!(echoed.stdout.len(), data.len());
+    assert!(echoed.stdout == data, "the echo differs from what was sent");
+
+    let _ = server.kill();
+    let _ = server.wait();
+    let printed = server_printed.join().unwrap();
+    assert_eq!(printed.len(), 4 + data.len());
+    assert!(
+        printed[..4] == *b"ping" && printed[4..] == data[..],
+        "listen changed the bytes"
     );
 }
