@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use pipekit_benches::{Pinning, Transport, all};
 use serde_json::{Value, json};
@@ -75,11 +75,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let Some(pinning) = Pinning::parse(&args.pin) else {
-        bail!("--pin must be none, same or split, not {:?}", args.pin);
+        return Err(crate::usage(format!(
+            "--pin must be none, same or split, not {:?}",
+            args.pin
+        )));
     };
     for name in &args.transports {
         if !transports.iter().any(|t| t.name() == name) {
-            bail!("unknown transport {name:?} (see pipekit bench --list)");
+            return Err(crate::usage(format!(
+                "unknown transport {name:?} (see pipekit bench --list)"
+            )));
         }
     }
     let chosen: Vec<_> = transports
@@ -92,13 +97,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.sizes.clone()
     };
     if sizes.contains(&0) {
-        bail!("--sizes: a chunk must be at least 1 byte");
+        return Err(crate::usage("--sizes: a chunk must be at least 1 byte"));
     }
     let (duration, connects) = if args.quick {
         (Duration::from_millis(50), 20)
     } else {
         if !(args.duration > 0.0 && args.duration.is_finite()) {
-            bail!("--duration must be a positive number of seconds");
+            return Err(crate::usage(
+                "--duration must be a positive number of seconds",
+            ));
         }
         (Duration::from_secs_f64(args.duration), 200)
     };

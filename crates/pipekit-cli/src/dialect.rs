@@ -1,6 +1,5 @@
 //! `--dialect` and `--authkey`, shared by every subcommand that takes a name.
 
-use anyhow::bail;
 use clap::{Args, ValueEnum};
 use pipekit::PipeName;
 
@@ -29,7 +28,7 @@ impl DialectArgs {
     /// `name` as this dialect reads it.
     pub fn pipe_name(&self, name: &str) -> anyhow::Result<PipeName> {
         if self.authkey.is_some() && self.dialect != Some(Dialect::PythonMp) {
-            bail!("--authkey needs --dialect python-mp");
+            return Err(crate::usage("--authkey needs --dialect python-mp"));
         }
         Ok(match self.dialect {
             Some(Dialect::Dotnet) => PipeName::dotnet(name)?,

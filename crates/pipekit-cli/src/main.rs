@@ -1,7 +1,8 @@
 //! `pipekit`: serve, talk to, inspect and benchmark named pipes from a shell, the same way on
 //! every OS.
 //!
-//! Exit codes: 0 success, 1 runtime error (the message is on stderr), 2 usage error.
+//! Exit codes: 0 success, 1 runtime error (the message is on stderr), 2 usage error (clap's
+//! and pipekit's own argument checks), 130 when `listen` is stopped by Ctrl-C or SIGTERM.
 #![forbid(unsafe_code)]
 
 mod bench;
@@ -15,7 +16,8 @@ use clap::{Args, Parser, Subcommand};
 
 /// Serve, talk to, inspect and benchmark named pipes.
 ///
-/// Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage error.
+/// Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage error, 130 when
+/// `listen` is stopped by Ctrl-C or SIGTERM.
 #[derive(Debug, Parser)]
 #[command(name = "pipekit", version, about, long_about = None)]
 struct Cli {
@@ -46,8 +48,8 @@ enum Command {
     ///
     /// Example: pipekit path test_pipe
     ///
-    /// Shell scripts write to a one-way FIFO inbox this way:
-    /// printf 'hello\n' > "$(pipekit path inbox --fifo)"
+    /// Shell scripts write to a one-way FIFO inbox (`pipekit listen inbox --inbox`) this way:
+    /// printf 'hello\n' > "$(pipekit path inbox)"
     Path(PathArgs),
     /// Measure IPC methods against each other: throughput, latency, connect time.
     ///
@@ -59,9 +61,6 @@ enum Command {
 struct PathArgs {
     /// The pipe name.
     name: String,
-    /// The path of a FIFO server directory or one-way FIFO (the same path on this OS).
-    #[arg(long)]
-    fifo: bool,
     #[command(flatten)]
     dialect: dialect::DialectArgs,
 }
@@ -80,13 +79,33 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pipekit: {e:#}");
-            ExitCode::FAILURE
+            if e.is::<Usage>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
+/// A usage error found by pipekit itself (beyond what clap checks): exit status 2, as clap's.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A usage error (exit status 2) saying `message`.
+pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(message.into()))
+}
+
 fn path(args: &PathArgs) -> anyhow::Result<()> {
-    let _ = args.fifo;
     let name = args.dialect.pipe_name(&args.name)?;
     println!("{}", resolve(&name)?);
     warn_unsafe_dir(&name);

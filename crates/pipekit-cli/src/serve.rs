@@ -26,6 +26,14 @@ pub struct ListenArgs {
     /// Answer each message with TEXT.
     #[arg(long, value_name = "TEXT")]
     reply: Option<String>,
+    /// Send TEXT to each client as soon as it connects, before reading from it (a server that
+    /// speaks first, as the classic recipe's greeting server does).
+    #[arg(long, value_name = "TEXT")]
+    greet: Option<String>,
+    /// Serve a one-way FIFO inbox (Unix): anything that writes to the path prints here, e.g.
+    /// `printf 'hi\n' > "$(pipekit path NAME)"`. Each write is printed as it arrives.
+    #[arg(long, conflicts_with_all = ["fifo", "messages", "echo", "reply", "greet"])]
+    inbox: bool,
     /// Serve over FIFOs instead of a Unix-domain socket (Unix).
     #[arg(long)]
     fifo: bool,
@@ -45,6 +53,11 @@ pub struct ListenArgs {
 
 pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let name = args.dialect.pipe_name(&args.name)?;
+    #[cfg(unix)]
+    peer_policy(&args.allow_peer).map_err(|e| crate::usage(e.to_string()))?;
+    if args.inbox {
+        return inbox(&name);
+    }
     let mut options = ListenerOptions::new();
     options
         .mode(if args.messages {
@@ -56,10 +69,14 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let serve = |e| format!("cannot serve {}: {e}", args.name);
     let server = if args.dialect.python_mp() {
         if args.messages || args.fifo {
-            anyhow::bail!("--dialect python-mp picks its own transport: drop --messages/--fifo");
+            return Err(crate::usage(
+                "--dialect python-mp picks its own transport: drop --messages/--fifo",
+            ));
         }
         if args.allow_peer.iter().any(|v| v != "same-user") {
-            anyhow::bail!("--dialect python-mp serves the same user only: drop --allow-peer");
+            return Err(crate::usage(
+                "--dialect python-mp serves the same user only: drop --allow-peer",
+            ));
         }
         Server::Python(
             python_mp::Listener::bind(&name, args.dialect.key())
@@ -86,6 +103,7 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
         server: Arc::clone(&server),
         echo: args.echo,
         answer: args.reply.as_ref().map(|t| t.as_bytes().to_vec()),
+        greet: args.greet.as_ref().map(|t| t.as_bytes().to_vec()),
     });
     // One client's failure (a failed or stalled handshake, a client that left) is reported
     // and the server goes on; only a listener that keeps failing ends it.
@@ -219,12 +237,25 @@ struct Client {
     server: Arc<Server>,
     echo: bool,
     answer: Option<Vec<u8>>,
+    greet: Option<Vec<u8>>,
+}
+
+/// Sends `msg` on `conn` as its mode wants it.
+fn send_to(conn: &mut Conn, msg: &[u8]) -> io::Result<()> {
+    match conn {
+        Conn::Python(c) => c.send_bytes(msg),
+        Conn::Plain(s) if s.mode() == Mode::Messages => s.send(msg),
+        Conn::Plain(s) => s.write_all(msg),
+    }
 }
 
 impl Client {
     fn serve(&self, mut conn: Conn) -> anyhow::Result<()> {
         let mut buf = vec![0u8; 1 << 20];
         let mut payload = Vec::new();
+        if let Some(greet) = &self.greet {
+            send_to(&mut conn, greet).context("cannot greet the client")?;
+        }
         loop {
             let msg: &[u8] = match &mut conn {
                 Conn::Python(c) => match c.recv_bytes_into(&mut payload)? {
@@ -256,11 +287,7 @@ impl Client {
             };
             if let Some(reply) = reply {
                 let reply = reply.to_vec();
-                match &mut conn {
-                    Conn::Python(c) => c.send_bytes(&reply)?,
-                    Conn::Plain(s) if s.mode() == Mode::Messages => s.send(&reply)?,
-                    Conn::Plain(s) => s.write_all(&reply)?,
-                }
+                send_to(&mut conn, &reply).context("cannot reply to the client")?;
             }
             if self.left.fetch_sub(1, Ordering::SeqCst) == 1 {
                 self.server.remove_files();
@@ -268,4 +295,35 @@ impl Client {
             }
         }
     }
+}
+
+/// `listen --inbox`: a one-way FIFO at the name's path; prints what writers send, as it is.
+#[cfg(unix)]
+fn inbox(name: &PipeName) -> anyhow::Result<()> {
+    use pipekit::os::unix::fifo::Receiver;
+    let mut inbox =
+        Receiver::bind(name).map_err(|e| anyhow::anyhow!("cannot serve the inbox {name}: {e}"))?;
+    let path = inbox.path().to_owned();
+    // Where writers go (and a sign for scripts that the inbox is open).
+    eprintln!("pipekit: inbox at {}", path.display());
+    ctrlc::set_handler(move || {
+        let mut lock = path.clone().into_os_string();
+        lock.push(".lock");
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(lock);
+        std::process::exit(130);
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    let mut out = io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = inbox.read(&mut buf).context("cannot read the inbox")?;
+        out.write_all(&buf[..n])?;
+        out.flush()?;
+    }
+}
+
+#[cfg(not(unix))]
+fn inbox(_name: &PipeName) -> anyhow::Result<()> {
+    Err(crate::usage("--inbox: one-way FIFOs are a Unix transport"))
 }

@@ -19,8 +19,8 @@ pub struct SendArgs {
     /// Message mode: each MSG is one message (the default is byte mode).
     #[arg(long)]
     messages: bool,
-    /// The server is a FIFO server or a one-way FIFO (a `pipekit path NAME --fifo` inbox),
-    /// which is then written to directly (Unix).
+    /// The server may be a one-way FIFO inbox (`pipekit listen NAME --inbox`), which is then
+    /// written to directly (Unix).
     #[arg(long)]
     fifo: bool,
     /// After each MSG, read one reply and print it as a line.
@@ -30,8 +30,12 @@ pub struct SendArgs {
     #[arg(long, value_name = "MS")]
     timeout: Option<u64>,
     /// The messages to send.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
     msg: Vec<String>,
+    /// Send the contents of FILE (`-`: stdin) as one message (in byte mode: as bytes),
+    /// instead of MSG arguments; binary data and any size up to the message limit.
+    #[arg(long, value_name = "FILE")]
+    file: Option<std::path::PathBuf>,
     #[command(flatten)]
     dialect: DialectArgs,
 }
@@ -70,29 +74,48 @@ fn open_python(
         .with_context(|| format!("cannot connect to {name}"))
 }
 
+/// What `send` sends: the MSG arguments, or the one message read from `--file`.
+fn messages(args: &SendArgs) -> anyhow::Result<Vec<Vec<u8>>> {
+    let Some(file) = &args.file else {
+        return Ok(args.msg.iter().map(|m| m.as_bytes().to_vec()).collect());
+    };
+    let data = if file.as_os_str() == "-" {
+        let mut data = Vec::new();
+        io::stdin()
+            .lock()
+            .read_to_end(&mut data)
+            .context("cannot read stdin")?;
+        data
+    } else {
+        std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    Ok(vec![data])
+}
+
 pub fn send(args: &SendArgs) -> anyhow::Result<()> {
     let timeout = args.timeout.map(Duration::from_millis);
     if timeout == Some(Duration::ZERO) {
-        bail!("--timeout must be at least 1 ms");
+        return Err(crate::usage("--timeout must be at least 1 ms"));
     }
+    let msgs = messages(args)?;
     let name = args.dialect.pipe_name(&args.name)?;
     #[cfg(unix)]
     if args.fifo && one_way(&name)? {
-        return send_one_way(args);
+        return send_one_way(args, &msgs);
     }
     if args.dialect.python_mp() {
-        return send_python(args, &name, timeout);
+        return send_python(args, &name, timeout, &msgs);
     }
     let mut conn = open(&name, args.messages, timeout)?;
     conn.set_read_timeout(timeout)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut out = io::stdout().lock();
-    for msg in &args.msg {
+    for msg in &msgs {
         match conn.mode() {
-            Mode::Messages => conn.send(msg.as_bytes()),
-            _ => conn.write_all(msg.as_bytes()),
+            Mode::Messages => conn.send(msg),
+            _ => conn.write_all(msg),
         }
-        .context("the server went away")?;
+        .with_context(|| format!("cannot send a {}-byte message to {name}", msg.len()))?;
         if args.wait_reply {
             let n = match conn.mode() {
                 Mode::Messages => conn.recv(&mut buf).context("no reply")?,
@@ -108,13 +131,18 @@ pub fn send(args: &SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn send_python(args: &SendArgs, name: &PipeName, timeout: Option<Duration>) -> anyhow::Result<()> {
+fn send_python(
+    args: &SendArgs,
+    name: &PipeName,
+    timeout: Option<Duration>,
+    msgs: &[Vec<u8>],
+) -> anyhow::Result<()> {
     let mut conn = open_python(name, &args.dialect, timeout)?;
     conn.set_read_timeout(timeout)?;
     let mut out = io::stdout().lock();
-    for msg in &args.msg {
-        conn.send_bytes(msg.as_bytes())
-            .context("the server went away")?;
+    for msg in msgs {
+        conn.send_bytes(msg)
+            .with_context(|| format!("cannot send a {}-byte message to {name}", msg.len()))?;
         if args.wait_reply {
             let Some(reply) = conn.recv_bytes().context("no reply")? else {
                 bail!("the server closed the connection before replying");
@@ -135,15 +163,22 @@ fn one_way(name: &PipeName) -> anyhow::Result<bool> {
 }
 
 #[cfg(unix)]
-fn send_one_way(args: &SendArgs) -> anyhow::Result<()> {
+fn send_one_way(args: &SendArgs, msgs: &[Vec<u8>]) -> anyhow::Result<()> {
     use pipekit::os::unix::fifo::Sender;
     if args.wait_reply {
-        bail!("--wait-reply: {} is a one-way FIFO", args.name);
+        return Err(crate::usage(format!(
+            "--wait-reply: {} is a one-way FIFO",
+            args.name
+        )));
     }
     let name = pipekit::PipeName::new(&args.name)?;
     let mut sender = Sender::open(&name)?;
-    for msg in &args.msg {
-        sender.write_all(format!("{msg}\n").as_bytes())?;
+    for msg in msgs {
+        sender.write_all(msg)?;
+        // MSG arguments are lines; a --file goes as it is.
+        if args.file.is_none() {
+            sender.write_all(b"\n")?;
+        }
     }
     Ok(())
 }

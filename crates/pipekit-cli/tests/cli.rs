@@ -331,7 +331,7 @@ fn path_follows_the_dotnet_rule() {
         );
     }
     let bad = pipekit(&["path", "demo", "--authkey", "k"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
 }
 
 #[cfg(unix)]
@@ -399,7 +399,7 @@ fn a_client_lost_in_the_handshake_does_not_stop_listen() {
     assert_eq!(text(&served.stdout), "one\ntwo\n");
 
     let bad = pipekit(&["listen", "x", "--allow-peer", "uid:abc"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
     assert!(
         text(&bad.stderr).contains("--allow-peer"),
         "{}",
@@ -460,4 +460,126 @@ fn byte_mode_connect_and_listen_move_binary_data_unchanged() {
         printed[..4] == *b"ping" && printed[4..] == data[..],
         "listen changed the bytes"
     );
+}
+
+/// `listen --greet` speaks first: a client reads the greeting before it sends anything.
+#[test]
+fn listen_greets_each_client_before_reading() {
+    let name = unique_name("cli-greet");
+    let server = spawn(&[
+        "listen",
+        &name,
+        "--messages",
+        "--greet",
+        "hello",
+        "--echo",
+        "--count",
+        "1",
+    ]);
+    let mut options = pipekit::ConnectOptions::new();
+    options
+        .mode(pipekit::Mode::Messages)
+        .wait(Some(std::time::Duration::from_secs(20)));
+    let mut client = pipekit::Stream::connect_with(name.as_str(), &options).unwrap();
+    let mut buf = Vec::new();
+    client.recv_to_vec(&mut buf).unwrap();
+    assert_eq!(buf, b"hello");
+    client.send(b"x").unwrap();
+    client.recv_to_vec(&mut buf).unwrap();
+    assert_eq!(buf, b"x");
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success(), "{}", text(&served.stderr));
+    assert_eq!(text(&served.stdout), "x\n");
+}
+
+/// `send --file` sends a file (or stdin) as one message, past the size arguments allow.
+#[test]
+fn send_file_and_stdin_as_one_message() {
+    use std::io::Write;
+    let name = unique_name("cli-file");
+    let server = spawn(&["listen", &name, "--messages", "--count", "2"]);
+    // 200 000 bytes: more than one command-line argument may hold on Linux (128 KiB).
+    let data: String = (0..200_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.msg"));
+    std::fs::write(&path, &data).unwrap();
+    let out = pipekit(&[
+        "send",
+        &name,
+        "--messages",
+        "--timeout",
+        "20000",
+        "--file",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "send --file: {}", text(&out.stderr));
+    let mut child = Command::new(PIPEKIT)
+        .args([
+            "send",
+            &name,
+            "--messages",
+            "--timeout",
+            "20000",
+            "--file",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "send --file -: {}", text(&out.stderr));
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success(), "{}", text(&served.stderr));
+    assert_eq!(text(&served.stdout), format!("{data}\nfrom stdin\n"));
+}
+
+/// The README's shell recipe: `listen --inbox`, then a plain `printf > "$(pipekit path)"`.
+#[cfg(unix)]
+#[test]
+fn a_shell_printf_reaches_listen_inbox() {
+    use std::io::{BufRead, BufReader};
+    let name = unique_name("cli-inbox");
+    let mut server = spawn(&["listen", &name, "--inbox"]);
+    let mut ready = String::new();
+    BufReader::new(server.stderr.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(ready.starts_with("pipekit: inbox at "), "{ready}");
+    let script = format!("printf 'hello\\n' > \"$('{PIPEKIT}' path '{name}')\"");
+    let status = Command::new("sh").args(["-c", &script]).status().unwrap();
+    assert!(status.success());
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "hello\n");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// pipekit's own argument checks are usage errors like clap's: exit status 2.
+#[test]
+fn pipekits_own_usage_checks_exit_2() {
+    for args in [
+        &["send", "x", "--timeout", "0", "m"][..],
+        &["send", "x", "--authkey", "k", "m"],
+        &["bench", "--pin", "nowhere"],
+        &["send", "x", "--file", "f", "m"],
+    ] {
+        let out = pipekit(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }
