@@ -339,3 +339,38 @@ fn stalled_and_vanished_handshake_clients_do_not_delay_others() {
     assert!(errors.contains(&io::ErrorKind::TimedOut), "{errors:?}");
     drop(stalled);
 }
+
+/// Clients that finish the handshake while nobody calls `accept` are held in a bounded
+/// queue (64 queued, 64 more handshaken and waiting, the rest left in the backlog), and
+/// dropping the listener then returns promptly.
+#[test]
+fn a_python_mp_listener_nobody_accepts_from_drops_promptly() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let name = unique_name("mp-drop");
+    let listener = MpListener::bind(name.as_str(), Some(b"key")).unwrap();
+    let (connected, done) = mpsc::channel();
+    for _ in 0..140 {
+        let (name, connected) = (name.clone(), connected.clone());
+        thread::spawn(move || {
+            // Those left in the backlog fail once the listener is gone.
+            if let Ok(conn) = Connection::connect(name.as_str(), Some(b"key")) {
+                let _ = connected.send(conn);
+            }
+        });
+    }
+    let conns: Vec<_> = (0..128)
+        .map(|_| {
+            done.recv_timeout(Duration::from_secs(60))
+                .expect("a client")
+        })
+        .collect();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        drop(listener);
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("dropping the listener hung");
+    drop(conns);
+}

@@ -95,7 +95,8 @@ pub mod python_mp {
     /// [`Listener::bind_with_timeout`] says otherwise.
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// Handshakes run at once at most; a further client waits for one of them to end.
+    /// Handshakes run at once at most (and handshaken clients kept for `accept`); a further
+    /// client waits in the backlog until there is room.
     const MAX_HANDSHAKES: usize = 64;
 
     /// A server that speaks `multiprocessing.connection`.
@@ -187,7 +188,8 @@ pub mod python_mp {
     impl Handshakes {
         /// Starts the thread that accepts clients and runs each handshake on a thread.
         fn start(inner: Arc<crate::Listener>, key: Vec<u8>, timeout: Duration) -> Handshakes {
-            let (tx, done) = mpsc::channel();
+            // Bounded: clients handshaken but not yet taken by `accept` cannot pile up.
+            let (tx, done) = mpsc::sync_channel(MAX_HANDSHAKES);
             let stop = Arc::new(AtomicBool::new(false));
             let acceptor = {
                 let stop = Arc::clone(&stop);
@@ -211,6 +213,9 @@ pub mod python_mp {
                             }
                         };
                         while running.load(Ordering::SeqCst) >= MAX_HANDSHAKES {
+                            if stop.load(Ordering::SeqCst) {
+                                return;
+                            }
                             thread::park_timeout(Duration::from_millis(10));
                         }
                         running.fetch_add(1, Ordering::SeqCst);
@@ -218,8 +223,10 @@ pub mod python_mp {
                             (tx.clone(), Arc::clone(&key), Arc::clone(&running));
                         thread::spawn(move || {
                             let result = server_handshake(stream, &key, timeout);
-                            running.fetch_sub(1, Ordering::SeqCst);
+                            // Waits while `accept` is not keeping up: back-pressure on the
+                            // acceptor (at most MAX_HANDSHAKES threads, handshaking or waiting).
                             let _ = tx.send(result);
+                            running.fetch_sub(1, Ordering::SeqCst);
                         });
                     }
                 })
