@@ -7,6 +7,7 @@
 
 mod bench;
 mod dialect;
+mod output;
 mod serve;
 mod talk;
 

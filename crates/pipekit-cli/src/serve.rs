@@ -12,6 +12,7 @@ use pipekit::dialect::python_mp;
 use pipekit::{Listener, ListenerOptions, Mode, PipeName, Stream};
 
 use crate::dialect::DialectArgs;
+use crate::output::{self, Format, Peer};
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
@@ -47,6 +48,10 @@ pub struct ListenArgs {
     /// `uid:N[,N..]` / `gid:N[,N..]` (the flag may be repeated; your own user always may).
     #[arg(long, value_name = "WHO", default_value = "same-user")]
     allow_peer: Vec<String>,
+    /// How to print what arrives: text (a line per message; the default in message mode),
+    /// raw (the bytes; the default in byte mode), hex or json.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<Format>,
     #[command(flatten)]
     dialect: DialectArgs,
 }
@@ -104,6 +109,7 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
         echo: args.echo,
         answer: args.reply.as_ref().map(|t| t.as_bytes().to_vec()),
         greet: args.greet.as_ref().map(|t| t.as_bytes().to_vec()),
+        format: args.format,
     });
     // One client's failure (a failed or stalled handshake, a client that left) is reported
     // and the server goes on; only a listener that keeps failing ends it.
@@ -238,6 +244,7 @@ struct Client {
     echo: bool,
     answer: Option<Vec<u8>>,
     greet: Option<Vec<u8>>,
+    format: Option<Format>,
 }
 
 /// Sends `msg` on `conn` as its mode wants it.
@@ -256,6 +263,21 @@ impl Client {
         if let Some(greet) = &self.greet {
             send_to(&mut conn, greet).context("cannot greet the client")?;
         }
+        let (format, peer) = match &conn {
+            // Byte mode is transparent by default: the bytes as they came, nothing added.
+            Conn::Plain(s) => (
+                self.format.unwrap_or(if s.mode() == Mode::Bytes {
+                    Format::Raw
+                } else {
+                    Format::Text
+                }),
+                Peer::of(s.peer_credentials().ok()),
+            ),
+            Conn::Python(c) => (
+                self.format.unwrap_or(Format::Text),
+                Peer::of(c.stream().peer_credentials().ok()),
+            ),
+        };
         loop {
             let msg: &[u8] = match &mut conn {
                 Conn::Python(c) => match c.recv_bytes_into(&mut payload)? {
@@ -273,12 +295,7 @@ impl Client {
             };
             {
                 let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-                match &conn {
-                    // Byte mode is transparent: the bytes as they came, nothing added.
-                    Conn::Plain(s) if s.mode() == Mode::Bytes => out.write_all(msg)?,
-                    _ => writeln!(out, "{}", String::from_utf8_lossy(msg))?,
-                }
-                out.flush()?;
+                output::write(&mut *out, format, msg, peer)?;
             }
             let reply = if self.echo {
                 Some(msg)

@@ -11,6 +11,7 @@ use pipekit::dialect::python_mp;
 use pipekit::{ConnectOptions, Mode, PipeName, Stream};
 
 use crate::dialect::DialectArgs;
+use crate::output::{self, Format, Peer};
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -36,6 +37,9 @@ pub struct SendArgs {
     /// instead of MSG arguments; binary data and any size up to the message limit.
     #[arg(long, value_name = "FILE")]
     file: Option<std::path::PathBuf>,
+    /// How to print each reply: text (a line, the default), raw, hex or json.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    format: Format,
     #[command(flatten)]
     dialect: DialectArgs,
 }
@@ -47,6 +51,10 @@ pub struct ConnectArgs {
     /// Message mode: each stdin line is one message (the default is byte mode).
     #[arg(long)]
     messages: bool,
+    /// How to print what arrives: text (a line per message; the default in message mode),
+    /// raw (the bytes; the default in byte mode), hex or json.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<Format>,
     #[command(flatten)]
     dialect: DialectArgs,
 }
@@ -108,6 +116,7 @@ pub fn send(args: &SendArgs) -> anyhow::Result<()> {
     }
     let mut conn = open(&name, args.messages, timeout)?;
     conn.set_read_timeout(timeout)?;
+    let peer = Peer::of(conn.peer_credentials().ok());
     let mut buf = vec![0u8; 1 << 20];
     let mut out = io::stdout().lock();
     for msg in &msgs {
@@ -124,8 +133,7 @@ pub fn send(args: &SendArgs) -> anyhow::Result<()> {
             let Some(n) = n else {
                 bail!("the server closed the connection before replying");
             };
-            writeln!(out, "{}", String::from_utf8_lossy(&buf[..n]))?;
-            out.flush()?;
+            output::write(&mut out, args.format, &buf[..n], peer)?;
         }
     }
     Ok(())
@@ -139,6 +147,7 @@ fn send_python(
 ) -> anyhow::Result<()> {
     let mut conn = open_python(name, &args.dialect, timeout)?;
     conn.set_read_timeout(timeout)?;
+    let peer = Peer::of(conn.stream().peer_credentials().ok());
     let mut out = io::stdout().lock();
     for msg in msgs {
         conn.send_bytes(msg)
@@ -147,8 +156,7 @@ fn send_python(
             let Some(reply) = conn.recv_bytes().context("no reply")? else {
                 bail!("the server closed the connection before replying");
             };
-            writeln!(out, "{}", String::from_utf8_lossy(&reply))?;
-            out.flush()?;
+            output::write(&mut out, args.format, &reply, peer)?;
         }
     }
     Ok(())
@@ -188,15 +196,16 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
     if args.dialect.python_mp() {
         // Request and reply: each stdin line is a payload, each answer is printed.
         let mut conn = open_python(&name, &args.dialect, None)?;
+        let peer = Peer::of(conn.stream().peer_credentials().ok());
+        let format = args.format.unwrap_or(Format::Text);
         let mut out = io::stdout().lock();
         for line in io::stdin().lock().lines() {
             conn.send_bytes(line?.as_bytes())
-                .context("the server went away")?;
+                .context("cannot send to the server (it closed the connection?)")?;
             match conn.recv_bytes()? {
-                Some(reply) => writeln!(out, "{}", String::from_utf8_lossy(&reply))?,
+                Some(reply) => output::write(&mut out, format, &reply, peer)?,
                 None => return Ok(()),
             }
-            out.flush()?;
         }
         return Ok(());
     }
@@ -205,6 +214,10 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
     // short while per read so that sends are never held up for long.
     conn.set_read_timeout(Some(Duration::from_millis(20)))?;
     let bytes = conn.mode() == Mode::Bytes;
+    let peer = Peer::of(conn.peer_credentials().ok());
+    let format = args
+        .format
+        .unwrap_or(if bytes { Format::Raw } else { Format::Text });
     let conn = Arc::new(Mutex::new(conn));
     let reader = {
         let conn = Arc::clone(&conn);
@@ -220,15 +233,7 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
                     }
                 };
                 match got {
-                    Ok(Some(n)) if bytes => {
-                        // Byte mode is transparent: the bytes as they came.
-                        out.write_all(&buf[..n])?;
-                        out.flush()?;
-                    }
-                    Ok(Some(n)) => {
-                        writeln!(out, "{}", String::from_utf8_lossy(&buf[..n]))?;
-                        out.flush()?;
-                    }
+                    Ok(Some(n)) => output::write(&mut out, format, &buf[..n], peer)?,
                     Ok(None) => return Ok(()),
                     Err(e) if e.kind() == io::ErrorKind::TimedOut => thread::yield_now(),
                     Err(e) => return Err(e.into()),

@@ -583,3 +583,69 @@ fn pipekits_own_usage_checks_exit_2() {
         );
     }
 }
+
+/// `--format`: a binary message shown as a hexdump by `send --wait-reply`, and as JSON (with
+/// its length and the peer) by `listen`; a text message as JSON `utf8`.
+#[test]
+fn formats_show_binary_and_text_messages() {
+    let name = unique_name("cli-format");
+    let server = spawn(&[
+        "listen",
+        &name,
+        "--messages",
+        "--echo",
+        "--format",
+        "json",
+        "--count",
+        "2",
+    ]);
+    let all: Vec<u8> = (0..=255u8).collect();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.bin"));
+    std::fs::write(&path, &all).unwrap();
+    let common = ["--messages", "--wait-reply", "--timeout", "20000"];
+    let out = pipekit(
+        &[
+            &["send", name.as_str()][..],
+            &common,
+            &["--format", "hex", "--file", path.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    let dump = text(&out.stdout);
+    let lines: Vec<&str> = dump.lines().collect();
+    assert_eq!(lines.len(), 17, "{dump}"); // 16 rows and the blank line
+    assert_eq!(
+        lines[0],
+        "00000000  00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f  |................|"
+    );
+    assert_eq!(
+        lines[4],
+        "00000040  40 41 42 43 44 45 46 47 48 49 4a 4b 4c 4d 4e 4f  |@ABCDEFGHIJKLMNO|"
+    );
+    let out = pipekit(&[&["send", name.as_str()][..], &common, &["hi"]].concat());
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n");
+
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success(), "{}", text(&served.stderr));
+    let printed = text(&served.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    let hex: String = all.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        lines[0].contains("\"len\":256") && lines[0].contains(&hex),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"len\":2") && lines[1].contains("\"utf8\":\"hi\""),
+        "{}",
+        lines[1]
+    );
+    #[cfg(unix)]
+    {
+        let uid = nix::unistd::geteuid().as_raw();
+        assert!(lines[1].contains(&format!("\"uid\":{uid}")), "{}", lines[1]);
+    }
+}
