@@ -38,6 +38,21 @@ impl Peer {
     }
 }
 
+impl std::fmt::Display for Peer {
+    /// `pid 12, uid 1000`, with what is known.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = [("pid", self.pid), ("uid", self.uid), ("gid", self.gid)]
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k} {v}")))
+            .collect();
+        if parts.is_empty() {
+            f.write_str("unknown peer")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
 /// Writes `msg` to `out` in `format` and flushes.
 pub fn write(out: &mut impl Write, format: Format, msg: &[u8], peer: Peer) -> io::Result<()> {
     match format {

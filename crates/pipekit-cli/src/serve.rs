@@ -52,6 +52,9 @@ pub struct ListenArgs {
     /// raw (the bytes; the default in byte mode), hex or json.
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<Format>,
+    /// Report on stderr who connects and leaves, and the size of each message.
+    #[arg(short, long)]
+    verbose: bool,
     #[command(flatten)]
     dialect: DialectArgs,
 }
@@ -110,6 +113,7 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
         answer: args.reply.as_ref().map(|t| t.as_bytes().to_vec()),
         greet: args.greet.as_ref().map(|t| t.as_bytes().to_vec()),
         format: args.format,
+        verbose: args.verbose,
     });
     // One client's failure (a failed or stalled handshake, a client that left) is reported
     // and the server goes on; only a listener that keeps failing ends it.
@@ -133,8 +137,11 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
         };
         let client = Arc::clone(&client);
         thread::spawn(move || {
-            if let Err(e) = client.serve(conn) {
-                eprintln!("pipekit: client: {e}");
+            let result = client.serve(conn);
+            if let Err(e) = &result {
+                eprintln!("pipekit: client: {e:#}");
+            } else if client.verbose {
+                eprintln!("pipekit: a client left");
             }
         });
     }
@@ -245,6 +252,7 @@ struct Client {
     answer: Option<Vec<u8>>,
     greet: Option<Vec<u8>>,
     format: Option<Format>,
+    verbose: bool,
 }
 
 /// Sends `msg` on `conn` as its mode wants it.
@@ -278,6 +286,9 @@ impl Client {
                 Peer::of(c.stream().peer_credentials().ok()),
             ),
         };
+        if self.verbose {
+            eprintln!("pipekit: client connected ({peer})");
+        }
         loop {
             let msg: &[u8] = match &mut conn {
                 Conn::Python(c) => match c.recv_bytes_into(&mut payload)? {
@@ -293,6 +304,9 @@ impl Client {
                     n => &buf[..n],
                 },
             };
+            if self.verbose {
+                eprintln!("pipekit: {} bytes from {peer}", msg.len());
+            }
             {
                 let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
                 output::write(&mut *out, format, msg, peer)?;

@@ -55,6 +55,12 @@ pub struct ConnectArgs {
     /// raw (the bytes; the default in byte mode), hex or json.
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<Format>,
+    /// Wait up to MS milliseconds for the server to appear.
+    #[arg(long, value_name = "MS")]
+    timeout: Option<u64>,
+    /// Report on stderr whom we connected to.
+    #[arg(short, long)]
+    verbose: bool,
     #[command(flatten)]
     dialect: DialectArgs,
 }
@@ -192,11 +198,21 @@ fn send_one_way(args: &SendArgs, msgs: &[Vec<u8>]) -> anyhow::Result<()> {
 }
 
 pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
+    let wait = args.timeout.map(Duration::from_millis);
+    if wait == Some(Duration::ZERO) {
+        return Err(crate::usage("--timeout must be at least 1 ms"));
+    }
     let name = args.dialect.pipe_name(&args.name)?;
+    let connected = |peer: Peer| {
+        if args.verbose {
+            eprintln!("pipekit: connected to {name} (server: {peer})");
+        }
+    };
     if args.dialect.python_mp() {
         // Request and reply: each stdin line is a payload, each answer is printed.
-        let mut conn = open_python(&name, &args.dialect, None)?;
+        let mut conn = open_python(&name, &args.dialect, wait)?;
         let peer = Peer::of(conn.stream().peer_credentials().ok());
+        connected(peer);
         let format = args.format.unwrap_or(Format::Text);
         let mut out = io::stdout().lock();
         for line in io::stdin().lock().lines() {
@@ -209,12 +225,13 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let conn = open(&name, args.messages, None)?;
+    let conn = open(&name, args.messages, wait)?;
     // The reader thread and the stdin loop share the stream; the reader waits at most a
     // short while per read so that sends are never held up for long.
     conn.set_read_timeout(Some(Duration::from_millis(20)))?;
     let bytes = conn.mode() == Mode::Bytes;
     let peer = Peer::of(conn.peer_credentials().ok());
+    connected(peer);
     let format = args
         .format
         .unwrap_or(if bytes { Format::Raw } else { Format::Text });

@@ -649,3 +649,44 @@ fn formats_show_binary_and_text_messages() {
         assert!(lines[1].contains(&format!("\"uid\":{uid}")), "{}", lines[1]);
     }
 }
+
+/// `-v` reports who connected and each message's size on stderr; `connect --timeout` waits
+/// for the server.
+#[test]
+fn verbose_listen_and_connect_report_on_stderr() {
+    use std::io::Write;
+    let name = unique_name("cli-verbose");
+    let server = spawn(&[
+        "listen",
+        &name,
+        "--messages",
+        "--echo",
+        "-v",
+        "--count",
+        "1",
+    ]);
+    let mut client = Command::new(PIPEKIT)
+        .args(["connect", &name, "--messages", "-v", "--timeout", "20000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    client.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success(), "connect: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("connected to {name} (server: ")),
+        "{}",
+        text(&out.stderr)
+    );
+    #[cfg(unix)]
+    assert_eq!(text(&out.stdout), "hi\n");
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success(), "{}", text(&served.stderr));
+    let log = text(&served.stderr);
+    assert!(
+        log.contains("client connected (") && log.contains("2 bytes from"),
+        "{log}"
+    );
+}
