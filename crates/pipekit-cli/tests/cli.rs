@@ -690,3 +690,15 @@ fn verbose_listen_and_connect_report_on_stderr() {
         "{log}"
     );
 }
+
+/// User-facing messages name things as the user wrote them, never in `Debug` form.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn path_of_an_abstract_name_is_a_clear_error() {
+    let out = pipekit(&["path", "@abs"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "pipekit: @abs is an abstract socket name: it has no filesystem path\n"
+    );
+}

@@ -26,3 +26,31 @@ impl fmt::Display for Mode {
         })
     }
 }
+
+/// Parses `bytes` or `messages` (also `byte`, `message`, any case), as [`Mode`]'s `Display`
+/// writes them.
+///
+/// # Examples
+///
+/// ```
+/// use pipekit_core::Mode;
+///
+/// assert_eq!("messages".parse::<Mode>()?, Mode::Messages);
+/// assert_eq!(Mode::Bytes.to_string().parse::<Mode>()?, Mode::Bytes);
+/// assert!("datagrams".parse::<Mode>().is_err());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+impl std::str::FromStr for Mode {
+    type Err = std::io::Error;
+
+    fn from_str(text: &str) -> std::io::Result<Mode> {
+        match text.to_ascii_lowercase().as_str() {
+            "bytes" | "byte" => Ok(Mode::Bytes),
+            "messages" | "message" => Ok(Mode::Messages),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{text:?} is not a mode (expected bytes or messages)"),
+            )),
+        }
+    }
+}

@@ -450,6 +450,28 @@ impl IntoPipeName for String {
     }
 }
 
+/// A `Path` is always a filesystem path ([`PipeName::path`]), even one without a `/`: text is
+/// parsed by the naming rules, a `Path` is taken as the path it is.
+impl IntoPipeName for &Path {
+    fn into_pipe_name(self) -> io::Result<PipeName> {
+        PipeName::path(self)
+    }
+}
+
+/// As for `&Path`.
+impl IntoPipeName for PathBuf {
+    fn into_pipe_name(self) -> io::Result<PipeName> {
+        PipeName::path(self)
+    }
+}
+
+/// As for `&Path`.
+impl IntoPipeName for &PathBuf {
+    fn into_pipe_name(self) -> io::Result<PipeName> {
+        PipeName::path(self.as_path())
+    }
+}
+
 /// What a Unix name resolves to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -558,6 +580,21 @@ pub fn dotnet_temp_path(tmpdir: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_is_always_a_path_name() {
+        let name = Path::new("test_pipe").into_pipe_name().unwrap();
+        assert_eq!(
+            name.form(),
+            NameForm::Path,
+            "a Path is not parsed as a portable name"
+        );
+        assert_eq!(
+            PathBuf::from("/run/app.sock").into_pipe_name().unwrap(),
+            PipeName::path("/run/app.sock").unwrap()
+        );
+        assert!(PathBuf::new().into_pipe_name().is_err());
+    }
 
     #[test]
     fn dotnet_names_resolve_as_dotnet_does() {

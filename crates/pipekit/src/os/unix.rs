@@ -50,11 +50,12 @@ pub fn resolve(name: impl IntoPipeName) -> io::Result<UnixAddress> {
 ///
 /// As [`resolve`]; `InvalidInput` for an abstract name.
 pub fn socket_path(name: impl IntoPipeName) -> io::Result<PathBuf> {
-    match resolve(name)? {
+    let name = name.into_pipe_name()?;
+    match name.resolve_unix(&env())? {
         UnixAddress::Path { path, .. } => Ok(path),
-        other => Err(io::Error::new(
+        _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{other:?} has no filesystem path"),
+            format!("{name} is an abstract socket name: it has no filesystem path"),
         )),
     }
 }
