@@ -316,14 +316,19 @@ impl Client {
             } else {
                 self.answer.as_deref()
             };
-            if let Some(reply) = reply {
-                let reply = reply.to_vec();
-                send_to(&mut conn, &reply).context("cannot reply to the client")?;
-            }
+            let replied = match reply {
+                Some(reply) => {
+                    let reply = reply.to_vec();
+                    send_to(&mut conn, &reply)
+                }
+                None => Ok(()),
+            };
+            // The message counts even when the client left before the reply.
             if self.left.fetch_sub(1, Ordering::SeqCst) == 1 {
                 self.server.remove_files();
                 std::process::exit(0);
             }
+            replied.context("cannot reply to the client")?;
         }
     }
 }
