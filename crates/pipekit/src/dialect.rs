@@ -204,7 +204,11 @@ pub mod python_mp {
                         let stream = match accepted {
                             Ok(stream) => stream,
                             Err(e) => {
-                                if tx.send(Err(e)).is_err() {
+                                // Reported to `accept` if there is room; never waited on,
+                                // so that drop can always stop this thread.
+                                if let Err(mpsc::TrySendError::Disconnected(_)) =
+                                    tx.try_send(Err(e))
+                                {
                                     return;
                                 }
                                 // A listener-wide error (out of descriptors): do not spin.
