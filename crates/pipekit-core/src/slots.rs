@@ -123,6 +123,29 @@ impl Slots {
         self.try_acquire()
     }
 
+    /// Admits the next client of a listener within the limit: waits for a free place
+    /// ([`wait_free`](Self::wait_free); `WouldBlock` when `nonblocking`), takes the client
+    /// from `next`, and only then takes the place, so that a listener waiting for a client
+    /// never counts as full. A client that finds the last place taken by another thread
+    /// meanwhile is dropped (closed) and the next one is awaited.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` as above; the errors of `next`.
+    pub fn admit<T>(
+        self: &Arc<Self>,
+        nonblocking: bool,
+        mut next: impl FnMut() -> std::io::Result<T>,
+    ) -> std::io::Result<(T, Slot)> {
+        loop {
+            self.wait_free(nonblocking)?;
+            let client = next()?;
+            if let Some(slot) = self.try_acquire() {
+                return Ok((client, slot));
+            }
+        }
+    }
+
     /// How many slots are taken now.
     pub fn live(&self) -> usize {
         *self.live.lock().unwrap_or_else(|e| e.into_inner())

@@ -84,7 +84,7 @@ pub fn check_private_dir(dir: &Path) -> io::Result<()> {
             ),
         )
     };
-    let (uid, mode, is_dir) = match sys::open_dir_nofollow(dir) {
+    let (uid, mode) = match sys::open_dir_nofollow(dir) {
         Ok(st) => st,
         // With O_NOFOLLOW a symlink fails with ELOOP (or ENOTDIR beside O_DIRECTORY).
         Err(e) if matches!(sys::errno(&e), Errno::ELOOP | Errno::ENOTDIR) => {
@@ -97,9 +97,6 @@ pub fn check_private_dir(dir: &Path) -> io::Result<()> {
         }
         Err(e) => return Err(context(e, format!("cannot open {}", dir.display()))),
     };
-    if !is_dir {
-        return Err(refuse("it is not a directory".into()));
-    }
     let me = nix::unistd::geteuid().as_raw();
     if uid != me {
         return Err(refuse(format!(

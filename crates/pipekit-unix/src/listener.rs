@@ -4,6 +4,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::io::Write;
+use std::num::NonZeroU8;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -60,8 +61,15 @@ struct Bound {
 struct Hideout {
     path: PathBuf,
     busy: PathBuf,
-    /// (hidden now, files removed).
-    state: Mutex<(bool, bool)>,
+    state: Mutex<HideState>,
+}
+
+#[derive(Default)]
+struct HideState {
+    /// The socket file is at `busy` now.
+    hidden: bool,
+    /// The listener removed its files: nothing is renamed any more.
+    removed: bool,
 }
 
 impl Hideout {
@@ -69,13 +77,13 @@ impl Hideout {
         Hideout {
             path: path.to_owned(),
             busy: busy_path(path),
-            state: Mutex::new((false, false)),
+            state: Mutex::new(HideState::default()),
         }
     }
 
     fn set_hidden(&self, hide: bool) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.1 || state.0 == hide {
+        if state.removed || state.hidden == hide {
             return;
         }
         let (from, to) = if hide {
@@ -84,7 +92,7 @@ impl Hideout {
             (&self.busy, &self.path)
         };
         if fs::rename(from, to).is_ok() {
-            state.0 = hide;
+            state.hidden = hide;
         }
     }
 }
@@ -97,26 +105,38 @@ pub(crate) fn busy_path(path: &Path) -> PathBuf {
 }
 
 /// "all N" for the instance limit a server of `path` wrote in its lock file, or "its".
-pub(crate) fn limit_of(path: &Path) -> String {
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let limit = fs::read_to_string(PathBuf::from(lock_path))
+fn limit_of(path: &Path) -> String {
+    let limit = fs::read_to_string(lock_path(path))
         .ok()
         .and_then(|s| s.trim().strip_prefix("max_instances ")?.parse::<u32>().ok());
     limit.map_or_else(|| "its".to_owned(), |n| format!("all {n}"))
 }
 
 /// If a live server of `path` is full (its socket is set aside as `<path>.busy`): the
-/// error that says so, with its instance limit (from its lock file).
+/// error that says so ([`busy`]).
 pub(crate) fn busy_error(path: &Path, name: &PipeName) -> Option<io::Error> {
-    if !fs::symlink_metadata(busy_path(path)).is_ok_and(|m| m.file_type().is_socket()) {
-        return None;
-    }
-    let limit = limit_of(path);
-    Some(io::Error::new(
+    fs::symlink_metadata(busy_path(path))
+        .is_ok_and(|m| m.file_type().is_socket())
+        .then(|| busy(path, &name.to_string()))
+}
+
+/// `WouldBlock`: the server of `what` at `path` (socket or FIFO directory) is full, with its
+/// instance limit from its lock file.
+pub(crate) fn busy(path: &Path, what: &str) -> io::Error {
+    io::Error::new(
         io::ErrorKind::WouldBlock,
-        format!("the server of {name} is busy: {limit} instances are taken"),
-    ))
+        format!(
+            "the server of {what} is busy: {} instances are taken",
+            limit_of(path)
+        ),
+    )
+}
+
+/// The lock file of the server at `path`: `<path>.lock`.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    PathBuf::from(lock)
 }
 
 impl fmt::Debug for SocketListener {
@@ -168,12 +188,7 @@ impl SocketListener {
                 if let Some(dir) = private_dir {
                     dir::ensure_private_dir(dir)?;
                 }
-                let mut lock = lock(path, name)?;
-                // Tells clients the limit when they find the server full.
-                lock.1.set_len(0)?;
-                if let Some(n) = options.max_instances {
-                    writeln!(lock.1, "max_instances {n}")?;
-                }
+                let lock = lock(path, name, options.max_instances)?;
                 let _ = fs::remove_file(busy_path(path)); // a dead server's, as we hold the lock
                 reclaim_stale(path, ty, &sockaddr, name)?;
                 bind_owner_only(&fd, path, &sockaddr, private_dir.is_some(), name)?;
@@ -205,16 +220,10 @@ impl SocketListener {
             buffers,
             bound,
             removed: AtomicBool::new(false),
-            slots: options.max_instances.map(|n| {
-                let hideout = hideout.clone();
-                Slots::with_hook(
-                    n,
-                    Box::new(move |full| {
-                        if let Some(h) = &hideout {
-                            h.set_hidden(full);
-                        }
-                    }),
-                )
+            slots: options.max_instances.map(|n| match hideout {
+                Some(h) => Slots::with_hook(n, Box::new(move |full| h.set_hidden(full))),
+                // Abstract names: refused with a limit above, nothing to set aside.
+                None => Slots::new(n),
             }),
             nonblocking: AtomicBool::new(false),
             peer_policy: unix.peer_policy.clone(),
@@ -235,24 +244,16 @@ impl SocketListener {
     ///
     /// The OS error of `accept` (`WouldBlock` in non-blocking mode).
     pub fn accept(&self) -> io::Result<SocketStream> {
-        let (fd, slot) = loop {
-            if let Some(slots) = &self.slots {
+        let (fd, slot) = match &self.slots {
+            None => (self.accept_allowed()?, None),
+            Some(slots) => {
                 // Non-blocking: never wait here for a place (an event loop would stall).
-                slots.wait_free(self.nonblocking.load(Ordering::Relaxed))?;
-            }
-            let fd = self.accept_allowed()?;
-            match &self.slots {
-                None => break (fd, None),
-                Some(slots) => match slots.try_acquire() {
-                    Some(slot) => {
-                        if slots.live() >= slots.limit() {
-                            self.close_backlog();
-                        }
-                        break (fd, Some(slot));
-                    }
-                    // Another thread took the last place first: this client is over it.
-                    None => drop(fd),
-                },
+                let nonblocking = self.nonblocking.load(Ordering::Relaxed);
+                let (fd, slot) = slots.admit(nonblocking, || self.accept_allowed())?;
+                if slots.live() >= slots.limit() {
+                    self.close_backlog();
+                }
+                (fd, Some(slot))
             }
         };
         sys::after_accept(&fd, sys::sock_type(self.seqpacket))?;
@@ -344,8 +345,8 @@ impl SocketListener {
                 .state
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            state.1 = true;
-            let path = if state.0 {
+            state.removed = true;
+            let path = if state.hidden {
                 &bound.hideout.busy
             } else {
                 &bound.path
@@ -391,10 +392,15 @@ fn in_use(err: io::Error, name: &PipeName) -> io::Error {
 }
 
 /// Takes the lock file `<path>.lock`, which a listener holds for its lifetime.
-pub(crate) fn lock(path: &Path, name: &PipeName) -> io::Result<(PathBuf, File)> {
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
+///
+/// The file then holds the instance limit, if any (`max_instances N`), which clients that
+/// find the server full read to say so ([`limit_of`]).
+pub(crate) fn lock(
+    path: &Path,
+    name: &PipeName,
+    max_instances: Option<NonZeroU8>,
+) -> io::Result<(PathBuf, File)> {
+    let lock_path = lock_path(path);
     loop {
         let file = OpenOptions::new()
             .read(true)
@@ -426,6 +432,11 @@ pub(crate) fn lock(path: &Path, name: &PipeName) -> io::Result<(PathBuf, File)> 
         let held = file.metadata()?;
         match fs::symlink_metadata(&lock_path) {
             Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => {
+                let mut file = file;
+                file.set_len(0)?;
+                if let Some(n) = max_instances {
+                    writeln!(file, "max_instances {n}")?;
+                }
                 return Ok((lock_path, file));
             }
             Ok(_) => continue,

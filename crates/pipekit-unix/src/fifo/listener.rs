@@ -82,12 +82,7 @@ impl FifoListener {
         if let Some(dir) = &private_dir {
             dir::ensure_private_dir(dir)?;
         }
-        let mut lock = lock(&path, name)?;
-        // Tells clients the limit when they find the server full.
-        lock.1.set_len(0)?;
-        if let Some(n) = options.max_instances {
-            std::io::Write::write_all(&mut lock.1, format!("max_instances {n}\n").as_bytes())?;
-        }
+        let lock = lock(&path, name, options.max_instances)?;
         // We hold the name's lock: whatever a previous server left at the path is stale.
         remove_stale(&path)?;
         DirBuilder::new()
@@ -149,23 +144,14 @@ impl FifoListener {
     ///
     /// The OS error of reading the request FIFO.
     pub fn accept(&self) -> io::Result<FifoStream> {
-        loop {
-            if let Some(slots) = &self.slots {
-                // Non-blocking: never wait here for a place (an event loop would stall).
-                slots.wait_free(self.nonblocking.load(Ordering::Relaxed))?;
-            }
-            let mut stream = self.next_client()?;
-            match &self.slots {
-                None => return Ok(stream),
-                Some(slots) => {
-                    if let Some(slot) = slots.try_acquire() {
-                        stream.slot = Some(slot);
-                        return Ok(stream);
-                    }
-                    // Another thread took the last place first: this client is over it.
-                }
-            }
-        }
+        let Some(slots) = &self.slots else {
+            return self.next_client();
+        };
+        // Non-blocking: never wait here for a place (an event loop would stall).
+        let nonblocking = self.nonblocking.load(Ordering::Relaxed);
+        let (mut stream, slot) = slots.admit(nonblocking, || self.next_client())?;
+        stream.slot = Some(slot);
+        Ok(stream)
     }
 
     /// The next client whose handshake is done.
@@ -193,38 +179,32 @@ impl FifoListener {
         loop {
             let now = Instant::now();
             state.handshakes.retain(|h| h.deadline > now);
-            let events = {
+            let (requests, progress) = {
                 let mut fds = vec![PollFd::new(self.requests.as_fd(), PollFlags::POLLIN)];
-                for h in &state.handshakes {
-                    fds.push(PollFd::new(h.c2s.as_fd(), PollFlags::POLLIN));
-                    fds.push(PollFd::new(h.s2c.as_fd(), PollFlags::empty()));
-                }
+                fds.extend(state.handshakes.iter().flat_map(Handshake::poll_fds));
                 let deadline = state.handshakes.iter().map(|h| h.deadline).min();
                 match sys::poll_until(&mut fds, deadline) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
                     Err(e) => return Err(e),
                 }
-                fds.iter()
-                    .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
-                    .collect::<Vec<_>>()
+                let progress: Vec<Progress> = fds[1..].chunks(2).map(Handshake::progress).collect();
+                (revents(&fds[0]), progress)
             };
-            // Handshakes first (newest last, so removing by index keeps the others' places).
-            for i in (0..state.handshakes.len()).rev() {
-                let (c2s, s2c) = (events[1 + 2 * i], events[2 + 2 * i]);
-                if c2s.contains(PollFlags::POLLIN) {
-                    let h = state.handshakes.swap_remove(i);
-                    if let Ok(stream) = self.finish(h) {
-                        return Ok(stream);
+            // Handshakes first (from the last, so removing by index keeps the others' places).
+            for (i, progress) in progress.into_iter().enumerate().rev() {
+                match progress {
+                    Progress::Answered => {
+                        let h = state.handshakes.swap_remove(i);
+                        if let Ok(stream) = self.finish(h) {
+                            return Ok(stream);
+                        }
                     }
-                } else if c2s.contains(PollFlags::POLLHUP)
-                    || s2c.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)
-                {
-                    // The client left during the handshake.
-                    state.handshakes.swap_remove(i);
+                    Progress::Left => drop(state.handshakes.swap_remove(i)),
+                    Progress::Waiting => {}
                 }
             }
-            if events[0].contains(PollFlags::POLLIN) {
+            if requests.contains(PollFlags::POLLIN) {
                 read_requests(&self.requests, &mut state.partial)?;
                 while let Some(line) = take_line(&mut state.partial) {
                     if let Some((mode, token)) = parse_record(&line)
@@ -240,7 +220,7 @@ impl FifoListener {
     /// The server side of the handshake for `token`, start to end (waits for the client).
     fn handshake(&self, mode: Mode, token: &str) -> io::Result<FifoStream> {
         let h = self.start(mode, token)?;
-        wait_for_client(&h.c2s, &h.s2c, h.deadline)?;
+        h.wait()?;
         self.finish(h)
     }
 
@@ -363,27 +343,58 @@ struct Handshake {
     _unlink: Unlink,
 }
 
-/// Waits for the client's `K` on `c2s`, giving up when the client's read end of `s2c` goes
-/// away (it died) or `deadline` passes.
-fn wait_for_client(c2s: &OwnedFd, s2c: &OwnedFd, deadline: Instant) -> io::Result<()> {
-    loop {
-        let mut fds = [
-            PollFd::new(c2s.as_fd(), PollFlags::POLLIN),
-            PollFd::new(s2c.as_fd(), PollFlags::empty()),
-        ];
-        sys::poll_until(&mut fds, Some(deadline))?;
-        let events = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
-        if events(0).contains(PollFlags::POLLIN) {
-            return Ok(());
-        }
-        // The client's read end of s2c is gone (POLLERR/POLLHUP there), or it closed c2s.
-        if events(1).intersects(PollFlags::POLLERR | PollFlags::POLLHUP)
-            || events(0).contains(PollFlags::POLLHUP)
+/// Where a handshake stands, from `poll`'s events on its two FIFOs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// The client's `K` (or whatever it sent) is readable on `c2s`.
+    Answered,
+    /// The client's read end of `s2c` is gone (POLLERR/POLLHUP there), or it closed `c2s`.
+    Left,
+    Waiting,
+}
+
+fn revents(fd: &PollFd<'_>) -> PollFlags {
+    fd.revents().unwrap_or(PollFlags::empty())
+}
+
+impl Handshake {
+    /// What to poll: `c2s` for the client's answer, `s2c` for the client leaving.
+    fn poll_fds(&self) -> [PollFd<'_>; 2] {
+        [
+            PollFd::new(self.c2s.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.s2c.as_fd(), PollFlags::empty()),
+        ]
+    }
+
+    /// Where the handshake stands after `poll` returned `fds` (from [`poll_fds`](Self::poll_fds)).
+    fn progress(fds: &[PollFd<'_>]) -> Progress {
+        let (c2s, s2c) = (revents(&fds[0]), revents(&fds[1]));
+        if c2s.contains(PollFlags::POLLIN) {
+            Progress::Answered
+        } else if c2s.contains(PollFlags::POLLHUP)
+            || s2c.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)
         {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the client left during the handshake",
-            ));
+            Progress::Left
+        } else {
+            Progress::Waiting
+        }
+    }
+
+    /// Waits for the client's answer until the deadline.
+    fn wait(&self) -> io::Result<()> {
+        loop {
+            let mut fds = self.poll_fds();
+            sys::poll_until(&mut fds, Some(self.deadline))?;
+            match Handshake::progress(&fds) {
+                Progress::Answered => return Ok(()),
+                Progress::Left => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the client left during the handshake",
+                    ));
+                }
+                Progress::Waiting => {}
+            }
         }
     }
 }

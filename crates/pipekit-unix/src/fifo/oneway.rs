@@ -82,7 +82,7 @@ impl Receiver {
         if let Some(dir) = &private_dir {
             dir::ensure_private_dir(dir)?;
         }
-        let lock = lock(&path, name)?;
+        let lock = lock(&path, name, None)?;
         // We hold the name's lock: a FIFO already there is a dead receiver's.
         if let Ok(st) = sys::lstat(&path) {
             if !sys::is_fifo(&st) || st.st_uid != nix::unistd::geteuid().as_raw() {

@@ -93,11 +93,7 @@ impl FifoStream {
         })?;
         // A live server (its request FIFO has a reader) that is full.
         if sys::lstat(&dir.join(super::BUSY)).is_ok() {
-            let limit = crate::listener::limit_of(dir);
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("the server of {what} is busy: {limit} instances are taken"),
-            ));
+            return Err(crate::listener::busy(dir, what));
         }
         let rec = record(options.mode, &token);
         let n = sys::write(req.as_fd(), &rec)

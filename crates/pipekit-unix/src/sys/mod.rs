@@ -208,17 +208,17 @@ pub(crate) fn raise_buffers(fd: BorrowedFd<'_>, send: usize, recv: usize) {
     }
 }
 
-/// Opens `dir` without following a symlink (`O_DIRECTORY | O_NOFOLLOW`) and returns the
-/// owner, mode and whether it is a directory, from `fstat` on the opened descriptor.
-pub(crate) fn open_dir_nofollow(dir: &std::path::Path) -> io::Result<(u32, u32, bool)> {
+/// Opens the directory `dir` without following a symlink (`O_DIRECTORY | O_NOFOLLOW`: a
+/// symlink or a non-directory fails to open) and returns its owner and mode, from `fstat`
+/// on the opened descriptor.
+pub(crate) fn open_dir_nofollow(dir: &std::path::Path) -> io::Result<(u32, u32)> {
     use nix::fcntl::{OFlag, open};
-    use nix::sys::stat::{Mode, SFlag, fstat};
+    use nix::sys::stat::{Mode, fstat};
     let fd = cvt(open(
         dir,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     ))?;
     let st = cvt(fstat(&fd))?;
-    let is_dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
-    Ok((st.st_uid, st.st_mode as u32, is_dir))
+    Ok((st.st_uid, st.st_mode as u32))
 }
