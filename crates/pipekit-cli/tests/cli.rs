@@ -61,6 +61,22 @@ fn python_mp_echo_server(name: &str, count: u32) -> Child {
     ])
 }
 
+/// `pipekit send NAME --dialect python-mp --wait-reply --timeout 20000 --authkey KEY MSG`.
+fn python_mp_send(name: &str, key: &str, msg: &str) -> Output {
+    pipekit(&[
+        "send",
+        name,
+        "--dialect",
+        "python-mp",
+        "--wait-reply",
+        "--timeout",
+        "20000",
+        "--authkey",
+        key,
+        msg,
+    ])
+}
+
 /// The path NAME lives at (`pipekit path`).
 fn path_of(name: &str) -> String {
     let out = pipekit(&["path", name]);
@@ -273,25 +289,11 @@ fn the_python_example_client_talks_to_pipekit_listen() {
 fn python_mp_dialect_between_two_pipekit_processes_right_and_wrong_key() {
     let name = unique_name("cli-mp");
     let server = python_mp_echo_server(&name, 2);
-    let mp = [
-        "--dialect",
-        "python-mp",
-        "--wait-reply",
-        "--timeout",
-        "20000",
-    ];
-    let out = pipekit(
-        &[
-            &["send", name.as_str()][..],
-            &mp,
-            &["--authkey", "k", "one"],
-        ]
-        .concat(),
-    );
+    let out = python_mp_send(&name, "k", "one");
     assert!(out.status.success(), "send: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "one\n");
 
-    let wrong = pipekit(&[&["send", name.as_str()][..], &mp, &["--authkey", "x", "no"]].concat());
+    let wrong = python_mp_send(&name, "x", "no");
     assert_eq!(wrong.status.code(), Some(1));
     assert!(
         text(&wrong.stderr).contains("authentication failed"),
@@ -299,14 +301,7 @@ fn python_mp_dialect_between_two_pipekit_processes_right_and_wrong_key() {
         text(&wrong.stderr)
     );
 
-    let out = pipekit(
-        &[
-            &["send", name.as_str()][..],
-            &mp,
-            &["--authkey", "k", "two"],
-        ]
-        .concat(),
-    );
+    let out = python_mp_send(&name, "k", "two");
     assert!(out.status.success(), "send: {}", text(&out.stderr));
     let served = server.wait_with_output().unwrap();
     assert!(served.status.success());
@@ -376,17 +371,8 @@ fn pythons_own_client_reaches_pipekit_listen_in_the_python_dialect() {
 fn a_client_lost_in_the_handshake_does_not_stop_listen() {
     let name = unique_name("cli-mp-lost");
     let server = python_mp_echo_server(&name, 2);
-    let mp = [
-        "--dialect",
-        "python-mp",
-        "--wait-reply",
-        "--timeout",
-        "20000",
-        "--authkey",
-        "k",
-    ];
     let send = |msg: &str| {
-        let out = pipekit(&[&["send", name.as_str()][..], &mp, &[msg]].concat());
+        let out = python_mp_send(&name, "k", msg);
         assert!(out.status.success(), "send: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), format!("{msg}\n"));
     };
