@@ -61,8 +61,7 @@ pub struct ListenArgs {
 
 pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let name = args.dialect.pipe_name(&args.name)?;
-    #[cfg(unix)]
-    peer_policy(&args.allow_peer).map_err(|e| crate::usage(e.to_string()))?;
+    let policy = peer_policy(&args.allow_peer).map_err(|e| crate::usage(e.to_string()))?;
     if args.inbox {
         return inbox(&name);
     }
@@ -91,7 +90,7 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!(serve(e)))?,
         )
     } else {
-        Server::Plain(bind(args, &name, &options).map_err(|e| anyhow::anyhow!(serve(e)))?)
+        Server::Plain(bind(args, &name, &options, policy).map_err(|e| anyhow::anyhow!(serve(e)))?)
     };
     let server = Arc::new(server);
     {
@@ -176,13 +175,18 @@ enum Conn {
 }
 
 #[cfg(unix)]
-fn bind(args: &ListenArgs, name: &PipeName, options: &ListenerOptions) -> io::Result<Listener> {
+fn bind(
+    args: &ListenArgs,
+    name: &PipeName,
+    options: &ListenerOptions,
+    policy: pipekit::os::unix::PeerPolicy,
+) -> io::Result<Listener> {
     use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
     let mut unix = UnixOptions::new();
     if args.fifo {
         unix.transport(Transport::Fifo);
     }
-    unix.peer_policy(peer_policy(&args.allow_peer)?);
+    unix.peer_policy(policy);
     Listener::bind_unix(name, options, &unix)
 }
 
@@ -227,18 +231,33 @@ fn peer_policy(values: &[String]) -> io::Result<pipekit::os::unix::PeerPolicy> {
     })
 }
 
+/// The only `--allow-peer` on Windows: the owner-only security descriptor already gives it.
 #[cfg(not(unix))]
-fn bind(args: &ListenArgs, name: &PipeName, options: &ListenerOptions) -> io::Result<Listener> {
+struct SameUser;
+
+/// `--allow-peer` on Windows: only the default, `same-user`.
+#[cfg(not(unix))]
+fn peer_policy(values: &[String]) -> io::Result<SameUser> {
+    if values.iter().any(|v| v != "same-user") {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "--allow-peer is a Unix setting; Windows pipes take a security descriptor",
+        ));
+    }
+    Ok(SameUser)
+}
+
+#[cfg(not(unix))]
+fn bind(
+    args: &ListenArgs,
+    name: &PipeName,
+    options: &ListenerOptions,
+    _policy: SameUser,
+) -> io::Result<Listener> {
     if args.fifo {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "--fifo: FIFOs are a Unix transport",
-        ));
-    }
-    if args.allow_peer.iter().any(|v| v != "same-user") {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "--allow-peer is a Unix setting; Windows pipes take a security descriptor",
         ));
     }
     Listener::bind_with(name, options)
