@@ -51,15 +51,15 @@
 
 mod listener;
 #[cfg(feature = "mio")]
-#[allow(unsafe_code)]
 mod mio;
-#[allow(unsafe_code)]
 pub mod nonblocking;
 mod stream;
 #[allow(unsafe_code)]
 mod sys;
 
 pub use listener::Listener;
+#[cfg(feature = "mio")]
+pub use mio::MioPipe;
 pub use stream::Stream;
 
 /// Windows-only options, beside the portable

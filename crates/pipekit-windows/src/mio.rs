@@ -11,8 +11,10 @@
 //! operation that returned `WouldBlock`. Tokens must stay below 2^63: mio's pipe type keeps a
 //! token shifted left by one bit.
 
+use std::any::Any;
 use std::io::{self, Read, Write};
-use std::os::windows::io::{FromRawHandle, IntoRawHandle};
+use std::ops::{Deref, DerefMut};
+use std::os::windows::io::OwnedHandle;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -21,6 +23,7 @@ use mio::windows::NamedPipe;
 use mio::{Interest, Registry, Token};
 use pipekit_core::Mode;
 use pipekit_core::error::{context, invalid_input};
+use pipekit_core::slots::Slot;
 
 use crate::nonblocking::{self, Signal};
 use crate::sys::{self, PipeConfig, SecurityDescriptor};
@@ -67,31 +70,12 @@ impl SignalPipe {
             .map_err(|e| context(e, format!("cannot create the signal pipe {full}")))?;
         let client = sys::open_client(&path)
             .map_err(|e| context(e, format!("cannot open the signal pipe {full}")))?;
-        // SAFETY: both are fresh overlapped pipe handles, not tied to any completion port;
-        // ownership moves into the mio objects.
-        let (reader, writer) = unsafe {
-            (
-                NamedPipe::from_raw_handle(server.into_raw_handle()),
-                NamedPipe::from_raw_handle(client.into_raw_handle()),
-            )
-        };
+        let (reader, writer) = (sys::mio_pipe(server), sys::mio_pipe(client));
         Ok(SignalPipe {
             reader: Mutex::new(reader),
             writer: Mutex::new(writer),
             raised: AtomicBool::new(false),
         })
-    }
-
-    /// Reads the pipe empty, so the next `raise` makes a new event.
-    pub(crate) fn drain(&self) {
-        self.raised.store(false, Ordering::SeqCst);
-        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut buf = [0u8; 64];
-        while let Ok(n) = (&*reader).read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
     }
 
     fn register(&self, registry: &Registry, token: Token) -> io::Result<()> {
@@ -134,13 +118,56 @@ impl Signal for SignalPipe {
             Err(_) => self.raised.store(false, Ordering::SeqCst),
         }
     }
+
+    /// Reads the pipe empty, so the next `raise` makes a new event.
+    fn drain(&self) {
+        self.raised.store(false, Ordering::SeqCst);
+        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buf = [0u8; 64];
+        while let Ok(n) = (&*reader).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
 }
 
-/// As a waker, the signal pipe wakes a mio listener when a place under its instance limit is
-/// given back.
-impl std::task::Wake for SignalPipe {
-    fn wake(self: Arc<Self>) {
-        self.raise();
+/// The signal pipe standing for `current`'s readiness, made (and given with `install`) on
+/// first use.
+fn signal_pipe(
+    current: Option<Arc<dyn Signal>>,
+    install: impl FnOnce(Arc<dyn Signal>),
+) -> io::Result<Arc<SignalPipe>> {
+    if let Some(signal) = current
+        && let Ok(pipe) = signal.into_any().downcast::<SignalPipe>()
+    {
+        return Ok(pipe);
+    }
+    let pipe = Arc::new(SignalPipe::new()?);
+    install(Arc::clone(&pipe) as Arc<dyn Signal>);
+    Ok(pipe)
+}
+
+impl nonblocking::Listener {
+    fn mio_signal(&mut self) -> io::Result<Arc<SignalPipe>> {
+        signal_pipe(self.signal(), |signal| self.set_signal(signal))
+    }
+}
+
+impl nonblocking::Stream {
+    fn mio_signal(&mut self) -> io::Result<Arc<SignalPipe>> {
+        if self.mode() != Mode::Messages {
+            return Err(invalid_input(
+                "a byte-mode pipe is registered with mio as mio::windows::NamedPipe \
+                 (into_mio)",
+            ));
+        }
+        let current = self.signal();
+        signal_pipe(current, |signal| self.set_signal(signal))
     }
 }
 
@@ -184,40 +211,115 @@ signal_source!(
     nonblocking::Stream
 );
 
+/// A byte-mode pipe handed to mio: a [`mio::windows::NamedPipe`] (reached through `Deref`)
+/// that keeps the stream's place under the listener's instance limit until it is dropped.
+#[derive(Debug)]
+pub struct MioPipe {
+    // Declared first: the instance is closed before its place is given back.
+    pipe: NamedPipe,
+    _slot: Option<Slot>,
+}
+
+impl MioPipe {
+    fn new(handle: OwnedHandle, slot: Option<Slot>) -> MioPipe {
+        MioPipe {
+            pipe: sys::mio_pipe(handle),
+            _slot: slot,
+        }
+    }
+
+    /// The mio pipe; dropping it while the place is kept elsewhere is the caller's
+    /// business, so this gives out the place too.
+    pub fn into_parts(self) -> (NamedPipe, Option<Slot>) {
+        (self.pipe, self._slot)
+    }
+}
+
+impl Deref for MioPipe {
+    type Target = NamedPipe;
+
+    fn deref(&self) -> &NamedPipe {
+        &self.pipe
+    }
+}
+
+impl DerefMut for MioPipe {
+    fn deref_mut(&mut self) -> &mut NamedPipe {
+        &mut self.pipe
+    }
+}
+
+impl Read for MioPipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.pipe.read(buf)
+    }
+}
+
+impl Write for MioPipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pipe.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.pipe.flush()
+    }
+}
+
+impl Source for MioPipe {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.pipe.register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.pipe.reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.pipe.deregister(registry)
+    }
+}
+
 impl crate::Stream {
-    /// Hands a byte-mode stream to mio as a [`mio::windows::NamedPipe`] (the handle is open
-    /// for overlapped I/O and tied to no completion port yet). With an instance limit, the
-    /// stream's place under it is given back now.
+    /// Hands a byte-mode stream to mio (the handle is open for overlapped I/O and tied to no
+    /// completion port yet). The returned pipe keeps the stream's place under the listener's
+    /// instance limit.
     ///
     /// # Errors
     ///
     /// `InvalidInput` for a message-mode stream: mio's pipe reads through a 4 KiB buffer and
     /// splits messages; use [`nonblocking::Stream`] for those.
-    pub fn into_mio(self) -> io::Result<NamedPipe> {
+    pub fn into_mio(self) -> io::Result<MioPipe> {
         if self.mode() == Mode::Messages {
             return Err(mio_message_mode());
         }
-        let (handle, _server_end, _slot) = self.into_parts();
-        // SAFETY: an open overlapped pipe handle tied to no completion port; ownership moves
-        // into the mio object.
-        Ok(unsafe { NamedPipe::from_raw_handle(handle.into_raw_handle()) })
+        let (handle, _server_end, slot) = self.into_parts();
+        Ok(MioPipe::new(handle, slot))
     }
 }
 
 impl nonblocking::Stream {
-    /// Hands a byte-mode stream (from the non-blocking listener) to mio as a
-    /// [`mio::windows::NamedPipe`].
+    /// Hands a byte-mode stream (from the non-blocking listener) to mio, as
+    /// [`crate::Stream::into_mio`].
     ///
     /// # Errors
     ///
     /// `InvalidInput` for a message-mode stream (register it directly instead).
-    pub fn into_mio(self) -> io::Result<NamedPipe> {
+    pub fn into_mio(self) -> io::Result<MioPipe> {
         if self.mode() == Mode::Messages {
             return Err(mio_message_mode());
         }
-        let (handle, _server_end, _slot) = self.into_parts()?;
-        // SAFETY: as in `Stream::into_mio`.
-        Ok(unsafe { NamedPipe::from_raw_handle(handle.into_raw_handle()) })
+        let (handle, _server_end, slot) = self.into_parts()?;
+        Ok(MioPipe::new(handle, slot))
     }
 }
 

@@ -8,8 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pipekit_core::error::{
-    MessageTooLarge, context, context_kind, invalid_data, invalid_input, message_discarded,
-    message_over_limit, wrong_mode,
+    MessageTooLarge, context, context_kind, invalid_input, message_discarded, message_over_limit,
+    wrong_mode,
 };
 use pipekit_core::slots::Slot;
 use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName};
@@ -45,6 +45,13 @@ pub struct Stream {
     /// gives it out.
     held: Option<Held>,
     _slot: Option<Slot>,
+}
+
+/// A message a blocking stream took off the pipe for the caller, handed on.
+pub(crate) struct HeldMessage {
+    pub(crate) data: Vec<u8>,
+    /// Whether the whole message is in `data`.
+    pub(crate) complete: bool,
 }
 
 /// A message read (or being read) ahead of the caller.
@@ -210,6 +217,25 @@ impl Stream {
         (handle, end == End::Server, _slot)
     }
 
+    /// Takes the stream apart as [`into_parts`](Self::into_parts) does, and also gives out a
+    /// held message (its bytes and whether it is whole), for the non-blocking engine.
+    pub(crate) fn into_parts_with_held(
+        self,
+    ) -> (OwnedHandle, bool, Option<Slot>, Option<HeldMessage>) {
+        let Stream {
+            handle,
+            end,
+            held,
+            _slot,
+            ..
+        } = self;
+        let held = held.map(|h| HeldMessage {
+            data: h.data,
+            complete: h.complete,
+        });
+        (handle, end == End::Server, _slot, held)
+    }
+
     /// The largest message this end sends or receives.
     pub fn max_message_size(&self) -> usize {
         self.max_message_size
@@ -345,10 +371,7 @@ impl Stream {
                 Ok(Some(Transfer::Done(_))) => held.complete = true,
                 Ok(Some(Transfer::More(_))) => {}
                 Ok(None) => {
-                    return Err(invalid_data(format!(
-                        "the pipe ended {} bytes into a message",
-                        held.data.len()
-                    )));
+                    return Err(peer_closed_mid_message(held.data.len()));
                 }
                 Err(e) => {
                     self.held = Some(held);
@@ -373,9 +396,7 @@ impl Stream {
                     return Err(message_discarded(size, self.max_message_size));
                 }
                 None => {
-                    return Err(invalid_data(format!(
-                        "the pipe ended {size} bytes into a message"
-                    )));
+                    return Err(peer_closed_mid_message(size));
                 }
             }
         }
@@ -478,6 +499,14 @@ pub(crate) fn is_gone(err: &io::Error) -> bool {
     matches!(
         sys::code(err),
         Some(sys::ERROR_BROKEN_PIPE | sys::ERROR_NO_DATA | sys::ERROR_PIPE_NOT_CONNECTED)
+    )
+}
+
+/// The peer closed `so_far` bytes into a message: `UnexpectedEof`, as on every OS.
+pub(crate) fn peer_closed_mid_message(so_far: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the peer closed the pipe {so_far} bytes into a message"),
     )
 }
 

@@ -18,6 +18,8 @@
 use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, RawHandle};
 
+#[cfg(feature = "mio")]
+pub use pipekit_windows::MioPipe;
 pub use pipekit_windows::WindowsOptions;
 pub use pipekit_windows::nonblocking;
 
@@ -104,14 +106,15 @@ pub trait StreamExt: Sized {
     /// As [`nonblocking::Stream::new`].
     fn into_nonblocking(self) -> io::Result<nonblocking::Stream>;
 
-    /// Hands a byte-mode stream to mio as a `mio::windows::NamedPipe`.
+    /// Hands a byte-mode stream to mio: a [`MioPipe`], which is a `mio::windows::NamedPipe`
+    /// (through `Deref`) that keeps the stream's place under the listener's instance limit.
     ///
     /// # Errors
     ///
     /// `InvalidInput` for a message-mode stream (mio's pipe splits messages at its 4 KiB
     /// buffer): use [`into_nonblocking`](Self::into_nonblocking).
     #[cfg(feature = "mio")]
-    fn into_mio(self) -> io::Result<mio::windows::NamedPipe>;
+    fn into_mio(self) -> io::Result<MioPipe>;
 
     /// Waits until the peer has read everything written so far (`FlushFileBuffers`). It
     /// waits as long as the peer does not read.
@@ -128,7 +131,7 @@ impl StreamExt for Stream {
     }
 
     #[cfg(feature = "mio")]
-    fn into_mio(self) -> io::Result<mio::windows::NamedPipe> {
+    fn into_mio(self) -> io::Result<MioPipe> {
         self.inner.into_mio()
     }
 
