@@ -204,3 +204,235 @@ fn the_instance_limit_holds_and_a_freed_place_wakes_accept() -> io::Result<()> {
     drop(second.join().unwrap()?);
     Ok(())
 }
+
+fn limited_listener(name: &PipeName, max: usize) -> Listener {
+    let mut options = ListenerOptions::new();
+    options
+        .mode(Mode::Messages)
+        .max_message_size(max)
+        .max_instances(std::num::NonZeroU8::new(1));
+    Listener::bind_with(name, &options, &WindowsOptions::new()).unwrap()
+}
+
+/// Accepts on `listener` until a client comes, failing after `limit`.
+fn accept_within(
+    listener: &nonblocking::Listener,
+    limit: std::time::Duration,
+) -> io::Result<nonblocking::Stream> {
+    let deadline = std::time::Instant::now() + limit;
+    let (waker, rx) = ping();
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(result) = listener.poll_accept(&mut cx) {
+            return result;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no client accepted",
+            ));
+        }
+        let _ = rx.recv_timeout(left);
+    }
+}
+
+#[test]
+fn a_read_cancelled_because_its_thread_exited_is_started_again() {
+    // Windows cancels the I/O a thread started on a handle without a completion port when
+    // the thread exits. The read-ahead is started by whoever makes the stream or receives:
+    // a thread that goes away must not turn into an error or a lost message.
+    let name = name("thread-exit");
+    let listener = listener(&name, 1 << 20);
+    for round in 0..20u8 {
+        let mut client = connect(&name, 1 << 20);
+        let blocking = listener.accept().unwrap();
+        // The stream (and its first read, which waits: nothing was sent) is made on a thread
+        // that exits.
+        let mut server = thread::spawn(move || nonblocking::Stream::new(blocking).unwrap())
+            .join()
+            .unwrap();
+        // More reads started on short-lived threads.
+        for _ in 0..3 {
+            let s = thread::spawn(move || {
+                let mut buf = [0u8; 16];
+                let err = server.try_recv(&mut buf).unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+                server
+            });
+            server = s.join().unwrap();
+        }
+        client.send(&[round; 3000]).unwrap();
+        let mut got = Vec::new();
+        let n = block_on(|cx| server.poll_recv_to_vec(cx, &mut got))
+            .unwrap_or_else(|e| panic!("round {round}: the first receive failed: {e}"));
+        assert_eq!(n, Some(3000));
+        assert!(got.iter().all(|&b| b == round), "round {round}: changed");
+    }
+}
+
+#[test]
+fn a_stream_dropped_by_a_waker_the_pool_runs_does_not_deadlock() {
+    // The waker runs on the thread-pool thread that saw the message arrive, and drops the
+    // stream there.
+    struct DropOnWake {
+        stream: std::sync::Mutex<Option<nonblocking::Stream>>,
+        done: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    }
+    impl Wake for DropOnWake {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            drop(self.stream.lock().unwrap().take());
+            let _ = self.done.lock().unwrap().send(());
+        }
+    }
+    let name = name("drop-in-waker");
+    let listener = listener(&name, 1 << 20);
+    for round in 0..20 {
+        let mut client = connect(&name, 1 << 20);
+        let server = nonblocking::Stream::new(listener.accept().unwrap()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let state = Arc::new(DropOnWake {
+            stream: std::sync::Mutex::new(Some(server)),
+            done: std::sync::Mutex::new(tx),
+        });
+        let waker = Waker::from(Arc::clone(&state));
+        {
+            let mut guard = state.stream.lock().unwrap();
+            let stream = guard.as_mut().unwrap();
+            let mut buf = [0u8; 64];
+            let poll = stream.poll_recv(&mut Context::from_waker(&waker), &mut buf);
+            assert!(poll.is_pending(), "nothing was sent yet");
+        }
+        client.send(b"wake up").unwrap();
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("round {round}: dropping the stream in the waker hung"));
+        // The server end is gone: the client sees the end.
+        let mut got = Vec::new();
+        assert_eq!(client.recv_to_vec(&mut got).unwrap(), None);
+    }
+}
+
+#[test]
+fn a_write_the_peer_never_reads_gives_the_instance_back_after_the_linger() {
+    let name = name("linger");
+    let nb = nonblocking::Listener::new(limited_listener(&name, 8 << 20)).unwrap();
+    let connecting = thread::spawn({
+        let name = name.clone();
+        move || connect(&name, 8 << 20)
+    });
+    let mut server = accept_within(&nb, std::time::Duration::from_secs(20)).unwrap();
+    // Never reads; kept open until the end.
+    let stalled = connecting.join().unwrap();
+    server.set_linger(std::time::Duration::from_millis(200));
+    // Longer than the pipe's buffer: the write stays in flight.
+    server.try_send(&vec![1u8; 4 << 20]).unwrap();
+    assert_eq!(
+        server.try_send(b"second").unwrap_err().kind(),
+        io::ErrorKind::WouldBlock,
+        "the first write should still be in flight"
+    );
+    drop(server);
+    // The only place under the limit comes back once the write is given up. Until then the
+    // client finds the one instance busy; between the old instance's close and the new one's
+    // creation it finds no instance at all (and a wait begun on the old one may never end,
+    // under Wine), so it tries again until the deadline.
+    let second = thread::spawn({
+        let name = name.clone();
+        move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let mut options = ConnectOptions::new();
+            options
+                .mode(Mode::Messages)
+                .wait(Some(std::time::Duration::from_millis(200)));
+            loop {
+                match Stream::connect_with(&name, &options) {
+                    Ok(mut s) => return s.send(b"hello"),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::TimedOut
+                        ) && std::time::Instant::now() < deadline =>
+                    {
+                        thread::yield_now()
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    });
+    let mut next = accept_within(&nb, std::time::Duration::from_secs(20))
+        .expect("a new client is accepted once the stalled write is given up");
+    second.join().unwrap().unwrap();
+    let mut got = Vec::new();
+    assert_eq!(
+        block_on(|cx| next.poll_recv_to_vec(cx, &mut got)).unwrap(),
+        Some(5)
+    );
+    drop(stalled);
+}
+
+#[test]
+fn a_message_the_blocking_stream_held_is_received_first() {
+    let name = name("held");
+    let listener = listener(&name, 1 << 20);
+    let mut client = connect(&name, 1 << 20);
+    let mut server = listener.accept().unwrap();
+    client.send(&[5u8; 300]).unwrap();
+    client.send(b"after").unwrap();
+    // Too small a buffer: the blocking stream holds the message for the next receive.
+    let err = server.recv(&mut [0u8; 10]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    let mut server = nonblocking::Stream::new(server).unwrap();
+    let mut got = Vec::new();
+    assert_eq!(
+        block_on(|cx| server.poll_recv_to_vec(cx, &mut got)).unwrap(),
+        Some(300)
+    );
+    assert!(got.iter().all(|&b| b == 5), "the held message changed");
+    assert_eq!(
+        block_on(|cx| server.poll_recv_to_vec(cx, &mut got)).unwrap(),
+        Some(5)
+    );
+    assert_eq!(got, b"after");
+}
+
+/// A waker that sends on a channel.
+struct Ping(std::sync::Mutex<std::sync::mpsc::Sender<()>>);
+
+impl Wake for Ping {
+    fn wake(self: Arc<Self>) {
+        let _ = self.0.lock().unwrap().send(());
+    }
+}
+
+fn ping() -> (Waker, std::sync::mpsc::Receiver<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    (Waker::from(Arc::new(Ping(std::sync::Mutex::new(tx)))), rx)
+}
+
+#[test]
+fn every_task_waiting_in_accept_is_woken() {
+    let name = name("two-accepts");
+    let nb = nonblocking::Listener::new(listener(&name, 1 << 20)).unwrap();
+    // Two tasks wait in accept, one after the other.
+    let (first, first_woken) = ping();
+    let (second, second_woken) = ping();
+    assert!(
+        nb.poll_accept(&mut Context::from_waker(&first))
+            .is_pending()
+    );
+    assert!(
+        nb.poll_accept(&mut Context::from_waker(&second))
+            .is_pending()
+    );
+    let _client = connect(&name, 1 << 20);
+    for (task, woken) in [("first", first_woken), ("second", second_woken)] {
+        woken
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("the {task} task waiting in accept was not woken"));
+    }
+    assert!(nb.poll_accept(&mut Context::from_waker(&first)).is_ready());
+}
