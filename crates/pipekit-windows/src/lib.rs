@@ -58,6 +58,22 @@ mod stream;
 mod sys;
 
 pub use listener::Listener;
+
+/// The access rights a pipekit client opens a pipe with: read and write data, read and
+/// write attributes (to set the read mode), synchronize (`0x0010_0183`). A security
+/// descriptor that grants users exactly these lets them connect without letting them create
+/// instances of the pipe; see [`WindowsOptions::security`].
+pub const CLIENT_ACCESS: u32 = sys::CLIENT_ACCESS;
+
+/// The SID of the user this process runs as, in its string form (`S-1-5-21-…`), for
+/// security descriptors.
+///
+/// # Errors
+///
+/// The OS error of reading the process token.
+pub fn current_user_sid() -> std::io::Result<String> {
+    sys::current_user_sid()
+}
 #[cfg(feature = "mio")]
 pub use mio::MioPipe;
 pub use stream::Stream;
@@ -86,10 +102,31 @@ impl WindowsOptions {
         self
     }
 
-    /// Uses the security descriptor written as `sddl` (for example
-    /// `"D:P(A;;GA;;;SY)(A;;GRGW;;;AU)"` to let every authenticated user connect) instead of
-    /// the owner-only default. An SDDL string that does not parse makes `bind` fail with
-    /// `InvalidInput`.
+    /// Uses the security descriptor written as `sddl` instead of the owner-only default. An
+    /// SDDL string that does not parse makes `bind` fail with `InvalidInput`.
+    ///
+    /// To let other users connect, grant them [`CLIENT_ACCESS`] and nothing more. `GRGW`
+    /// (generic read and write) would also grant `FILE_CREATE_PIPE_INSTANCE` (the same bit as
+    /// `FILE_APPEND_DATA`, part of `GENERIC_WRITE`): any of them could then create instances
+    /// of the name and answer some of its clients. The server's own user keeps full access
+    /// (it creates the instances):
+    ///
+    /// ```
+    /// use pipekit_windows::{CLIENT_ACCESS, WindowsOptions, current_user_sid};
+    ///
+    /// let me = current_user_sid()?;
+    /// let mut options = WindowsOptions::new();
+    /// // SYSTEM and this user: everything; every signed-in user: connect.
+    /// options.security(Some(format!(
+    ///     "D:P(A;;GA;;;SY)(A;;GA;;;{me})(A;;{CLIENT_ACCESS:#x};;;AU)"
+    /// )));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// pipekit clients ask for exactly [`CLIENT_ACCESS`]. Other clients often ask for
+    /// `GENERIC_READ | GENERIC_WRITE` (.NET's `NamedPipeClientStream` with
+    /// `PipeDirection.InOut`, `win32file.CreateFile` as usually written): against such a
+    /// descriptor they are refused, unless they run as a user granted more.
     pub fn security(&mut self, sddl: Option<String>) -> &mut Self {
         self.security = sddl;
         self

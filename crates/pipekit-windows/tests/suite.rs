@@ -242,3 +242,40 @@ fn shutdown_write_is_unsupported() {
     let err = server.shutdown_write().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
 }
+
+#[test]
+fn a_client_needs_only_the_rights_a_multi_user_descriptor_grants() {
+    // This user may connect (CLIENT_ACCESS) and nothing more: not create instances, not
+    // GENERIC_WRITE. A client asking for more is refused by such a descriptor.
+    let me = pipekit_windows::current_user_sid().unwrap();
+    let sddl = format!(
+        "D:P(A;;GA;;;SY)(A;;{:#x};;;{me})",
+        pipekit_windows::CLIENT_ACCESS
+    );
+    let name = unique_name();
+    let mut options = ListenerOptions::new();
+    options.mode(Mode::Messages);
+    let mut windows = WindowsOptions::new();
+    windows.security(Some(sddl));
+    let listener = Listener::bind_with(&name, &options, &windows).unwrap();
+    let client = thread::spawn({
+        let name = name.clone();
+        move || -> io::Result<Vec<u8>> {
+            let mut client = connect(&name, Mode::Messages)?;
+            client.send(b"let me in")?;
+            let mut reply = Vec::new();
+            client.recv_to_vec(&mut reply)?;
+            Ok(reply)
+        }
+    });
+    let mut server = listener.accept().unwrap();
+    let mut got = Vec::new();
+    server.recv_to_vec(&mut got).unwrap();
+    assert_eq!(got, b"let me in");
+    server.send(b"welcome").unwrap();
+    let reply = client
+        .join()
+        .unwrap()
+        .expect("the client connects with the rights the descriptor grants");
+    assert_eq!(reply, b"welcome");
+}

@@ -307,3 +307,58 @@ pub(crate) fn mio_pipe(handle: OwnedHandle) -> mio::windows::NamedPipe {
     // handles are, see above); ownership moves into the mio object.
     unsafe { mio::windows::NamedPipe::from_raw_handle(handle.into_raw_handle()) }
 }
+
+/// The access rights `handle` was opened with, as the kernel granted them.
+#[cfg(test)]
+fn granted_access(handle: BorrowedHandle<'_>) -> io::Result<u32> {
+    use windows_sys::Wdk::Foundation::{NtQueryObject, ObjectBasicInformation};
+    use windows_sys::Win32::System::WindowsProgramming::PUBLIC_OBJECT_BASIC_INFORMATION;
+    let mut info = PUBLIC_OBJECT_BASIC_INFORMATION::default();
+    let size = mem::size_of::<PUBLIC_OBJECT_BASIC_INFORMATION>() as u32;
+    // SAFETY: `info` is valid for writes of `size` bytes; the returned length is not asked
+    // for.
+    let status = unsafe {
+        NtQueryObject(
+            raw(handle),
+            ObjectBasicInformation,
+            (&raw mut info).cast(),
+            size,
+            ptr::null_mut(),
+        )
+    };
+    if status < 0 {
+        return Err(io::Error::other(format!(
+            "NtQueryObject failed: {status:#x}"
+        )));
+    }
+    Ok(info.GrantedAccess)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::windows::io::AsHandle;
+
+    use windows_sys::Win32::Storage::FileSystem::FILE_APPEND_DATA;
+
+    use super::*;
+
+    #[test]
+    fn a_client_opens_with_exactly_the_client_rights() {
+        let full = format!(r"\\.\pipe\pipekit-access-{}", std::process::id());
+        let path = super::super::wide(&full).unwrap();
+        let config = PipeConfig {
+            pipe_mode: PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE,
+            max_instances: 1,
+            out_buffer: 4096,
+            in_buffer: 4096,
+            default_timeout_ms: 50,
+        };
+        let _server = create_pipe(&path, true, &config, None).unwrap();
+        let client = open_client(&path).unwrap();
+        set_message_read_mode(client.as_handle()).unwrap();
+        let granted = granted_access(client.as_handle()).unwrap();
+        assert_eq!(granted, CLIENT_ACCESS, "granted {granted:#x}");
+        // FILE_APPEND_DATA is FILE_CREATE_PIPE_INSTANCE on a pipe.
+        assert_eq!(granted & FILE_APPEND_DATA, 0, "granted {granted:#x}");
+    }
+}

@@ -20,8 +20,8 @@ use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, RawHandle};
 
 #[cfg(feature = "mio")]
 pub use pipekit_windows::MioPipe;
-pub use pipekit_windows::WindowsOptions;
 pub use pipekit_windows::nonblocking;
+pub use pipekit_windows::{CLIENT_ACCESS, WindowsOptions, current_user_sid};
 
 use crate::{IntoPipeName, Listener, ListenerOptions, Stream};
 
@@ -62,13 +62,16 @@ pub trait ListenerExt: Sized {
     /// # Examples
     ///
     /// ```
-    /// use pipekit::os::windows::{ListenerExt, WindowsOptions};
+    /// use pipekit::os::windows::{CLIENT_ACCESS, ListenerExt, WindowsOptions, current_user_sid};
     /// use pipekit::{Listener, ListenerOptions};
     /// # let name = format!("doc-win-{}", std::process::id());
     ///
+    /// let me = current_user_sid()?;
     /// let mut windows = WindowsOptions::new();
-    /// // Every authenticated user may connect, not only this one.
-    /// windows.security(Some("D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGW;;;AU)".into()));
+    /// // Every authenticated user may connect (and only connect), not only this one.
+    /// windows.security(Some(format!(
+    ///     "D:P(A;;GA;;;SY)(A;;GA;;;{me})(A;;{CLIENT_ACCESS:#x};;;AU)"
+    /// )));
     /// let listener = Listener::bind_windows(&name, &ListenerOptions::new(), &windows)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
