@@ -436,3 +436,98 @@ fn every_task_waiting_in_accept_is_woken() {
     }
     assert!(nb.poll_accept(&mut Context::from_waker(&first)).is_ready());
 }
+
+/// A non-blocking stream driven until each call is done, so the core suite can check it.
+struct Driven {
+    stream: nonblocking::Stream,
+    read_timeout: std::sync::Mutex<Option<std::time::Duration>>,
+    write_timeout: std::sync::Mutex<Option<std::time::Duration>>,
+}
+
+impl Driven {
+    fn new(stream: Stream) -> Driven {
+        Driven {
+            stream: nonblocking::Stream::new(stream).unwrap(),
+            read_timeout: std::sync::Mutex::new(None),
+            write_timeout: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+/// Drives `poll` until it is ready or `timeout` has passed (`TimedOut`).
+fn drive<T>(
+    timeout: Option<std::time::Duration>,
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<io::Result<T>>,
+) -> io::Result<T> {
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(result) = poll(&mut cx) {
+            return result;
+        }
+        match deadline {
+            None => thread::park(),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+                }
+                thread::park_timeout(left);
+            }
+        }
+    }
+}
+
+impl pipekit_core::Connection for Driven {
+    fn mode(&self) -> Mode {
+        self.stream.mode()
+    }
+
+    fn peer_credentials(&self) -> io::Result<pipekit_core::PeerCredentials> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        *self.read_timeout.lock().unwrap() = timeout;
+        Ok(())
+    }
+
+    fn set_write_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        *self.write_timeout.lock().unwrap() = timeout;
+        Ok(())
+    }
+}
+
+impl pipekit_core::MessagePipe for Driven {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let timeout = *self.write_timeout.lock().unwrap();
+        drive(timeout, |cx| self.stream.poll_send(cx, msg))?;
+        drive(timeout, |cx| self.stream.poll_flush(cx))
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let timeout = *self.read_timeout.lock().unwrap();
+        drive(timeout, |cx| self.stream.poll_recv(cx, buf))
+    }
+
+    fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        let timeout = *self.read_timeout.lock().unwrap();
+        drive(timeout, |cx| self.stream.poll_recv_to_vec(cx, buf))
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.stream.max_message_size()
+    }
+}
+
+#[test]
+fn the_core_message_suite_holds_for_non_blocking_streams() {
+    pipekit_core::testing::messages_suite(|| {
+        let name = name("suite");
+        let listener = listener(&name, 1 << 20);
+        let client = connect(&name, 1 << 20);
+        let server = listener.accept()?;
+        Ok((Driven::new(server), Driven::new(client)))
+    });
+}
