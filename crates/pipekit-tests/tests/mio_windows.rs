@@ -244,3 +244,54 @@ fn byte_mode_goes_to_mio_named_pipe() {
     }
     client.join().unwrap();
 }
+
+#[test]
+fn a_pipe_handed_to_mio_keeps_its_place_under_the_instance_limit() {
+    let name = unique_name("mio-win-limit");
+    let listener = Listener::bind_with(
+        name.as_str(),
+        ListenerOptions::new().max_instances(std::num::NonZeroU8::new(1)),
+    )
+    .unwrap();
+    let first = std::thread::spawn({
+        let name = name.clone();
+        move || Stream::connect(name.as_str()).unwrap()
+    });
+    let pipe = listener.accept().unwrap().into_mio().unwrap();
+    let first = first.join().unwrap();
+    // The one place is the mio pipe's: the next accept waits for it, and a client finds
+    // every instance busy meanwhile.
+    let (accepted_tx, accepted_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let next = listener.accept();
+        let _ = accepted_tx.send(());
+        next.map(drop)
+    });
+    let mut options = ConnectOptions::new();
+    options.wait(Some(Duration::from_millis(300)));
+    let err = Stream::connect_with(name.as_str(), &options)
+        .expect_err("a second client got in while the mio pipe holds the only place");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    assert!(
+        accepted_rx.try_recv().is_err(),
+        "accept went on while the place was taken"
+    );
+    // Dropping the mio pipe gives the place back: the next client gets in.
+    drop(pipe);
+    drop(first);
+    let second = std::thread::spawn({
+        let name = name.clone();
+        move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                match Stream::connect_with(name.as_str(), &options) {
+                    Ok(s) => return s,
+                    Err(e) if std::time::Instant::now() < deadline => drop(e),
+                    Err(e) => panic!("no place came back: {e}"),
+                }
+            }
+        }
+    });
+    server.join().unwrap().unwrap();
+    drop(second.join().unwrap());
+}

@@ -20,6 +20,7 @@ const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()
         .unwrap()
 }
@@ -234,5 +235,136 @@ fn tokio_message_sizes_boundaries_and_end() {
         );
         let err = client.send(b"anyone?").await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+    });
+}
+
+#[test]
+fn every_task_waiting_in_accept_is_woken() {
+    let name = unique_name("tokio-win-accepts");
+    runtime().block_on(async {
+        let listener =
+            Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
+                .unwrap();
+        let accepts: Vec<_> = (0..2)
+            .map(|_| {
+                let listener = listener.clone();
+                tokio::spawn(async move { listener.accept().await.map(|_| ()) })
+            })
+            .collect();
+        // On a current-thread runtime both tasks run (and wait in accept) before this one
+        // goes on.
+        tokio::task::yield_now().await;
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            clients.push(
+                Stream::connect_with(name.as_str(), ConnectOptions::new().mode(Mode::Messages))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for accept in accepts {
+            tokio::time::timeout(std::time::Duration::from_secs(20), accept)
+                .await
+                .expect("a task waiting in accept was never woken")
+                .unwrap()
+                .unwrap();
+        }
+    });
+}
+
+/// A Tokio message stream driven by its own runtime, so the core suite can check it.
+struct OnRuntime {
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
+    stream: Stream,
+    read_timeout: std::sync::Mutex<Option<std::time::Duration>>,
+    write_timeout: std::sync::Mutex<Option<std::time::Duration>>,
+}
+
+impl OnRuntime {
+    fn run_on<T>(
+        rt: &tokio::runtime::Runtime,
+        timeout: Option<std::time::Duration>,
+        task: impl std::future::Future<Output = io::Result<T>>,
+    ) -> io::Result<T> {
+        rt.block_on(async {
+            match timeout {
+                None => task.await,
+                Some(t) => tokio::time::timeout(t, task)
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timed out"))?,
+            }
+        })
+    }
+}
+
+impl pipekit_core::Connection for OnRuntime {
+    fn mode(&self) -> Mode {
+        self.stream.mode()
+    }
+
+    fn peer_credentials(&self) -> io::Result<pipekit::PeerCredentials> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        *self.read_timeout.lock().unwrap() = timeout;
+        Ok(())
+    }
+
+    fn set_write_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        *self.write_timeout.lock().unwrap() = timeout;
+        Ok(())
+    }
+}
+
+impl pipekit_core::MessagePipe for OnRuntime {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let timeout = *self.write_timeout.lock().unwrap();
+        let (rt, stream) = (std::sync::Arc::clone(&self.rt), &mut self.stream);
+        OnRuntime::run_on(&rt, timeout, stream.send(msg))
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let timeout = *self.read_timeout.lock().unwrap();
+        let (rt, stream) = (std::sync::Arc::clone(&self.rt), &mut self.stream);
+        OnRuntime::run_on(&rt, timeout, stream.recv(buf))
+    }
+
+    fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        let timeout = *self.read_timeout.lock().unwrap();
+        let (rt, stream) = (std::sync::Arc::clone(&self.rt), &mut self.stream);
+        OnRuntime::run_on(&rt, timeout, stream.recv_to_vec(buf))
+    }
+
+    fn max_message_size(&self) -> usize {
+        ConnectOptions::new().max_message_size
+    }
+}
+
+#[test]
+fn the_core_message_suite_holds_for_tokio_message_streams() {
+    let rt = std::sync::Arc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    pipekit_core::testing::messages_suite(|| {
+        let name = unique_name("tokio-win-suite");
+        let options = ConnectOptions::new().mode(Mode::Messages).clone();
+        let (server, client) = rt.block_on(async {
+            let listener =
+                Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))?;
+            let client = Stream::connect_with(name.as_str(), &options).await?;
+            let server = listener.accept().await?;
+            Ok::<_, io::Error>((server, client))
+        })?;
+        let wrap = |stream| OnRuntime {
+            rt: std::sync::Arc::clone(&rt),
+            stream,
+            read_timeout: std::sync::Mutex::new(None),
+            write_timeout: std::sync::Mutex::new(None),
+        };
+        Ok((wrap(server), wrap(client)))
     });
 }
