@@ -21,7 +21,7 @@ export WINEPREFIX="${WINEPREFIX:-$PWD/target/wine}" WINEDEBUG=-all
 bash ci/wine/setup.sh
 target=x86_64-pc-windows-gnu
 # The binaries, built once; cargo names each test executable in its JSON messages.
-mapfile -t exes < <(cargo test --locked --target "$target" --workspace --all-features --no-run \
+mapfile -t exes < <(cargo test --locked --target "$target" --workspace --no-run \
     --message-format=json 2>/dev/null |
     python3 -c 'import json, sys
 wanted = set(sys.argv[1:])
