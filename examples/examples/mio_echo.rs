@@ -1,109 +1,50 @@
-//! A single-threaded mio echo server in message mode, serving many clients at once (Unix
-//! sockets or, with `--fifo`, FIFOs; on Windows, message-mode named pipes through
-//! `pipekit::os::windows::nonblocking`).
+//! A single-threaded mio echo server in message mode, serving many clients at once, with
+//! the same code on every OS ([`pipekit::nonblocking`]): Unix sockets or, with `--fifo`,
+//! FIFOs; message-mode named pipes on Windows.
 //!
 //! ```text
 //! cargo run -p pipekit-examples --example mio_echo -- NAME [--fifo]
 //! pipekit send NAME --messages --wait-reply hello      # in another terminal
 //! ```
 
-#[cfg(unix)]
-fn main() -> std::io::Result<()> {
-    use std::collections::HashMap;
-    use std::io;
+use std::collections::{HashMap, VecDeque};
+use std::io;
 
-    use mio::{Events, Interest, Poll, Token};
-    use pipekit::os::unix::{ListenerExt, StreamExt, Transport, UnixOptions};
-    use pipekit::{Listener, ListenerOptions, Mode};
+use mio::{Events, Interest, Poll, Token};
+use pipekit::{Listener, ListenerOptions, Mode};
 
+fn bind(name: &str, fifo: bool) -> io::Result<Listener> {
+    let options = ListenerOptions::new().mode(Mode::Messages).clone();
+    #[cfg(unix)]
+    {
+        use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
+        let mut unix = UnixOptions::new();
+        if fifo {
+            unix.transport(Transport::Fifo);
+        }
+        Listener::bind_unix(name, &options, &unix)
+    }
+    #[cfg(not(unix))]
+    {
+        if fifo {
+            eprintln!("--fifo: FIFOs are a Unix transport; serving a named pipe");
+        }
+        Listener::bind_with(name, &options)
+    }
+}
+
+fn main() -> io::Result<()> {
     const LISTENER: Token = Token(0);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let name = args
         .iter()
         .find(|a| !a.starts_with("--"))
         .map_or("test_pipe", String::as_str);
-    let mut unix = UnixOptions::new();
-    if args.iter().any(|a| a == "--fifo") {
-        unix.transport(Transport::Fifo);
-    }
-    let mut listener =
-        Listener::bind_unix(name, ListenerOptions::new().mode(Mode::Messages), &unix)?;
-    listener.set_nonblocking(true)?;
+    let fifo = args.iter().any(|a| a == "--fifo");
+    let mut listener = bind(name, fifo)?.into_nonblocking()?;
+    let both = Interest::READABLE | Interest::WRITABLE;
     let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let mut events = Events::with_capacity(256);
-    let mut clients = HashMap::new();
-    let mut next = 1;
-    let mut buf = vec![0u8; 65535];
-    println!("serving {name} (Ctrl-C to stop)");
-    loop {
-        poll.poll(&mut events, None)?;
-        for event in &events {
-            if event.token() == LISTENER {
-                loop {
-                    match listener.accept() {
-                        Ok(mut stream) => {
-                            stream.set_nonblocking(true)?;
-                            let token = Token(next);
-                            next += 1;
-                            poll.registry()
-                                .register(&mut stream, token, Interest::READABLE)?;
-                            clients.insert(token, stream);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    }
-                }
-                continue;
-            }
-            let Some(stream) = clients.get_mut(&event.token()) else {
-                continue;
-            };
-            let mut done = false;
-            loop {
-                match stream.recv(&mut buf) {
-                    // Replies are small and rare here; a server that can fill its peer's
-                    // buffer keeps an outbox and waits for writable (see the tests).
-                    Ok(Some(n)) => stream.send(&buf[..n])?,
-                    Ok(None) => {
-                        done = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        eprintln!("client: {e}");
-                        done = true;
-                        break;
-                    }
-                }
-            }
-            if done && let Some(mut stream) = clients.remove(&event.token()) {
-                poll.registry().deregister(&mut stream)?;
-            }
-        }
-    }
-}
-
-#[cfg(windows)]
-fn main() -> std::io::Result<()> {
-    use std::collections::{HashMap, VecDeque};
-    use std::io;
-
-    use mio::{Events, Interest, Poll, Token};
-    use pipekit::os::windows::ListenerExt;
-    use pipekit::{Listener, ListenerOptions, Mode};
-
-    const LISTENER: Token = Token(0);
-    let name = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "test_pipe".into());
-    let mut listener =
-        Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))?
-            .into_nonblocking()?;
-    let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    poll.registry().register(&mut listener, LISTENER, both)?;
     let mut events = Events::with_capacity(256);
     let mut clients = HashMap::new();
     let mut next = 1;
@@ -118,8 +59,7 @@ fn main() -> std::io::Result<()> {
                         Ok(mut stream) => {
                             let token = Token(next);
                             next += 1;
-                            poll.registry()
-                                .register(&mut stream, token, Interest::READABLE)?;
+                            poll.registry().register(&mut stream, token, both)?;
                             clients.insert(token, (stream, VecDeque::<Vec<u8>>::new()));
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -131,7 +71,7 @@ fn main() -> std::io::Result<()> {
             let Some((stream, outbox)) = clients.get_mut(&event.token()) else {
                 continue;
             };
-            // An event may stand for a message or for the end of a send: try both.
+            // Whatever the event says: receive until WouldBlock, then send what waits.
             let mut done = false;
             loop {
                 match stream.try_recv(&mut buf) {
@@ -148,15 +88,19 @@ fn main() -> std::io::Result<()> {
                     }
                 }
             }
-            while let Some(reply) = outbox.front() {
-                match stream.try_send(reply) {
-                    Ok(()) => drop(outbox.pop_front()),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        eprintln!("client: {e}");
-                        done = true;
-                        break;
-                    }
+            let sent = stream.try_flush().and_then(|()| {
+                while let Some(reply) = outbox.front() {
+                    stream.try_send(reply)?;
+                    outbox.pop_front();
+                }
+                Ok(())
+            });
+            match sent {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    eprintln!("client: {e}");
+                    done = true;
                 }
             }
             if done && let Some((mut stream, _)) = clients.remove(&event.token()) {
@@ -164,9 +108,4 @@ fn main() -> std::io::Result<()> {
             }
         }
     }
-}
-
-#[cfg(not(any(unix, windows)))]
-fn main() {
-    eprintln!("the mio example serves Unix sockets and FIFOs, and Windows named pipes");
 }

@@ -3,7 +3,8 @@
 //! readiness edge cases.
 #![cfg(unix)]
 
-use std::collections::VecDeque;
+mod common;
+
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -27,121 +28,12 @@ fn bind(name: &str, transport: Transport) -> Listener {
     Listener::bind_unix(name, ListenerOptions::new().mode(Mode::Messages), &unix).unwrap()
 }
 
-struct Conn {
-    stream: Stream,
-    outbox: VecDeque<Vec<u8>>,
-    writable_wanted: bool,
-}
-
-/// Serves echo on one thread until `total` connections have come and gone; returns how many
-/// messages it echoed.
-fn serve(mut listener: Listener, total: usize) -> io::Result<usize> {
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(1024);
-    listener.set_nonblocking(true)?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let mut conns: Vec<Option<Conn>> = Vec::new();
-    let (mut accepted, mut finished, mut echoed) = (0, 0, 0);
-    let mut buf = vec![0u8; 65536];
-    while finished < total {
-        poll.poll(&mut events, Some(Duration::from_secs(60)))?;
-        if events.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("stalled: {accepted} accepted, {finished} finished"),
-            ));
-        }
-        for event in &events {
-            if event.token() == LISTENER {
-                loop {
-                    let mut stream = match listener.accept() {
-                        Ok(s) => s,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    };
-                    stream.set_nonblocking(true)?;
-                    let token = Token(conns.len());
-                    poll.registry()
-                        .register(&mut stream, token, Interest::READABLE)?;
-                    conns.push(Some(Conn {
-                        stream,
-                        outbox: VecDeque::new(),
-                        writable_wanted: false,
-                    }));
-                    accepted += 1;
-                }
-                continue;
-            }
-            let Some(conn) = conns[event.token().0].as_mut() else {
-                continue;
-            };
-            let mut closed = false;
-            // A FIFO whose writer has gone reports read-closed without readable: read then too.
-            if event.is_readable() || event.is_read_closed() {
-                loop {
-                    match conn.stream.recv(&mut buf) {
-                        Ok(Some(n)) => {
-                            conn.outbox.push_back(buf[..n].to_vec());
-                            echoed += 1;
-                        }
-                        Ok(None) => {
-                            closed = true;
-                            break;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            // Send what is queued; what does not fit waits for writable.
-            let mut blocked = false;
-            match conn.stream.flush() {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
-                Err(e) if closed => drop(e),
-                Err(e) => return Err(e),
-            }
-            while !blocked && let Some(reply) = conn.outbox.front() {
-                match conn.stream.send(reply) {
-                    Ok(()) => {
-                        conn.outbox.pop_front();
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
-                    Err(e) if closed => {
-                        drop(e);
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if closed {
-                let mut conn = conns[event.token().0].take().unwrap();
-                poll.registry().deregister(&mut conn.stream)?;
-                finished += 1;
-                continue;
-            }
-            if blocked != conn.writable_wanted {
-                let interest = if blocked {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                poll.registry()
-                    .reregister(&mut conn.stream, event.token(), interest)?;
-                conn.writable_wanted = blocked;
-            }
-        }
-    }
-    Ok(echoed)
-}
-
 fn thousand_connections(transport: Transport) {
     raise_fd_limit();
     let name = unique_name("mio-1000");
     let listener = bind(&name, transport);
     let children = client_processes(PEER, &name, 10, 100, 10);
-    let echoed = serve(listener, 1000).unwrap();
+    let echoed = common::mio_echo(listener.into_nonblocking().unwrap(), 1000).unwrap();
     assert_eq!(echoed, 1000 * 10);
     check_client_processes(children, 100);
 }

@@ -3,109 +3,23 @@
 //! edge cases; a byte-mode pipe handed to `mio::windows::NamedPipe`.
 #![cfg(windows)]
 
-use std::collections::VecDeque;
+mod common;
+
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token};
-use pipekit::os::windows::nonblocking;
-use pipekit::os::windows::{ListenerExt, StreamExt};
+use pipekit::os::windows::StreamExt;
 use pipekit::{ConnectOptions, Listener, ListenerOptions, MessageTooLarge, Mode, Stream};
 use pipekit_tests::{check_client_processes, client_processes, pattern, unique_name};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
-// Not `usize::MAX`: mio on Windows does not give that token back intact.
-const LISTENER: Token = Token(1 << 30);
 
-fn bind(name: &str, mode: Mode) -> nonblocking::Listener {
+fn bind(name: &str, mode: Mode) -> pipekit::nonblocking::Listener {
     Listener::bind_with(name, ListenerOptions::new().mode(mode))
         .unwrap()
         .into_nonblocking()
         .unwrap()
-}
-
-struct Conn {
-    stream: nonblocking::Stream,
-    outbox: VecDeque<Vec<u8>>,
-}
-
-/// Serves echo on one thread until `total` connections have come and gone; returns how many
-/// messages it echoed.
-fn serve(mut listener: nonblocking::Listener, total: usize) -> io::Result<usize> {
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(1024);
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let mut conns: Vec<Option<Conn>> = Vec::new();
-    let (mut accepted, mut finished, mut echoed) = (0, 0, 0);
-    let mut buf = vec![0u8; 65536];
-    while finished < total {
-        poll.poll(&mut events, Some(Duration::from_secs(60)))?;
-        if events.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("stalled: {accepted} accepted, {finished} finished"),
-            ));
-        }
-        for event in &events {
-            if event.token() == LISTENER {
-                loop {
-                    let mut stream = match listener.accept() {
-                        Ok(s) => s,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    };
-                    let token = Token(conns.len());
-                    poll.registry()
-                        .register(&mut stream, token, Interest::READABLE)?;
-                    conns.push(Some(Conn {
-                        stream,
-                        outbox: VecDeque::new(),
-                    }));
-                    accepted += 1;
-                }
-                continue;
-            }
-            let Some(conn) = conns[event.token().0].as_mut() else {
-                continue;
-            };
-            // Events carry both flags whatever ended: try receiving and sending each time.
-            let mut closed = false;
-            loop {
-                match conn.stream.try_recv(&mut buf) {
-                    Ok(Some(n)) => {
-                        conn.outbox.push_back(buf[..n].to_vec());
-                        echoed += 1;
-                    }
-                    Ok(None) => {
-                        closed = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            while let Some(reply) = conn.outbox.front() {
-                match conn.stream.try_send(reply) {
-                    Ok(()) => {
-                        conn.outbox.pop_front();
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if closed => {
-                        drop(e);
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if closed {
-                let mut conn = conns[event.token().0].take().unwrap();
-                poll.registry().deregister(&mut conn.stream)?;
-                finished += 1;
-            }
-        }
-    }
-    Ok(echoed)
 }
 
 #[test]
@@ -113,7 +27,7 @@ fn one_mio_thread_serves_1000_message_connections() {
     let name = unique_name("mio-win-1000");
     let listener = bind(&name, Mode::Messages);
     let children = client_processes(PEER, &name, 10, 100, 10);
-    let echoed = serve(listener, 1000).unwrap();
+    let echoed = common::mio_echo(listener, 1000).unwrap();
     assert_eq!(echoed, 1000 * 10);
     check_client_processes(children, 100);
 }

@@ -20,9 +20,10 @@
 //!
 //! - Feature `tokio`: [`tokio`] has an async `Listener` and `Stream` on every OS (byte mode as
 //!   `AsyncRead + AsyncWrite`, message mode as `send`/`recv` keeping message boundaries).
-//! - Feature `mio`: on Unix, [`Listener`] and [`Stream`] are `mio::event::Source`s; on Windows,
-//!   `os::windows::nonblocking` has the non-blocking listener and message stream (sources
-//!   too), and byte-mode streams become `mio::windows::NamedPipe`.
+//! - [`nonblocking`]: a listener and message streams that never block, with the same calls on
+//!   every OS; with feature `mio` they are `mio::event::Source`s. (On Unix the blocking
+//!   [`Listener`] and [`Stream`] are sources too; on Windows byte-mode streams go to mio with
+//!   `os::windows::StreamExt::into_mio`.)
 //!
 //! # Examples
 //!
@@ -70,6 +71,7 @@ pub use pipekit_core::{
 };
 
 pub mod dialect;
+pub mod nonblocking;
 pub mod os;
 // The one place that needs `unsafe`: handing descriptors/handles to Tokio's reactor.
 #[cfg(all(unix, feature = "tokio"))]
@@ -160,6 +162,16 @@ impl Listener {
         })
     }
 
+    /// Makes the listener non-blocking, for an event loop (with the `mio` feature it is a
+    /// `mio::event::Source`): see [`nonblocking`].
+    ///
+    /// # Errors
+    ///
+    /// The OS error of switching modes, or (Windows) of setting up the waiting instance.
+    pub fn into_nonblocking(self) -> io::Result<nonblocking::Listener> {
+        nonblocking::Listener::new(self)
+    }
+
     /// The mode of every connection this listener accepts.
     pub fn mode(&self) -> Mode {
         self.inner.mode()
@@ -236,6 +248,17 @@ impl Stream {
     /// The largest message this end sends or receives.
     pub fn max_message_size(&self) -> usize {
         self.inner.max_message_size()
+    }
+
+    /// Makes a message-mode stream non-blocking, for an event loop (with the `mio` feature
+    /// it is a `mio::event::Source`): see [`nonblocking`].
+    ///
+    /// # Errors
+    ///
+    /// The OS error of switching modes, or (Windows) of creating the stream's events and
+    /// thread-pool waits.
+    pub fn into_nonblocking(self) -> io::Result<nonblocking::Stream> {
+        nonblocking::Stream::new(self)
     }
 
     /// Sends `msg` as one message (message mode).

@@ -177,6 +177,7 @@ impl Listener {
             .clone()
     }
 
+    #[cfg(feature = "mio")]
     /// Makes `signal` stand for the listener's readiness (mio); also for the waiting
     /// instance.
     pub(crate) fn set_signal(&self, signal: Arc<dyn Signal>) {

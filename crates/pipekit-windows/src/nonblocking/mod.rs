@@ -82,9 +82,6 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::any::Any;
-use std::sync::Arc;
-
 mod conn;
 mod listener;
 mod stream;
@@ -98,6 +95,7 @@ pub(crate) trait Signal: Send + Sync + 'static {
     fn raise(&self);
     /// Takes the readiness back, so that the next `raise` makes a new event.
     fn drain(&self);
+    #[cfg(feature = "mio")]
     /// The signal as its own type.
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    fn into_any(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn std::any::Any + Send + Sync>;
 }

@@ -213,10 +213,12 @@ impl Stream {
         }
     }
 
+    #[cfg(feature = "mio")]
     pub(crate) fn signal(&self) -> Option<Arc<dyn Signal>> {
         self.signal.clone()
     }
 
+    #[cfg(feature = "mio")]
     /// Makes `signal` stand for the stream's readiness (mio).
     pub(crate) fn set_signal(&mut self, signal: Arc<dyn Signal>) {
         self.conn.lock().signal = Some(Arc::clone(&signal));

@@ -44,14 +44,6 @@ pub fn pipe_path(name: impl IntoPipeName) -> io::Result<String> {
 
 /// Windows-only constructors and conversions for [`Listener`].
 pub trait ListenerExt: Sized {
-    /// Makes the listener non-blocking, for an event loop: see [`nonblocking`] (with the
-    /// `mio` feature it is a `mio::event::Source`).
-    ///
-    /// # Errors
-    ///
-    /// As [`nonblocking::Listener::new`].
-    fn into_nonblocking(self) -> io::Result<nonblocking::Listener>;
-
     /// Binds `name` with portable `options` and Windows-only `windows` options (remote
     /// clients, a security descriptor).
     ///
@@ -83,10 +75,6 @@ pub trait ListenerExt: Sized {
 }
 
 impl ListenerExt for Listener {
-    fn into_nonblocking(self) -> io::Result<nonblocking::Listener> {
-        nonblocking::Listener::new(self.inner)
-    }
-
     fn bind_windows(
         name: impl IntoPipeName,
         options: &ListenerOptions,
@@ -101,21 +89,13 @@ impl ListenerExt for Listener {
 
 /// Windows-only operations on [`Stream`].
 pub trait StreamExt: Sized {
-    /// Makes a message-mode stream non-blocking, for an event loop: see [`nonblocking`]
-    /// (with the `mio` feature it is a `mio::event::Source`).
-    ///
-    /// # Errors
-    ///
-    /// As [`nonblocking::Stream::new`].
-    fn into_nonblocking(self) -> io::Result<nonblocking::Stream>;
-
     /// Hands a byte-mode stream to mio: a [`MioPipe`], which is a `mio::windows::NamedPipe`
     /// (through `Deref`) that keeps the stream's place under the listener's instance limit.
     ///
     /// # Errors
     ///
     /// `InvalidInput` for a message-mode stream (mio's pipe splits messages at its 4 KiB
-    /// buffer): use [`into_nonblocking`](Self::into_nonblocking).
+    /// buffer): use [`Stream::into_nonblocking`].
     #[cfg(feature = "mio")]
     fn into_mio(self) -> io::Result<MioPipe>;
 
@@ -129,10 +109,6 @@ pub trait StreamExt: Sized {
 }
 
 impl StreamExt for Stream {
-    fn into_nonblocking(self) -> io::Result<nonblocking::Stream> {
-        nonblocking::Stream::new(self.inner)
-    }
-
     #[cfg(feature = "mio")]
     fn into_mio(self) -> io::Result<MioPipe> {
         self.inner.into_mio()
