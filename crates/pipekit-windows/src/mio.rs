@@ -110,18 +110,28 @@ impl Signal for SignalPipe {
             return;
         }
         let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        match (&*writer).write(&[1]) {
-            Ok(_) => {}
-            // A byte is still being written: its arrival is the event.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            // Not registered: registering reports readiness anyway.
-            Err(_) => self.raised.store(false, Ordering::SeqCst),
+        // The first error may be an earlier write's, handed out once: write again then.
+        for _ in 0..2 {
+            match (&*writer).write(&[1]) {
+                // On its way: its arrival is the event.
+                Ok(_) => return,
+                // A byte is still being written: its end (writable) or arrival is the event.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {}
+            }
         }
+        // Not registered: registering reports readiness anyway.
+        self.raised.store(false, Ordering::SeqCst);
     }
 
-    /// Reads the pipe empty, so the next `raise` makes a new event.
+    /// Reads the pipe empty, then lets the next `raise` make a new event.
+    ///
+    /// In this order: a byte written after the flag went down could otherwise be read here,
+    /// leaving the flag up with no byte on its way, and every later `raise` would do
+    /// nothing (a lost wakeup). A `raise` between the reading and the flag going down writes
+    /// a byte that is still on its way afterwards (one spurious event); the state it stands
+    /// for was changed before it, so the caller's look after `drain` sees that change.
     fn drain(&self) {
-        self.raised.store(false, Ordering::SeqCst);
         let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         let mut buf = [0u8; 64];
         while let Ok(n) = (&*reader).read(&mut buf) {
@@ -129,6 +139,7 @@ impl Signal for SignalPipe {
                 break;
             }
         }
+        self.raised.store(false, Ordering::SeqCst);
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

@@ -53,9 +53,31 @@ pub fn mio_echo(mut listener: pipekit::nonblocking::Listener, total: usize) -> i
     while finished < total {
         poll.poll(&mut events, Some(Duration::from_secs(60)))?;
         if events.is_empty() {
+            // The connections whose state stands out (a message or a reply waiting), else the
+            // first few.
+            let all: Vec<String> = conns
+                .iter()
+                .flatten()
+                .map(|c| format!("{:?} with {} to send", c.stream, c.outbox.len()))
+                .collect();
+            let odd: Vec<&String> = all
+                .iter()
+                .filter(|s| {
+                    s.contains("waiting") || s.contains("ready") || !s.contains(" 0 to send")
+                })
+                .take(5)
+                .collect();
+            let waiting = if odd.is_empty() {
+                all.iter().take(3).collect()
+            } else {
+                odd
+            };
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("stalled: {accepted} accepted, {finished} finished"),
+                format!(
+                    "stalled: {accepted} accepted, {finished} finished; {waiting:?}; \
+                     the listener: {listener:?}"
+                ),
             ));
         }
         for event in &events {

@@ -83,7 +83,7 @@ impl Wakers {
         }
     }
 
-    fn take(&mut self) -> Vec<Waker> {
+    pub(super) fn take(&mut self) -> Vec<Waker> {
         std::mem::take(&mut self.0)
     }
 }
@@ -495,13 +495,33 @@ impl Conn {
         Ok((handle, slot))
     }
 
-    /// The pipe's handle, for `Debug`.
-    pub(super) fn raw_handle(&self) -> Option<std::os::windows::io::RawHandle> {
+    /// The pipe's handle and what each side is doing, for `Debug`.
+    pub(super) fn describe(&self) -> (Option<std::os::windows::io::RawHandle>, String, String) {
         use std::os::windows::io::AsRawHandle;
-        self.lock()
+        let st = self.lock();
+        let handle = st.io.as_ref().map(|io| io.pipe.handle.as_raw_handle());
+        let read = match &st.rx {
+            Rx::Ready(msg) => format!("a {}-byte message ready", msg.len()),
+            other => format!("{other:?}"),
+        };
+        let busy = |busy: bool| if busy { ", in flight" } else { "" };
+        let (read_busy, write_busy) = st
             .io
             .as_ref()
-            .map(|io| io.pipe.handle.as_raw_handle())
+            .map_or((false, false), |io| (io.read.busy(), io.write.busy()));
+        let waiting = match st
+            .io
+            .as_ref()
+            .map(|io| sys::bytes_waiting(io.pipe.as_handle()))
+        {
+            Some(Ok(n)) if n > 0 => format!(", {n} bytes waiting in the pipe"),
+            _ => String::new(),
+        };
+        (
+            handle,
+            format!("{read}{}{waiting}", busy(read_busy)),
+            format!("{:?}{}", st.tx, busy(write_busy)),
+        )
     }
 }
 

@@ -10,7 +10,9 @@ use pipekit_core::error::context;
 
 use super::Signal;
 use super::conn::{Conn, Rx, WakerList};
-use super::stream::{SignalWaker, Stream, would_block};
+#[cfg(feature = "mio")]
+use super::stream::SignalWaker;
+use super::stream::{Stream, would_block};
 
 /// A server whose [`accept`](Self::accept) does not block.
 ///
@@ -24,13 +26,21 @@ pub struct Listener {
     pending: Mutex<Option<Arc<Conn>>>,
     /// Tasks waiting for a place under the instance limit.
     limit_wakers: Arc<WakerList>,
-    signal: Mutex<Option<Arc<dyn Signal>>>,
+    /// The mio signal, and a waker that raises it (made once).
+    signal: Mutex<Option<(Arc<dyn Signal>, Waker)>>,
 }
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let waiting = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|conn| conn.describe().1);
         f.debug_struct("Listener")
             .field("inner", &self.inner)
+            .field("waiting", &waiting)
             .finish_non_exhaustive()
     }
 }
@@ -96,11 +106,15 @@ impl Listener {
     pub fn accept(&self) -> io::Result<Stream> {
         // The mio signal is read empty first, and stands for the waker a freed place under
         // the instance limit wakes.
-        let signal = self.signal();
-        if let Some(signal) = &signal {
+        let signal = self
+            .signal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let waker = signal.map(|(signal, waker)| {
             signal.drain();
-        }
-        let waker = signal.map(|signal| Waker::from(Arc::new(SignalWaker(signal))));
+            waker
+        });
         let mut cx = waker.as_ref().map(Context::from_waker);
         would_block(self.poll_accept_inner(cx.as_mut()))
     }
@@ -147,7 +161,11 @@ impl Listener {
             }
             _ => {
                 st.signal = None;
+                // Tasks that came to accept after this client connected wait for the next
+                // one: woken, they poll again and find the next instance.
+                let late = st.read_wakers.take();
                 drop(st);
+                late.into_iter().for_each(Waker::wake);
                 let Some(conn) = pending.take() else {
                     return Poll::Pending;
                 };
@@ -174,14 +192,17 @@ impl Listener {
         self.signal
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .as_ref()
+            .map(|(signal, _)| Arc::clone(signal))
     }
 
     #[cfg(feature = "mio")]
     /// Makes `signal` stand for the listener's readiness (mio); also for the waiting
     /// instance.
     pub(crate) fn set_signal(&self, signal: Arc<dyn Signal>) {
-        *self.signal.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&signal));
+        let waker = Waker::from(Arc::new(SignalWaker(Arc::clone(&signal))));
+        *self.signal.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Arc::clone(&signal), waker));
         let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(conn) = pending.as_ref() {
             conn.lock().signal = Some(signal);

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::os::windows::io::OwnedHandle;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pipekit_core::Mode;
@@ -26,9 +26,12 @@ pub struct Stream {
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (handle, read, write) = self.conn.describe();
         f.debug_struct("Stream")
-            .field("handle", &self.conn.raw_handle())
+            .field("handle", &handle)
             .field("mode", &self.conn.mode)
+            .field("read", &read)
+            .field("write", &write)
             .finish_non_exhaustive()
     }
 }
@@ -232,11 +235,13 @@ impl Drop for Stream {
     }
 }
 
+#[cfg(feature = "mio")]
 /// A signal as a waker: wakes a mio listener when a place under its instance limit is
 /// given back.
 pub(super) struct SignalWaker(pub(super) Arc<dyn Signal>);
 
-impl Wake for SignalWaker {
+#[cfg(feature = "mio")]
+impl std::task::Wake for SignalWaker {
     fn wake(self: Arc<Self>) {
         self.0.raise();
     }

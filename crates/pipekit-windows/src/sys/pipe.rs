@@ -234,6 +234,23 @@ pub(crate) fn message_left(handle: BorrowedHandle<'_>) -> io::Result<usize> {
     Ok(left as usize)
 }
 
+/// How many bytes are waiting in the pipe to be read, in all.
+pub(crate) fn bytes_waiting(handle: BorrowedHandle<'_>) -> io::Result<usize> {
+    let mut total = 0u32;
+    // SAFETY: no buffer is passed (size 0); `total` is a valid out-pointer.
+    cvt(unsafe {
+        PeekNamedPipe(
+            raw(handle),
+            ptr::null_mut(),
+            0,
+            ptr::null_mut(),
+            &mut total,
+            ptr::null_mut(),
+        )
+    })?;
+    Ok(total as usize)
+}
+
 /// One `ReadFile` into `buf` (at most 4 GiB − 1 bytes of it).
 pub(crate) fn read(
     handle: BorrowedHandle<'_>,
