@@ -3,13 +3,18 @@
 //!
 //! mio offers no way to hang another overlapped operation on its completion port, and its
 //! `Waker` is one per `Poll`. So a registered non-blocking object owns a private signal
-//! pipe: both ends are `mio::windows::NamedPipe`s registered under the object's token, and
-//! the thread-pool callback that sees an operation end writes one byte into it. The byte
-//! arriving makes the token readable, the write ending makes it writable; `accept`,
-//! `try_recv` and `try_send` read the signal pipe empty before they look at the object.
-//! Events therefore carry both readiness flags whatever ended: after any event, try every
-//! operation that returned `WouldBlock`. Tokens must stay below 2^63: mio's pipe type keeps a
-//! token shifted left by one bit.
+//! pipe: its server end is a `mio::windows::NamedPipe` registered under the object's token,
+//! and the thread-pool callback that sees an operation end writes one byte into its client
+//! end. The byte arriving makes the token ready; `accept`, `try_recv` and `try_send` read the
+//! signal pipe empty before they look at the object. After any event, try every operation
+//! that returned `WouldBlock`. Tokens must stay below 2^63: mio's pipe type keeps a token
+//! shifted left by one bit.
+//!
+//! The client end is opened for synchronous I/O and written with a plain `WriteFile`: the
+//! byte is in the pipe before the call returns. An overlapped write (mio's) started on a
+//! pool thread is cancelled if that thread exits before it ends (Windows and Wine cancel the
+//! I/O of an exiting thread), and the event was then lost with it: a stream whose message
+//! had arrived was never woken again.
 
 use std::any::Any;
 use std::io::{self, Read, Write};
@@ -31,7 +36,8 @@ use crate::sys::{self, PipeConfig, SecurityDescriptor};
 /// The private pipe whose readiness stands for a non-blocking object's.
 pub(crate) struct SignalPipe {
     reader: Mutex<NamedPipe>,
-    writer: Mutex<NamedPipe>,
+    /// Synchronous; a write is over before it returns.
+    writer: Mutex<std::fs::File>,
     /// A byte is on its way and not drained yet.
     raised: AtomicBool,
 }
@@ -68,9 +74,9 @@ impl SignalPipe {
         };
         let server = sys::create_pipe(&path, true, &config, Some(security))
             .map_err(|e| context(e, format!("cannot create the signal pipe {full}")))?;
-        let client = sys::open_client(&path)
+        let client = sys::open_client_sync(&path)
             .map_err(|e| context(e, format!("cannot open the signal pipe {full}")))?;
-        let (reader, writer) = (sys::mio_pipe(server), sys::mio_pipe(client));
+        let (reader, writer) = (sys::mio_pipe(server), std::fs::File::from(client));
         Ok(SignalPipe {
             reader: Mutex::new(reader),
             writer: Mutex::new(writer),
@@ -80,27 +86,19 @@ impl SignalPipe {
 
     fn register(&self, registry: &Registry, token: Token) -> io::Result<()> {
         let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        registry.register(&mut *reader, token, Interest::READABLE)?;
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = registry.register(&mut *writer, token, Interest::WRITABLE) {
-            let _ = registry.deregister(&mut *reader);
-            return Err(e);
-        }
-        Ok(())
+        // mio makes one event at once (the pipe is writable), so what happened before the
+        // registration is looked at.
+        registry.register(&mut *reader, token, Interest::READABLE)
     }
 
     fn reregister(&self, registry: &Registry, token: Token) -> io::Result<()> {
         let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        registry.reregister(&mut *reader, token, Interest::READABLE)?;
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        registry.reregister(&mut *writer, token, Interest::WRITABLE)
+        registry.reregister(&mut *reader, token, Interest::READABLE)
     }
 
     fn deregister(&self, registry: &Registry) -> io::Result<()> {
         let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        registry.deregister(&mut *reader)?;
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        registry.deregister(&mut *writer)
+        registry.deregister(&mut *reader)
     }
 }
 
@@ -109,19 +107,13 @@ impl Signal for SignalPipe {
         if self.raised.swap(true, Ordering::SeqCst) {
             return;
         }
-        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        // The first error may be an earlier write's, handed out once: write again then.
-        for _ in 0..2 {
-            match (&*writer).write(&[1]) {
-                // On its way: its arrival is the event.
-                Ok(_) => return,
-                // A byte is still being written: its end (writable) or arrival is the event.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => {}
-            }
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // At most one byte waits in the pipe (the flag), so the write never waits.
+        if writer.write_all(&[1]).is_err() {
+            // Cannot happen while the signal lives (it holds both ends); the next raise
+            // tries again.
+            self.raised.store(false, Ordering::SeqCst);
         }
-        // Not registered: registering reports readiness anyway.
-        self.raised.store(false, Ordering::SeqCst);
     }
 
     /// Reads the pipe empty, then lets the next `raise` make a new event.

@@ -18,8 +18,8 @@
 //! (byte mode goes to `mio::windows::NamedPipe` or Tokio's pipe types). Each operation has an
 //! event; a thread-pool wait (`CreateThreadpoolWait`) runs a short callback when it is
 //! signalled, which records the result, goes on with a message that is not complete yet, and
-//! wakes whoever waits: the task's `Waker`, or, for mio, a private signal pipe registered
-//! under the stream's token. An operation that completes at once (the usual case when data is
+//! wakes whoever waits: the task's `Waker`, or, for mio, a `mio::Waker` made with
+//! the stream's token. An operation that completes at once (the usual case when data is
 //! waiting) is finished inline, with no thread involved.
 //!
 //! # Memory safety, and what a drop does
@@ -89,12 +89,16 @@ mod stream;
 pub use listener::Listener;
 pub use stream::Stream;
 
-/// What an operation's end must tell besides a task's waker: the mio signal pipe.
+/// What an operation's end must tell besides a task's waker: the mio waker.
 pub(crate) trait Signal: Send + Sync + 'static {
     /// Makes the registered source ready.
     fn raise(&self);
     /// Takes the readiness back, so that the next `raise` makes a new event.
     fn drain(&self);
+    /// What the signal has done, for `Debug`.
+    fn describe(&self) -> String {
+        String::new()
+    }
     #[cfg(feature = "mio")]
     /// The signal as its own type.
     fn into_any(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn std::any::Any + Send + Sync>;

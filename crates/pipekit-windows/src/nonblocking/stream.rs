@@ -32,6 +32,7 @@ impl fmt::Debug for Stream {
             .field("mode", &self.conn.mode)
             .field("read", &read)
             .field("write", &write)
+            .field("signal", &self.signal.as_ref().map(|s| s.describe()))
             .finish_non_exhaustive()
     }
 }

@@ -153,6 +153,17 @@ pub(crate) const CLIENT_ACCESS: u32 =
 /// Opens the client end of the pipe at `path`, duplex and overlapped, with
 /// [`CLIENT_ACCESS`], allowing the server to identify the client but not to impersonate it.
 pub(crate) fn open_client(path: &[u16]) -> io::Result<OwnedHandle> {
+    open_client_with(path, FILE_FLAG_OVERLAPPED)
+}
+
+/// Opens the client end of the pipe at `path` for synchronous I/O: a write that fits the
+/// pipe's buffer is over before `WriteFile` returns, so no thread's exit can cancel it.
+#[cfg(feature = "mio")]
+pub(crate) fn open_client_sync(path: &[u16]) -> io::Result<OwnedHandle> {
+    open_client_with(path, 0)
+}
+
+fn open_client_with(path: &[u16], flags: u32) -> io::Result<OwnedHandle> {
     debug_assert_eq!(path.last(), Some(&0));
     // SAFETY: `path` is NUL-terminated; no security attributes, no template.
     let handle = unsafe {
@@ -162,7 +173,7 @@ pub(crate) fn open_client(path: &[u16]) -> io::Result<OwnedHandle> {
             0,
             ptr::null(),
             OPEN_EXISTING,
-            FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION,
+            flags | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION,
             ptr::null_mut(),
         )
     };
