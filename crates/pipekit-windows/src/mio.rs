@@ -134,6 +134,10 @@ impl Signal for SignalPipe {
         self.raised.store(false, Ordering::SeqCst);
     }
 
+    fn describe(&self) -> String {
+        format!("raised: {}", self.raised.load(Ordering::SeqCst))
+    }
+
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }

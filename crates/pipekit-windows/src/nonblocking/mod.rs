@@ -95,10 +95,8 @@ pub(crate) trait Signal: Send + Sync + 'static {
     fn raise(&self);
     /// Takes the readiness back, so that the next `raise` makes a new event.
     fn drain(&self);
-    /// What the signal has done, for `Debug`.
-    fn describe(&self) -> String {
-        String::new()
-    }
+    /// The signal's state, for `Debug`.
+    fn describe(&self) -> String;
     #[cfg(feature = "mio")]
     /// The signal as its own type.
     fn into_any(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn std::any::Any + Send + Sync>;
