@@ -9,9 +9,8 @@
 //! socket's readiness does.)
 //!
 //! Underneath: on Unix the listener's and the connection's own descriptors in non-blocking
-//! mode; on Windows overlapped operations (see
-//! [`os::windows::nonblocking`](crate::os::windows::nonblocking)), which keep message
-//! boundaries however long a message is.
+//! mode; on Windows overlapped operations (`os::windows::nonblocking`, which also has
+//! `poll_*` forms), which keep message boundaries however long a message is.
 //!
 //! A message is accepted by `try_send` whole or not at all. On Unix part of it may still be
 //! waiting in the stream (a `SOCK_STREAM` socket took only part of the frame): `try_flush`
