@@ -40,6 +40,8 @@ pub(crate) struct SignalPipe {
     writer: Mutex<std::fs::File>,
     /// A byte is on its way and not drained yet.
     raised: AtomicBool,
+    /// A raise is writing its byte (for `Debug`).
+    writing: AtomicBool,
 }
 
 impl SignalPipe {
@@ -81,6 +83,7 @@ impl SignalPipe {
             reader: Mutex::new(reader),
             writer: Mutex::new(writer),
             raised: AtomicBool::new(false),
+            writing: AtomicBool::new(false),
         })
     }
 
@@ -109,7 +112,10 @@ impl Signal for SignalPipe {
         }
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         // At most one byte waits in the pipe (the flag), so the write never waits.
-        if writer.write_all(&[1]).is_err() {
+        self.writing.store(true, Ordering::SeqCst);
+        let written = writer.write_all(&[1]);
+        self.writing.store(false, Ordering::SeqCst);
+        if written.is_err() {
             // Cannot happen while the signal lives (it holds both ends); the next raise
             // tries again.
             self.raised.store(false, Ordering::SeqCst);
@@ -135,7 +141,11 @@ impl Signal for SignalPipe {
     }
 
     fn describe(&self) -> String {
-        format!("raised: {}", self.raised.load(Ordering::SeqCst))
+        format!(
+            "raised: {}, writing: {}",
+            self.raised.load(Ordering::SeqCst),
+            self.writing.load(Ordering::SeqCst)
+        )
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
