@@ -141,8 +141,12 @@ impl Signal for SignalPipe {
     }
 
     fn describe(&self) -> String {
+        let waiting = {
+            let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+            sys::mio_pipe_bytes_waiting(&reader)
+        };
         format!(
-            "raised: {}, writing: {}",
+            "raised: {}, writing: {}, bytes in the pipe: {waiting:?}",
             self.raised.load(Ordering::SeqCst),
             self.writing.load(Ordering::SeqCst)
         )

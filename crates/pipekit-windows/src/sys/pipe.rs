@@ -323,6 +323,15 @@ pub(crate) fn flush_buffers(handle: BorrowedHandle<'_>) -> io::Result<()> {
     cvt(unsafe { FlushFileBuffers(raw(handle)) })
 }
 
+/// How many bytes wait in the pipe behind `pipe` (for `Debug`).
+#[cfg(feature = "mio")]
+pub(crate) fn mio_pipe_bytes_waiting(pipe: &mio::windows::NamedPipe) -> io::Result<usize> {
+    use std::os::windows::io::AsRawHandle as _;
+    // SAFETY: the handle belongs to `pipe`, which is borrowed (so open) for this call.
+    let handle = unsafe { BorrowedHandle::borrow_raw(pipe.as_raw_handle()) };
+    bytes_waiting(handle)
+}
+
 /// Hands `handle` to mio.
 ///
 /// `handle` must be a pipe handle opened for overlapped I/O and tied to no completion port
