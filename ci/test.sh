@@ -165,9 +165,8 @@ cargo test --workspace --locked --target "$WINDOWS_TARGET"
 
 step "the non-blocking and Tokio Windows tests, 10 more runs each, alone and beside a CPU hog"
 # The full evidence is `bash ci/wine/repeat.sh 500`; these 20 runs of each binary catch a crash
-# that comes 1 run in 20 or more often. mio_windows is left to its one run above: its
-# 1000-connection test still stalls now and then beside a CPU hog (a mio signal-pipe wakeup
-# that never arrives; it did so before the engine rewrite too), see ci/wine/repeat.sh.
+# that comes 1 run in 20 or more often. mio_windows is left to its one run above until its
+# 1000-connection test has a longer clean record beside a CPU hog (see ci/wine/repeat.sh).
 bash ci/wine/repeat.sh 10 2 tokio_windows nonblocking
 
 step "the echo example runs under Wine"

@@ -2,25 +2,24 @@
 //! and byte-mode streams as `mio::windows::NamedPipe`.
 //!
 //! mio offers no way to hang another overlapped operation on its completion port, and its
-//! `Waker` is one per `Poll`. So a registered non-blocking object owns a private signal
-//! pipe: its server end is a `mio::windows::NamedPipe` registered under the object's token,
-//! and the thread-pool callback that sees an operation end writes one byte into its client
-//! end. The byte arriving makes the token ready; `accept`, `try_recv` and `try_send` read the
-//! signal pipe empty before they look at the object. After any event, try every operation
-//! that returned `WouldBlock`. Tokens must stay below 2^63: mio's pipe type keeps a token
-//! shifted left by one bit.
+//! `Waker` is one per `Poll`. So a registered non-blocking object owns a loopback UDP socket
+//! (127.0.0.1, port 0), registered under the object's token; the thread-pool callback that
+//! sees an operation end sends it one datagram, from one blocking socket shared by all (the
+//! send is over before it returns). The datagram arriving makes the token readable;
+//! `accept`, `try_recv` and `try_send` read the socket empty before they look at the object.
+//! After any event, try every operation that returned `WouldBlock`.
 //!
-//! The client end is opened for synchronous I/O and written with a plain `WriteFile`: the
-//! byte is in the pipe before the call returns. An overlapped write (mio's) started on a
-//! pool thread is cancelled if that thread exits before it ends (Windows and Wine cancel the
-//! I/O of an exiting thread), and the event was then lost with it: a stream whose message
-//! had arrived was never woken again.
+//! Not a private named pipe, as before: beside a CPU hog under Wine, a byte written into
+//! such a pipe was taken off it by mio's read and no event ever came for it, so a stream
+//! whose message had arrived was never woken. mio's sockets go through its AFD readiness,
+//! which every mio user on Windows relies on.
 
 use std::any::Any;
 use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::{Deref, DerefMut};
 use std::os::windows::io::OwnedHandle;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use mio::event::Source;
@@ -31,125 +30,90 @@ use pipekit_core::error::{context, invalid_input};
 use pipekit_core::slots::Slot;
 
 use crate::nonblocking::{self, Signal};
-use crate::sys::{self, PipeConfig, SecurityDescriptor};
+use crate::sys;
 
-/// The private pipe whose readiness stands for a non-blocking object's.
-pub(crate) struct SignalPipe {
-    reader: Mutex<NamedPipe>,
-    /// Synchronous; a write is over before it returns.
-    writer: Mutex<std::fs::File>,
-    /// A byte is on its way and not drained yet.
+/// What stands for a non-blocking object's readiness in a `Poll`: a loopback UDP socket of
+/// its own, registered under the object's token, which a raise sends one datagram to.
+pub(crate) struct SignalSocket {
+    socket: Mutex<mio::net::UdpSocket>,
+    addr: SocketAddr,
+    /// A datagram is on its way and not drained yet.
     raised: AtomicBool,
-    /// A raise is writing its byte (for `Debug`).
-    writing: AtomicBool,
 }
 
-impl SignalPipe {
-    pub(crate) fn new() -> io::Result<SignalPipe> {
-        static SECURITY: OnceLock<SecurityDescriptor> = OnceLock::new();
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let security = match SECURITY.get() {
-            Some(sd) => sd,
-            None => {
-                let sd = crate::listener::owner_only()?;
-                SECURITY.get_or_init(|| sd)
-            }
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let full = format!(
-            r"\\.\pipe\pipekit-signal-{}-{}-{nanos:x}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = sys::wide(&full)?;
-        let config = PipeConfig {
-            pipe_mode: sys::PIPE_TYPE_BYTE
-                | sys::PIPE_READMODE_BYTE
-                | sys::PIPE_WAIT
-                | sys::PIPE_REJECT_REMOTE_CLIENTS,
-            max_instances: 1,
-            out_buffer: 4096,
-            in_buffer: 4096,
-            default_timeout_ms: 50,
-        };
-        let server = sys::create_pipe(&path, true, &config, Some(security))
-            .map_err(|e| context(e, format!("cannot create the signal pipe {full}")))?;
-        let client = sys::open_client_sync(&path)
-            .map_err(|e| context(e, format!("cannot open the signal pipe {full}")))?;
-        let (reader, writer) = (sys::mio_pipe(server), std::fs::File::from(client));
-        Ok(SignalPipe {
-            reader: Mutex::new(reader),
-            writer: Mutex::new(writer),
+/// The socket every raise sends from: blocking, so a send is over before it returns.
+fn sender() -> io::Result<&'static std::net::UdpSocket> {
+    static SENDER: OnceLock<std::net::UdpSocket> = OnceLock::new();
+    if let Some(socket) = SENDER.get() {
+        return Ok(socket);
+    }
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(SENDER.get_or_init(|| socket))
+}
+
+impl SignalSocket {
+    pub(crate) fn new() -> io::Result<SignalSocket> {
+        let socket = mio::net::UdpSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .map_err(|e| context(e, "cannot bind the mio signal socket on 127.0.0.1"))?;
+        let addr = socket.local_addr()?;
+        sender()?;
+        Ok(SignalSocket {
+            socket: Mutex::new(socket),
+            addr,
             raised: AtomicBool::new(false),
-            writing: AtomicBool::new(false),
         })
     }
 
+    /// Makes events for `token`; one comes at once, so that what happened before the
+    /// registration is looked at.
     fn register(&self, registry: &Registry, token: Token) -> io::Result<()> {
-        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        // mio makes one event at once (the pipe is writable), so what happened before the
-        // registration is looked at.
-        registry.register(&mut *reader, token, Interest::READABLE)
+        let mut socket = self.socket.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.register(&mut *socket, token, Interest::READABLE)?;
+        drop(socket);
+        self.raised.store(false, Ordering::SeqCst);
+        self.raise();
+        Ok(())
     }
 
     fn reregister(&self, registry: &Registry, token: Token) -> io::Result<()> {
-        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        registry.reregister(&mut *reader, token, Interest::READABLE)
+        let mut socket = self.socket.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.reregister(&mut *socket, token, Interest::READABLE)?;
+        drop(socket);
+        self.raised.store(false, Ordering::SeqCst);
+        self.raise();
+        Ok(())
     }
 
     fn deregister(&self, registry: &Registry) -> io::Result<()> {
-        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        registry.deregister(&mut *reader)
+        let mut socket = self.socket.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.deregister(&mut *socket)
     }
 }
 
-impl Signal for SignalPipe {
+impl Signal for SignalSocket {
     fn raise(&self) {
         if self.raised.swap(true, Ordering::SeqCst) {
             return;
         }
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        // At most one byte waits in the pipe (the flag), so the write never waits.
-        self.writing.store(true, Ordering::SeqCst);
-        let written = writer.write_all(&[1]);
-        self.writing.store(false, Ordering::SeqCst);
-        if written.is_err() {
-            // Cannot happen while the signal lives (it holds both ends); the next raise
-            // tries again.
+        // At most one datagram waits in the socket (the flag), so the send never waits.
+        let sent = sender().and_then(|socket| socket.send_to(&[1], self.addr));
+        if sent.is_err() {
             self.raised.store(false, Ordering::SeqCst);
         }
     }
 
-    /// Reads the pipe empty, then lets the next `raise` make a new event.
-    ///
-    /// In this order: a byte written after the flag went down could otherwise be read here,
-    /// leaving the flag up with no byte on its way, and every later `raise` would do
-    /// nothing (a lost wakeup). A `raise` between the reading and the flag going down writes
-    /// a byte that is still on its way afterwards (one spurious event); the state it stands
-    /// for was changed before it, so the caller's look after `drain` sees that change.
+    /// Reads the socket empty, then lets the next `raise` make a new event (in this order,
+    /// so that a datagram sent after the flag went down cannot be read here and leave the
+    /// flag up with nothing on its way).
     fn drain(&self) {
-        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut buf = [0u8; 64];
-        while let Ok(n) = (&*reader).read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
+        let socket = self.socket.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buf = [0u8; 16];
+        while socket.recv_from(&mut buf).is_ok() {}
         self.raised.store(false, Ordering::SeqCst);
     }
 
     fn describe(&self) -> String {
-        let waiting = {
-            let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-            sys::mio_pipe_bytes_waiting(&reader)
-        };
-        format!(
-            "raised: {}, writing: {}, bytes in the pipe: {waiting:?}",
-            self.raised.load(Ordering::SeqCst),
-            self.writing.load(Ordering::SeqCst)
-        )
+        format!("raised: {}", self.raised.load(Ordering::SeqCst))
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -157,30 +121,30 @@ impl Signal for SignalPipe {
     }
 }
 
-/// The signal pipe standing for `current`'s readiness, made (and given with `install`) on
+/// The signal socket standing for `current`'s readiness, made (and given with `install`) on
 /// first use.
 fn signal_pipe(
     current: Option<Arc<dyn Signal>>,
     install: impl FnOnce(Arc<dyn Signal>),
-) -> io::Result<Arc<SignalPipe>> {
+) -> io::Result<Arc<SignalSocket>> {
     if let Some(signal) = current
-        && let Ok(pipe) = signal.into_any().downcast::<SignalPipe>()
+        && let Ok(pipe) = signal.into_any().downcast::<SignalSocket>()
     {
         return Ok(pipe);
     }
-    let pipe = Arc::new(SignalPipe::new()?);
+    let pipe = Arc::new(SignalSocket::new()?);
     install(Arc::clone(&pipe) as Arc<dyn Signal>);
     Ok(pipe)
 }
 
 impl nonblocking::Listener {
-    fn mio_signal(&mut self) -> io::Result<Arc<SignalPipe>> {
+    fn mio_signal(&mut self) -> io::Result<Arc<SignalSocket>> {
         signal_pipe(self.signal(), |signal| self.set_signal(signal))
     }
 }
 
 impl nonblocking::Stream {
-    fn mio_signal(&mut self) -> io::Result<Arc<SignalPipe>> {
+    fn mio_signal(&mut self) -> io::Result<Arc<SignalSocket>> {
         if self.mode() != Mode::Messages {
             return Err(invalid_input(
                 "a byte-mode pipe is registered with mio as mio::windows::NamedPipe \
@@ -192,8 +156,8 @@ impl nonblocking::Stream {
     }
 }
 
-/// `Source` through the object's signal pipe; `interests` is not narrowed (events carry both
-/// readable and writable).
+/// `Source` through the object's signal socket; `interests` is not narrowed (any event may
+/// stand for either readiness).
 macro_rules! signal_source {
     ($(#[$doc:meta])* $ty:ty) => {
         $(#[$doc])*

@@ -156,13 +156,6 @@ pub(crate) fn open_client(path: &[u16]) -> io::Result<OwnedHandle> {
     open_client_with(path, FILE_FLAG_OVERLAPPED)
 }
 
-/// Opens the client end of the pipe at `path` for synchronous I/O: a write that fits the
-/// pipe's buffer is over before `WriteFile` returns, so no thread's exit can cancel it.
-#[cfg(feature = "mio")]
-pub(crate) fn open_client_sync(path: &[u16]) -> io::Result<OwnedHandle> {
-    open_client_with(path, 0)
-}
-
 fn open_client_with(path: &[u16], flags: u32) -> io::Result<OwnedHandle> {
     debug_assert_eq!(path.last(), Some(&0));
     // SAFETY: `path` is NUL-terminated; no security attributes, no template.
@@ -321,15 +314,6 @@ pub(crate) fn write(
 pub(crate) fn flush_buffers(handle: BorrowedHandle<'_>) -> io::Result<()> {
     // SAFETY: a valid pipe handle.
     cvt(unsafe { FlushFileBuffers(raw(handle)) })
-}
-
-/// How many bytes wait in the pipe behind `pipe` (for `Debug`).
-#[cfg(feature = "mio")]
-pub(crate) fn mio_pipe_bytes_waiting(pipe: &mio::windows::NamedPipe) -> io::Result<usize> {
-    use std::os::windows::io::AsRawHandle as _;
-    // SAFETY: the handle belongs to `pipe`, which is borrowed (so open) for this call.
-    let handle = unsafe { BorrowedHandle::borrow_raw(pipe.as_raw_handle()) };
-    bytes_waiting(handle)
 }
 
 /// Hands `handle` to mio.
