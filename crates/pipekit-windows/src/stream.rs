@@ -211,10 +211,8 @@ impl Stream {
     /// I/O), whether it is the server end, and its place under the listener's instance limit
     /// (keep it as long as the handle is in use).
     pub fn into_parts(self) -> (OwnedHandle, bool, Option<Slot>) {
-        let Stream {
-            handle, end, _slot, ..
-        } = self;
-        (handle, end == End::Server, _slot)
+        let (handle, server_end, slot, _held) = self.into_parts_with_held();
+        (handle, server_end, slot)
     }
 
     /// Takes the stream apart as [`into_parts`](Self::into_parts) does, and also gives out a

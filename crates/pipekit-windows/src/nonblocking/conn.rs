@@ -405,9 +405,7 @@ impl Conn {
             None => Poll::Ready(Ok(())),
             Some(done) => {
                 st.tx = Tx::Idle;
-                let result = write_result(&done);
-                st.wbuf = done.buf;
-                Poll::Ready(result)
+                Poll::Ready(write_result(done, &mut st.wbuf))
             }
         }
     }
@@ -445,11 +443,10 @@ impl Conn {
     }
 
     fn write_finished(&self, st: &mut State, done: Done) -> Wakeup {
-        st.tx = match write_result(&done) {
+        st.tx = match write_result(done, &mut st.wbuf) {
             Ok(()) => Tx::Idle,
             Err(e) => Tx::Failed(e),
         };
-        st.wbuf = done.buf;
         Wakeup {
             wakers: st.write_wakers.take(),
             signal: st.signal.clone(),
@@ -624,29 +621,22 @@ fn is_aborted(done: &Done) -> bool {
 }
 
 /// A write's result: the whole message, or an error (`BrokenPipe` when the peer is gone).
-fn write_result(done: &Done) -> io::Result<()> {
-    let len = done.buf.len();
-    match &done.result {
-        Ok(Transfer::Done(n) | Transfer::More(n)) if *n == len => Ok(()),
+/// The write's buffer goes back to `wbuf`.
+fn write_result(done: Done, wbuf: &mut Vec<u8>) -> io::Result<()> {
+    let Done { result, moved, buf } = done;
+    let len = buf.len();
+    *wbuf = buf;
+    match result {
+        Ok(Transfer::Done(n) | Transfer::More(n)) if n == len => Ok(()),
         Ok(Transfer::Done(n) | Transfer::More(n)) => Err(io::Error::new(
             io::ErrorKind::WriteZero,
             format!("only {n} bytes of a {len}-byte message were written"),
         )),
-        Err(e) if done.moved > 0 => Err(io::Error::new(
+        Err(e) if moved > 0 => Err(io::Error::new(
             e.kind(),
-            format!(
-                "a {len}-byte message was cut after {} bytes: {e}",
-                done.moved
-            ),
+            format!("a {len}-byte message was cut after {moved} bytes: {e}"),
         )),
-        Err(e) => Err(broken_pipe(clone_error(e))),
-    }
-}
-
-fn clone_error(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
+        Err(e) => Err(broken_pipe(e)),
     }
 }
 

@@ -153,10 +153,6 @@ pub(crate) const CLIENT_ACCESS: u32 =
 /// Opens the client end of the pipe at `path`, duplex and overlapped, with
 /// [`CLIENT_ACCESS`], allowing the server to identify the client but not to impersonate it.
 pub(crate) fn open_client(path: &[u16]) -> io::Result<OwnedHandle> {
-    open_client_with(path, FILE_FLAG_OVERLAPPED)
-}
-
-fn open_client_with(path: &[u16], flags: u32) -> io::Result<OwnedHandle> {
     debug_assert_eq!(path.last(), Some(&0));
     // SAFETY: `path` is NUL-terminated; no security attributes, no template.
     let handle = unsafe {
@@ -166,7 +162,7 @@ fn open_client_with(path: &[u16], flags: u32) -> io::Result<OwnedHandle> {
             0,
             ptr::null(),
             OPEN_EXISTING,
-            flags | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION,
+            FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION,
             ptr::null_mut(),
         )
     };
