@@ -167,7 +167,7 @@ step "the non-blocking and Tokio Windows tests, 10 more runs each, alone and bes
 # The full evidence is `bash ci/wine/repeat.sh 500`; these 20 runs of each binary catch a crash
 # that comes 1 run in 20 or more often. mio_windows is left to its one run above until its
 # 1000-connection test has a longer clean record beside a CPU hog (see ci/wine/repeat.sh).
-bash ci/wine/repeat.sh 10 2 tokio_windows nonblocking
+bash ci/wine/repeat.sh 10 2 tokio_streams nonblocking
 
 step "the echo example runs under Wine"
 check_echo --target "$WINDOWS_TARGET"

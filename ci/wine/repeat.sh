@@ -4,7 +4,7 @@
 #
 #   bash ci/wine/repeat.sh [RUNS] [JOBS] [TEST ...]
 #
-# RUNS (default 500) runs of each TEST binary (default: mio_windows tokio_windows
+# RUNS (default 500) runs of each TEST binary (default: mio_windows tokio_streams
 # nonblocking, the test targets of pipekit-tests and pipekit-windows), JOBS (default 1) of
 # them at a time. Each failing run's output is kept under target/wine-repeat/. Exits 1 if any
 # run failed. Needs what ci/test.sh installs (Wine, MinGW, the x86_64-pc-windows-gnu
@@ -13,14 +13,14 @@
 # Beside a CPU hog, mio_windows's 1000-connection test used to stall in some runs (a stream
 # with a message ready whose mio signal, a byte in a private named pipe, never made an event).
 # The signal is a loopback UDP socket now; until that has a longer clean record here, CI
-# repeats only tokio_windows and nonblocking.
+# repeats only tokio_streams and nonblocking.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs="${1:-500}"
 jobs="${2:-1}"
 shift 2 || shift $# || true
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(mio_windows tokio_windows nonblocking)
+[ ${#tests[@]} -gt 0 ] || tests=(mio_windows tokio_streams nonblocking)
 
 export WINEPREFIX="${WINEPREFIX:-$PWD/target/wine}" WINEDEBUG=-all
 bash ci/wine/setup.sh

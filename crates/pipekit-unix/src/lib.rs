@@ -39,6 +39,10 @@ mod listener;
 mod stream;
 #[allow(unsafe_code)]
 mod sys;
+// Registering descriptors with Tokio's reactor is `unsafe`; this module keeps that promise.
+#[cfg(feature = "tokio")]
+#[allow(unsafe_code)]
+pub mod tokio;
 
 pub use any::{Listener, Stream};
 pub use dir::{check_private_dir, ensure_private_dir, env};

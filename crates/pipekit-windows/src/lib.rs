@@ -56,6 +56,8 @@ pub mod nonblocking;
 mod stream;
 #[allow(unsafe_code)]
 mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use listener::Listener;
 

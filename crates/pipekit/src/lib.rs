@@ -18,7 +18,7 @@
 //!
 //! # Event loops and async
 //!
-//! - Feature `tokio`: [`tokio`] has an async `Listener` and `Stream` on every OS (byte mode as
+//! - Feature `tokio`: `pipekit::tokio` has an async `Listener` and `Stream` on every OS (byte mode as
 //!   `AsyncRead + AsyncWrite`, message mode as `send`/`recv` keeping message boundaries).
 //! - [`nonblocking`]: a listener and message streams that never block, with the same calls on
 //!   every OS; with feature `mio` they are `mio::event::Source`s. (On Unix the blocking
@@ -57,7 +57,7 @@
 //! server.join().unwrap()?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -73,13 +73,7 @@ pub use pipekit_core::{
 pub mod dialect;
 pub mod nonblocking;
 pub mod os;
-// The one place that needs `unsafe`: handing descriptors/handles to Tokio's reactor.
-#[cfg(all(unix, feature = "tokio"))]
-#[allow(unsafe_code)]
-pub mod tokio;
-#[cfg(all(windows, feature = "tokio"))]
-#[allow(unsafe_code)]
-#[path = "tokio_windows.rs"]
+#[cfg(feature = "tokio")]
 pub mod tokio;
 
 cfg_if::cfg_if! {

@@ -1,13 +1,25 @@
-//! Tokio integration (feature `tokio`, Unix): an async [`Listener`] and [`Stream`] built on
-//! [`tokio::io::unix::AsyncFd`], over sockets and FIFOs alike.
+//! Tokio integration (feature `tokio`): an async [`Listener`] and [`Stream`] in byte and
+//! message mode, with the same names and rules on every OS.
 //!
 //! Byte mode is `AsyncRead + AsyncWrite`; message mode is [`Stream::send`] / [`Stream::recv`]
 //! / [`Stream::recv_to_vec`] with the same boundary and size rules as the blocking API (a
-//! message too large for the buffer is reported with its size and stays readable).
+//! message too large for the buffer is reported with its size and stays readable). Several
+//! tasks may wait in [`Listener::accept`] at once: share the listener in an `Arc`.
 //!
-//! The FIFO transport's `accept` finishes each client's handshake before it returns; a client
-//! that stalls in the handshake holds the accepting task for at most
-//! [`HANDSHAKE_TIMEOUT`](crate::os::unix::fifo::HANDSHAKE_TIMEOUT).
+//! # Platform-specific behavior
+//!
+//! - Unix: sockets and FIFOs are watched by Tokio's reactor (`AsyncFd`). The FIFO
+//!   transport's `accept` finishes each client's handshake before it returns; a client that
+//!   stalls in the handshake holds the accepting task for at most the FIFO handshake timeout
+//!   (`os::unix::fifo::HANDSHAKE_TIMEOUT`).
+//! - Windows: byte-mode pipes are Tokio's own named-pipe types (on the runtime's completion
+//!   port); message-mode streams are pipekit's non-blocking streams (overlapped reads into a
+//!   buffer the stream owns, completions noticed by the system thread pool, which wakes the
+//!   task), because Tokio's types read through a fixed buffer and would split messages.
+//!   `accept` waits with an overlapped `ConnectNamedPipe`; with an instance limit
+//!   (`max_instances`) it waits until an accepted stream is dropped.
+//!
+//! `connect` opens the pipe on Tokio's blocking pool (it may wait for a busy server).
 //!
 //! # Examples
 //!
@@ -40,39 +52,27 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::os::unix::{ListenerExt, StreamExt};
-use crate::{ConnectOptions, IntoPipeName, ListenerOptions, Mode};
-
-/// A descriptor owned by a pipekit object, watched by Tokio.
-#[derive(Debug)]
-struct Watched(RawFd);
-
-impl AsRawFd for Watched {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
-}
+use crate::backend::tokio as imp;
+use crate::{ConnectOptions, IntoPipeName, ListenerOptions, Mode, PeerCredentials};
 
 /// An async server: accepts like [`crate::Listener`], waiting without blocking the runtime.
 #[derive(Debug)]
 pub struct Listener {
-    inner: AsyncFd<crate::Listener>,
+    inner: imp::Listener,
 }
 
 impl Listener {
-    /// Binds `name` in byte mode.
+    /// Binds `name` in byte mode. Must run inside a Tokio runtime with I/O enabled.
     ///
     /// # Errors
     ///
-    /// As [`crate::Listener::bind`]; must run inside a Tokio runtime with I/O enabled.
+    /// As [`crate::Listener::bind`].
     pub fn bind(name: impl IntoPipeName) -> io::Result<Listener> {
         Listener::from_blocking(crate::Listener::bind(name)?)
     }
@@ -86,18 +86,17 @@ impl Listener {
         Listener::from_blocking(crate::Listener::bind_with(name, options)?)
     }
 
-    /// Wraps a listener (for example one bound over FIFOs with
-    /// [`ListenerExt::bind_unix`]); it is switched to non-blocking mode.
+    /// Makes a listener async (for example one bound with OS-specific options, such as the
+    /// FIFO transport on Unix).
     ///
     /// # Errors
     ///
-    /// The OS error of switching modes or registering with the runtime.
+    /// The OS error of switching the listener to non-blocking mode (Unix) or of creating
+    /// its waiting instance (Windows), or the runtime's error registering it.
     pub fn from_blocking(listener: crate::Listener) -> io::Result<Listener> {
-        ListenerExt::set_nonblocking(&listener, true)?;
-        // SAFETY: the listener owns its descriptor and keeps it open and unchanged for as
-        // long as it lives; the AsyncFd owns the listener.
-        let inner = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }?;
-        Ok(Listener { inner })
+        Ok(Listener {
+            inner: imp::Listener::new(listener.inner)?,
+        })
     }
 
     /// Waits for the next client.
@@ -106,31 +105,21 @@ impl Listener {
     ///
     /// As [`crate::Listener::accept`].
     pub async fn accept(&self) -> io::Result<Stream> {
-        loop {
-            let mut guard = self.inner.readable().await?;
-            match guard.try_io(|inner| inner.get_ref().accept()) {
-                Ok(result) => return Stream::from_blocking(result?),
-                Err(_would_block) => continue,
-            }
-        }
+        Ok(Stream {
+            inner: self.inner.accept().await?,
+        })
     }
 
-    /// The blocking listener underneath.
-    pub fn get_ref(&self) -> &crate::Listener {
-        self.inner.get_ref()
+    /// The mode of every connection this listener accepts.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode()
     }
 }
 
-/// An async connection, byte or message mode.
+/// An async connection: `AsyncRead + AsyncWrite` in byte mode, `send`/`recv` in message mode.
 #[derive(Debug)]
 pub struct Stream {
-    // The watchers are declared (so dropped) before the stream that owns their descriptors:
-    // a descriptor leaves the runtime before it is closed.
-    /// The socket (both directions), or a FIFO connection's read FIFO.
-    read: AsyncFd<Watched>,
-    /// A FIFO connection's write FIFO.
-    write: Option<AsyncFd<Watched>>,
-    inner: crate::Stream,
+    inner: imp::Stream,
 }
 
 impl Stream {
@@ -143,8 +132,7 @@ impl Stream {
         Stream::connect_with(name, &ConnectOptions::new()).await
     }
 
-    /// Connects to `name` with `options`. A wait for the server (`options.wait`) runs on a
-    /// blocking thread.
+    /// Connects to `name` with `options`, on the blocking pool.
     ///
     /// # Errors
     ///
@@ -162,34 +150,17 @@ impl Stream {
         Stream::from_blocking(stream)
     }
 
-    /// Wraps a connected stream; it is switched to non-blocking mode.
+    /// Makes a connected stream async. Must run inside a runtime with I/O enabled. A message
+    /// the blocking stream was holding (one that did not fit a caller's buffer) is the first
+    /// one received.
     ///
     /// # Errors
     ///
-    /// The OS error of switching modes or registering with the runtime.
+    /// The OS error of switching modes or setting up the stream's waits, or the runtime's
+    /// error registering it.
     pub fn from_blocking(stream: crate::Stream) -> io::Result<Stream> {
-        StreamExt::set_nonblocking(&stream, true)?;
-        let watch = |fd, interest| {
-            // SAFETY: `fd` belongs to `stream`, which the returned Stream owns. The watchers
-            // are dropped before it (field order), and the write watcher is dropped before
-            // `poll_shutdown` closes the write FIFO; nothing else in this type closes or
-            // replaces a descriptor, and the stream underneath is not handed out.
-            unsafe { AsyncFd::register_with_interest(Watched(fd), interest) }
-        };
-        let (read, write) = match stream.raw_write_fd() {
-            None => (
-                watch(stream.as_raw_fd(), Interest::READABLE | Interest::WRITABLE)?,
-                None,
-            ),
-            Some(write) => (
-                watch(stream.as_raw_fd(), Interest::READABLE)?,
-                Some(watch(write, Interest::WRITABLE)?),
-            ),
-        };
         Ok(Stream {
-            read,
-            write,
-            inner: stream,
+            inner: imp::Stream::new(stream.inner)?,
         })
     }
 
@@ -203,7 +174,7 @@ impl Stream {
     /// # Errors
     ///
     /// As [`crate::Stream::peer_credentials`].
-    pub fn peer_credentials(&self) -> io::Result<crate::PeerCredentials> {
+    pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         self.inner.peer_credentials()
     }
 
@@ -213,30 +184,7 @@ impl Stream {
     ///
     /// As [`crate::Stream::send`].
     pub async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        loop {
-            let writer = self.write.as_ref().unwrap_or(&self.read);
-            let mut guard = writer.writable().await?;
-            match guard.try_io(|_| self.inner.send(msg)) {
-                Ok(result) => {
-                    result?;
-                    break;
-                }
-                Err(_would_block) => continue,
-            }
-        }
-        self.flush_all().await
-    }
-
-    /// Writes the tail of a partly written frame, waiting as needed.
-    async fn flush_all(&mut self) -> io::Result<()> {
-        loop {
-            let writer = self.write.as_ref().unwrap_or(&self.read);
-            let mut guard = writer.writable().await?;
-            match guard.try_io(|_| self.inner.flush()) {
-                Ok(result) => return result,
-                Err(_would_block) => continue,
-            }
-        }
+        self.inner.send(msg).await
     }
 
     /// Receives one message into `buf`: `Some(len)`, or `None` at the end.
@@ -246,87 +194,45 @@ impl Stream {
     /// As [`crate::Stream::recv`]: a message too large for `buf` is reported with its size
     /// and stays readable.
     pub async fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        loop {
-            let mut guard = self.read.readable().await?;
-            match guard.try_io(|_| self.inner.recv(buf)) {
-                Ok(result) => return result,
-                Err(_would_block) => continue,
-            }
-        }
+        self.inner.recv(buf).await
     }
 
-    /// Receives one whole message into `buf` (cleared first).
+    /// Receives one whole message into `buf` (cleared first, grown to fit).
     ///
     /// # Errors
     ///
     /// As [`crate::Stream::recv_to_vec`].
     pub async fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        loop {
-            let mut guard = self.read.readable().await?;
-            match guard.try_io(|_| self.inner.recv_to_vec(buf)) {
-                Ok(result) => return result,
-                Err(_would_block) => continue,
-            }
-        }
+        self.inner.recv_to_vec(buf).await
     }
 }
 
 impl AsyncRead for Stream {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            let mut guard = ready!(this.read.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|_| this.inner.read(unfilled)) {
-                Ok(Ok(n)) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                Err(_would_block) => continue,
-            }
-        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
+/// `poll_shutdown`: on Unix the peer reads EOF after everything sent before; named pipes have
+/// no half-close, so on Windows it flushes and the pipe ends when the stream is dropped.
 impl AsyncWrite for Stream {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        loop {
-            let writer = this.write.as_ref().unwrap_or(&this.read);
-            let mut guard = ready!(writer.poll_write_ready(cx))?;
-            match guard.try_io(|_| this.inner.write(buf)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
-            }
-        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            let writer = this.write.as_ref().unwrap_or(&this.read);
-            let mut guard = ready!(writer.poll_write_ready(cx))?;
-            match guard.try_io(|_| this.inner.flush()) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
-            }
-        }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.as_mut().poll_flush(cx))?;
-        let this = self.get_mut();
-        // The write FIFO is about to close: stop watching it first.
-        this.write = None;
-        Poll::Ready(this.inner.shutdown_write())
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

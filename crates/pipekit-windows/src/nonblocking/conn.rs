@@ -492,6 +492,13 @@ impl Conn {
         Ok((handle, slot))
     }
 
+    /// The peer's process id.
+    pub(super) fn peer_pid(&self) -> io::Result<u32> {
+        let st = self.lock();
+        let io = st.io.as_ref().ok_or_else(closed)?;
+        sys::peer_pid(io.pipe.as_handle(), self.server_end)
+    }
+
     /// The pipe's handle and what each side is doing, for `Debug`.
     pub(super) fn describe(&self) -> (Option<std::os::windows::io::RawHandle>, String, String) {
         use std::os::windows::io::AsRawHandle;

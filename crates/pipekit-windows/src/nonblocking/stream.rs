@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use pipekit_core::Mode;
 use pipekit_core::error::{invalid_input, wrong_mode};
 use pipekit_core::slots::Slot;
+use pipekit_core::{Mode, PeerCredentials};
 
 use super::Signal;
 use super::conn::{Conn, copy_into, swap_into};
@@ -63,6 +63,16 @@ impl Stream {
             conn.start_read(&mut st);
         }
         Stream { conn, signal: None }
+    }
+
+    /// The peer's process id (uid and gid are `None` on Windows).
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Stream::peer_credentials`]; `NotConnected` once the stream is closed.
+    pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        let pid = self.conn.peer_pid()?;
+        Ok(PeerCredentials::new(Some(pid), None, None))
     }
 
     /// The connection's mode.

@@ -325,6 +325,40 @@ pub(crate) fn mio_pipe(handle: OwnedHandle) -> mio::windows::NamedPipe {
     unsafe { mio::windows::NamedPipe::from_raw_handle(handle.into_raw_handle()) }
 }
 
+/// Hands a server end's handle to Tokio's reactor (the same promise as [`mio_pipe`]).
+///
+/// # Errors
+///
+/// The runtime's error of tying the handle to its completion port (there must be a runtime
+/// with I/O enabled).
+#[cfg(feature = "tokio")]
+pub(crate) fn tokio_server(
+    handle: OwnedHandle,
+) -> io::Result<tokio::net::windows::named_pipe::NamedPipeServer> {
+    use std::os::windows::io::IntoRawHandle as _;
+    // SAFETY: an open overlapped pipe handle tied to no completion port; ownership moves
+    // into the Tokio object (it closes the handle if registering fails).
+    unsafe {
+        tokio::net::windows::named_pipe::NamedPipeServer::from_raw_handle(handle.into_raw_handle())
+    }
+}
+
+/// Hands a client end's handle to Tokio's reactor (as [`tokio_server`]).
+///
+/// # Errors
+///
+/// As [`tokio_server`].
+#[cfg(feature = "tokio")]
+pub(crate) fn tokio_client(
+    handle: OwnedHandle,
+) -> io::Result<tokio::net::windows::named_pipe::NamedPipeClient> {
+    use std::os::windows::io::IntoRawHandle as _;
+    // SAFETY: as in `tokio_server`.
+    unsafe {
+        tokio::net::windows::named_pipe::NamedPipeClient::from_raw_handle(handle.into_raw_handle())
+    }
+}
+
 /// The access rights `handle` was opened with, as the kernel granted them.
 #[cfg(test)]
 fn granted_access(handle: BorrowedHandle<'_>) -> io::Result<u32> {

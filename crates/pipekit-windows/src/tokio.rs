@@ -1,100 +1,50 @@
-//! Tokio integration (feature `tokio`) on Windows: an async [`Listener`] and [`Stream`] in
+//! The Windows core of `pipekit::tokio` (feature `tokio`): a [`Listener`] and [`Stream`] in
 //! byte and message mode.
+//!
+//! Applications use `pipekit::tokio`, which has the same names on every OS; this module is
+//! what it runs on Windows.
 //!
 //! - Byte mode: an accepted or connected pipe is handed to Tokio's own
 //!   [`NamedPipeServer`] / [`NamedPipeClient`] (pipekit's handles are opened for overlapped
 //!   I/O, which is what they need), so [`Stream`] is `AsyncRead + AsyncWrite` on the
 //!   runtime's I/O completion port.
 //! - Message mode: Tokio's pipe types read through a fixed buffer and would split messages,
-//!   so message streams are [`pipekit_windows::nonblocking::Stream`]s: overlapped reads into a
-//!   buffer the stream owns, completions noticed by the system thread pool, which wakes the
-//!   task. [`Stream::send`] / [`Stream::recv`] / [`Stream::recv_to_vec`] keep the blocking
-//!   API's rules (a message too large for the buffer is reported with its size and stays
-//!   readable).
+//!   so message streams are [`nonblocking::Stream`]s: overlapped reads into a buffer the
+//!   stream owns, completions noticed by the system thread pool, which wakes the task.
 //!
-//! `accept` waits for clients with an overlapped `ConnectNamedPipe` (no thread is held);
-//! `connect` opens the pipe on Tokio's blocking pool (it may wait for a busy server). With an
-//! instance limit (`max_instances`), `accept` waits until an accepted stream is dropped.
-//!
-//! # Examples
-//!
-//! ```
-//! use pipekit::tokio::{Listener, Stream};
-//! use pipekit::{ConnectOptions, ListenerOptions, Mode};
-//! # let name = format!("doc-tokio-{}", std::process::id());
-//! # let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
-//! # rt.block_on(async {
-//!
-//! let listener = Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))?;
-//! let server = tokio::spawn(async move {
-//!     let mut conn = listener.accept().await?;
-//!     let mut buf = [0u8; 65535];
-//!     while let Some(n) = conn.recv(&mut buf).await? {
-//!         conn.send(&buf[..n]).await?;
-//!     }
-//!     Ok::<(), std::io::Error>(())
-//! });
-//! let mut client =
-//!     Stream::connect_with(name.as_str(), ConnectOptions::new().mode(Mode::Messages)).await?;
-//! client.send(b"ping").await?;
-//! let mut reply = Vec::new();
-//! client.recv_to_vec(&mut reply).await?;
-//! assert_eq!(reply, b"ping");
-//! drop(client);
-//! server.await.unwrap()?;
-//! # Ok::<(), std::io::Error>(())
-//! # })?;
-//! # Ok::<(), std::io::Error>(())
-//! ```
+//! `accept` waits with an overlapped `ConnectNamedPipe` (no thread is held). With an instance
+//! limit (`max_instances`), `accept` waits until an accepted stream is dropped.
 
 use std::future::poll_fn;
 use std::io;
-use std::os::windows::io::IntoRawHandle;
+use std::os::windows::io::{AsHandle, OwnedHandle};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pipekit_core::error::wrong_mode;
 use pipekit_core::slots::Slot;
-use pipekit_windows::nonblocking;
+use pipekit_core::{Mode, PeerCredentials};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::windows::named_pipe::{NamedPipeClient, NamedPipeServer};
 
-use crate::{ConnectOptions, IntoPipeName, ListenerOptions, Mode};
+use crate::{nonblocking, sys};
 
-/// An async server. Clones share the listener; one task at a time should wait in `accept`.
-#[derive(Debug, Clone)]
+/// An async server. Several tasks may wait in [`accept`](Self::accept) at once (share it in
+/// an `Arc`).
+#[derive(Debug)]
 pub struct Listener {
-    inner: Arc<nonblocking::Listener>,
+    inner: nonblocking::Listener,
 }
 
 impl Listener {
-    /// Binds `name` in byte mode.
-    ///
-    /// # Errors
-    ///
-    /// As [`crate::Listener::bind`].
-    pub fn bind(name: impl IntoPipeName) -> io::Result<Listener> {
-        Listener::from_blocking(crate::Listener::bind(name)?)
-    }
-
-    /// Binds `name` with `options`.
-    ///
-    /// # Errors
-    ///
-    /// As [`crate::Listener::bind_with`].
-    pub fn bind_with(name: impl IntoPipeName, options: &ListenerOptions) -> io::Result<Listener> {
-        Listener::from_blocking(crate::Listener::bind_with(name, options)?)
-    }
-
-    /// Makes a listener async and starts waiting for its first client.
+    /// Makes `listener` async; it starts waiting for its first client.
     ///
     /// # Errors
     ///
     /// The OS error of creating the waiting instance.
-    pub fn from_blocking(listener: crate::Listener) -> io::Result<Listener> {
+    pub fn new(listener: crate::Listener) -> io::Result<Listener> {
         Ok(Listener {
-            inner: Arc::new(nonblocking::Listener::new(listener.inner)?),
+            inner: nonblocking::Listener::new(listener)?,
         })
     }
 
@@ -130,47 +80,20 @@ enum Pipe {
 }
 
 impl Stream {
-    /// Connects to `name` in byte mode.
-    ///
-    /// # Errors
-    ///
-    /// As [`crate::Stream::connect`].
-    pub async fn connect(name: impl IntoPipeName) -> io::Result<Stream> {
-        Stream::connect_with(name, &ConnectOptions::new()).await
-    }
-
-    /// Connects to `name` with `options`, on the blocking pool.
-    ///
-    /// # Errors
-    ///
-    /// As [`crate::Stream::connect_with`].
-    pub async fn connect_with(
-        name: impl IntoPipeName,
-        options: &ConnectOptions,
-    ) -> io::Result<Stream> {
-        let name = name.into_pipe_name()?;
-        let options = options.clone();
-        let stream =
-            tokio::task::spawn_blocking(move || crate::Stream::connect_with(name, &options))
-                .await
-                .map_err(io::Error::other)??;
-        Stream::from_blocking(stream)
-    }
-
     /// Makes a connected stream async. Must run inside a runtime with I/O enabled.
     ///
     /// # Errors
     ///
     /// The runtime's error registering a byte-mode handle; the OS error of setting up a
     /// message-mode stream's events and waits.
-    pub fn from_blocking(stream: crate::Stream) -> io::Result<Stream> {
+    pub fn new(stream: crate::Stream) -> io::Result<Stream> {
         if stream.mode() == Mode::Messages {
             return Ok(Stream {
-                pipe: Pipe::Messages(nonblocking::Stream::new(stream.inner)?),
+                pipe: Pipe::Messages(nonblocking::Stream::new(stream)?),
                 _slot: None,
             });
         }
-        let (handle, server_end, slot) = stream.inner.into_parts();
+        let (handle, server_end, slot) = stream.into_parts();
         Stream::from_handle(handle, server_end, slot)
     }
 
@@ -186,20 +109,14 @@ impl Stream {
     }
 
     fn from_handle(
-        handle: std::os::windows::io::OwnedHandle,
+        handle: OwnedHandle,
         server_end: bool,
         slot: Option<Slot>,
     ) -> io::Result<Stream> {
-        let raw = handle.into_raw_handle();
-        // SAFETY: `raw` is an open named-pipe handle opened for overlapped I/O and tied to no
-        // completion port, and ownership moves to the returned Tokio object
-        // (`into_raw_handle` gave it up), so nothing else closes or uses it.
-        let pipe = unsafe {
-            if server_end {
-                Pipe::Server(NamedPipeServer::from_raw_handle(raw)?)
-            } else {
-                Pipe::Client(NamedPipeClient::from_raw_handle(raw)?)
-            }
+        let pipe = if server_end {
+            Pipe::Server(sys::tokio_server(handle)?)
+        } else {
+            Pipe::Client(sys::tokio_client(handle)?)
         };
         Ok(Stream { pipe, _slot: slot })
     }
@@ -210,6 +127,20 @@ impl Stream {
             Pipe::Messages(_) => Mode::Messages,
             _ => Mode::Bytes,
         }
+    }
+
+    /// The peer's process id (uid and gid are `None` on Windows).
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Stream::peer_credentials`].
+    pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        let pid = match &self.pipe {
+            Pipe::Server(p) => sys::peer_pid(p.as_handle(), true)?,
+            Pipe::Client(p) => sys::peer_pid(p.as_handle(), false)?,
+            Pipe::Messages(s) => return s.peer_credentials(),
+        };
+        Ok(PeerCredentials::new(Some(pid), None, None))
     }
 
     fn messages(&mut self, operation: &str) -> io::Result<&mut nonblocking::Stream> {
@@ -235,8 +166,7 @@ impl Stream {
     ///
     /// # Errors
     ///
-    /// As [`crate::Stream::recv`]: a message too large for `buf` is reported with its size
-    /// and stays readable.
+    /// As [`crate::Stream::recv`].
     pub async fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let stream = self.messages("recv")?;
         poll_fn(|cx| stream.poll_recv(cx, buf)).await

@@ -1,13 +1,14 @@
-//! Tokio on Windows named pipes, on a current-thread runtime: byte mode with many clients in
-//! this process and in others; message mode with 1000 connections from 10 processes, message
-//! sizes across mio's 4 KiB buffer up to 1 MiB, a message over the maximum discarded, and a
-//! send right before the drop delivered.
-#![cfg(windows)]
+//! `pipekit::tokio` on every OS (Windows named pipes, Unix sockets), on a current-thread
+//! runtime: byte mode with many clients in this process and in others; message mode with 1000
+//! connections from 10 processes, message sizes across mio's 4 KiB buffer up to 1 MiB, a
+//! message over the maximum discarded, a send right before the drop delivered, two tasks
+//! waiting in one accept, and the core message suite on Tokio message streams.
 
 mod common;
 
 use std::io;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use pipekit::MessageTooLarge;
 use pipekit::tokio::{Listener, Stream};
@@ -27,12 +28,12 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn tokio_echoes_bytes_for_many_clients_on_one_thread() {
-    let name = unique_name("tokio-win");
+    let name = unique_name("tokio");
     runtime().block_on(async {
-        let listener = Listener::bind(name.as_str()).unwrap();
+        let listener = Arc::new(Listener::bind(name.as_str()).unwrap());
         let clients = 50usize;
         let server = {
-            let listener = listener.clone();
+            let listener = Arc::clone(&listener);
             tokio::spawn(async move {
                 let mut tasks = Vec::new();
                 for _ in 0..clients {
@@ -80,7 +81,7 @@ fn tokio_echoes_bytes_for_many_clients_on_one_thread() {
 
 #[test]
 fn tokio_serves_clients_in_other_processes() {
-    let name = unique_name("tokio-win-proc");
+    let name = unique_name("tokio-proc");
     runtime().block_on(async {
         let listener = Listener::bind(name.as_str()).unwrap();
         let children: Vec<_> = (0..5)
@@ -128,7 +129,7 @@ fn tokio_serves_clients_in_other_processes() {
 
 #[test]
 fn tokio_serves_1000_message_connections_on_one_thread() {
-    let name = unique_name("tokio-win-1000");
+    let name = unique_name("tokio-1000");
     runtime().block_on(async {
         let listener =
             Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
@@ -145,7 +146,7 @@ fn tokio_serves_1000_message_connections_on_one_thread() {
 #[test]
 fn tokio_message_sizes_boundaries_and_end() {
     runtime().block_on(async {
-        let name = unique_name("tokio-win-msg");
+        let name = unique_name("tokio-msg");
         let listener =
             Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
                 .unwrap();
@@ -240,14 +241,15 @@ fn tokio_message_sizes_boundaries_and_end() {
 
 #[test]
 fn every_task_waiting_in_accept_is_woken() {
-    let name = unique_name("tokio-win-accepts");
+    let name = unique_name("tokio-accepts");
     runtime().block_on(async {
-        let listener =
+        let listener = Arc::new(
             Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
-                .unwrap();
+                .unwrap(),
+        );
         let accepts: Vec<_> = (0..2)
             .map(|_| {
-                let listener = listener.clone();
+                let listener = Arc::clone(&listener);
                 tokio::spawn(async move { listener.accept().await.map(|_| ()) })
             })
             .collect();
@@ -274,7 +276,7 @@ fn every_task_waiting_in_accept_is_woken() {
 
 /// A Tokio message stream driven by its own runtime, so the core suite can check it.
 struct OnRuntime {
-    rt: std::sync::Arc<tokio::runtime::Runtime>,
+    rt: Arc<tokio::runtime::Runtime>,
     stream: Stream,
     read_timeout: std::sync::Mutex<Option<std::time::Duration>>,
     write_timeout: std::sync::Mutex<Option<std::time::Duration>>,
@@ -303,7 +305,7 @@ impl pipekit_core::Connection for OnRuntime {
     }
 
     fn peer_credentials(&self) -> io::Result<pipekit::PeerCredentials> {
-        Err(io::ErrorKind::Unsupported.into())
+        self.stream.peer_credentials()
     }
 
     fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
@@ -320,19 +322,19 @@ impl pipekit_core::Connection for OnRuntime {
 impl pipekit_core::MessagePipe for OnRuntime {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         let timeout = *self.write_timeout.lock().unwrap();
-        let (rt, stream) = (std::sync::Arc::clone(&self.rt), &mut self.stream);
+        let (rt, stream) = (Arc::clone(&self.rt), &mut self.stream);
         OnRuntime::run_on(&rt, timeout, stream.send(msg))
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let timeout = *self.read_timeout.lock().unwrap();
-        let (rt, stream) = (std::sync::Arc::clone(&self.rt), &mut self.stream);
+        let (rt, stream) = (Arc::clone(&self.rt), &mut self.stream);
         OnRuntime::run_on(&rt, timeout, stream.recv(buf))
     }
 
     fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         let timeout = *self.read_timeout.lock().unwrap();
-        let (rt, stream) = (std::sync::Arc::clone(&self.rt), &mut self.stream);
+        let (rt, stream) = (Arc::clone(&self.rt), &mut self.stream);
         OnRuntime::run_on(&rt, timeout, stream.recv_to_vec(buf))
     }
 
@@ -343,14 +345,14 @@ impl pipekit_core::MessagePipe for OnRuntime {
 
 #[test]
 fn the_core_message_suite_holds_for_tokio_message_streams() {
-    let rt = std::sync::Arc::new(
+    let rt = Arc::new(
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap(),
     );
     pipekit_core::testing::messages_suite(|| {
-        let name = unique_name("tokio-win-suite");
+        let name = unique_name("tokio-suite");
         let options = ConnectOptions::new().mode(Mode::Messages).clone();
         let (server, client) = rt.block_on(async {
             let listener =
@@ -360,7 +362,7 @@ fn the_core_message_suite_holds_for_tokio_message_streams() {
             Ok::<_, io::Error>((server, client))
         })?;
         let wrap = |stream| OnRuntime {
-            rt: std::sync::Arc::clone(&rt),
+            rt: Arc::clone(&rt),
             stream,
             read_timeout: std::sync::Mutex::new(None),
             write_timeout: std::sync::Mutex::new(None),
