@@ -7,7 +7,8 @@
 # RUNS (default 500) runs of each TEST binary (default: mio_windows tokio_streams
 # nonblocking, the test targets of pipekit-tests and pipekit-windows), JOBS (default 1) of
 # them at a time. Each failing run's output is kept under target/wine-repeat/. Exits 1 if any
-# run failed. Needs what ci/test.sh installs (Wine, MinGW, the x86_64-pc-windows-gnu
+# run failed; target/wine-repeat/runs.txt has one line per finished run (for watching a
+# long repetition). Needs what ci/test.sh installs (Wine, MinGW, the x86_64-pc-windows-gnu
 # target); makes the Wine prefix itself. REPEAT_HOG=0 skips the CPU-hog pass.
 #
 # Beside a CPU hog, mio_windows's 1000-connection test used to stall in some runs (a stream
@@ -57,7 +58,9 @@ one_run() {
     log="$logs/$label-$(basename "$exe" .exe)-$i.log"
     if timeout 600 wine "$exe" --test-threads=2 >"$log" 2>&1; then
         rm -f "$log"
+        echo "$label $(basename "$exe" .exe) $i ok" >>"$logs/runs.txt"
     else
+        echo "$label $(basename "$exe" .exe) $i FAILED" >>"$logs/runs.txt"
         echo "repeat.sh: $label $(basename "$exe") run $i failed (log: $log)" >&2
     fi
 }
