@@ -55,6 +55,26 @@ pub fn ten_lines_echoed(client: &mut pipekit::Stream) {
     }
 }
 
+/// Starts `command`. Under Wine, `CreateProcess` now and then fails with
+/// `ERROR_INTERNAL_ERROR` (1359) when many processes start at once; such a start is tried
+/// again (up to five times), any other error is returned at once. This is about starting the
+/// test's peer, not about what the test checks.
+pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
+    const ERROR_INTERNAL_ERROR: i32 = 1359;
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Err(e)
+                if cfg!(windows) && e.raw_os_error() == Some(ERROR_INTERNAL_ERROR) && tries < 5 =>
+            {
+                tries += 1;
+                thread::yield_now();
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Starts `processes` client processes of the peer binary at `peer`, each holding `conns`
 /// message-mode connections to `name` and checking `msgs` echoed messages on each
 /// (`pipekit-peer clients`).
@@ -67,11 +87,12 @@ pub fn client_processes(
 ) -> Vec<Child> {
     (0..processes)
         .map(|_| {
-            Command::new(peer)
-                .args(["clients", name, &conns.to_string(), &msgs.to_string()])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
+            spawn(
+                Command::new(peer)
+                    .args(["clients", name, &conns.to_string(), &msgs.to_string()])
+                    .stdout(Stdio::piped()),
+            )
+            .unwrap()
         })
         .collect()
 }
@@ -109,13 +130,14 @@ impl Peer {
     ///
     /// If the peer cannot start or exits before it is ready.
     pub fn start(peer_exe: &str, args: &[&str]) -> Peer {
-        let mut child = Command::new(peer_exe)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the peer");
+        let mut child = spawn(
+            Command::new(peer_exe)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        )
+        .expect("starting the peer");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout

@@ -75,12 +75,13 @@ fn interprocess_client_talks_to_a_pipekit_server() {
 
     let sizes = [0usize, 1, 100, 4096, 65535, 2, 0];
     let path = pipekit::os::windows::pipe_path(name.as_str()).unwrap();
-    let mut child = Command::new(PEER)
-        .args(["client", &path])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = pipekit_tests::spawn(
+        Command::new(PEER)
+            .args(["client", &path])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    )
+    .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     for size in sizes {
         writeln!(stdin, "{size}").unwrap();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use pipekit::MessageTooLarge;
 use pipekit::tokio::{Listener, Stream};
 use pipekit::{ConnectOptions, ListenerOptions, Mode};
-use pipekit_tests::{check_client_processes, client_processes, pattern, unique_name};
+use pipekit_tests::{check_client_processes, client_processes, pattern, spawn, unique_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
@@ -86,11 +86,12 @@ fn tokio_serves_clients_in_other_processes() {
         let listener = Listener::bind(name.as_str()).unwrap();
         let children: Vec<_> = (0..5)
             .map(|i| {
-                Command::new(PEER)
-                    .args(["bytes-client", &name, &format!("hello from process {i}")])
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .unwrap()
+                spawn(
+                    Command::new(PEER)
+                        .args(["bytes-client", &name, &format!("hello from process {i}")])
+                        .stdout(Stdio::piped()),
+                )
+                .unwrap()
             })
             .collect();
         for _ in 0..5 {
