@@ -9,7 +9,8 @@
 # them at a time. Each failing run's output is kept under target/wine-repeat/. Exits 1 if any
 # run failed; target/wine-repeat/runs.txt has one line per finished run (for watching a
 # long repetition). Needs what ci/test.sh installs (Wine, MinGW, the x86_64-pc-windows-gnu
-# target); makes the Wine prefix itself. REPEAT_HOG=0 skips the CPU-hog pass.
+# target); makes the Wine prefix itself. REPEAT_HOG=0 skips the CPU-hog pass, REPEAT_ALONE=0
+# the pass alone.
 #
 # Beside a CPU hog, mio_windows's 1000-connection test used to stall in some runs (a stream
 # with a message ready whose mio signal, a byte in a private named pipe, never made an event).
@@ -81,7 +82,7 @@ pass() {
     done
 }
 
-pass alone
+[ "${REPEAT_ALONE:-1}" = 0 ] || pass alone
 if [ "${REPEAT_HOG:-1}" != 0 ]; then
     for _ in $(seq "$(nproc)"); do
         (while :; do :; done) &

@@ -1,0 +1,474 @@
+//! Interop with the real peers of the classic named-pipe recipe, each a runtime nobody here
+//! wrote, installed from the package registries by `ci/peers/install.sh`:
+//!
+//! - Unix: C# (`System.IO.Pipes`) on .NET Core 3.1 and on Mono, against the .NET dialect.
+//! - Windows (under Wine): C# on .NET Core 2.2 for Windows, in byte and message mode, and
+//!   CPython 3.13 for Windows with pywin32 (the recipe's server and client, `ERROR_MORE_DATA`
+//!   reads) and `multiprocessing.connection` against the `python_mp` dialect.
+//!
+//! The C# side is `tests/peers/PipePeer.cs` and the recipe's `examples/csharp/Seed*.cs`,
+//! built with Mono's `mcs`. These tests need the peers, so they are ignored by default:
+//!
+//! ```text
+//! bash ci/peers/install.sh                          # fills target/peers
+//! PIPEKIT_PEERS=$PWD/target/peers cargo test -p pipekit-tests --test real_peers -- --ignored
+//! ```
+//!
+//! Each runtime's tests sit in a module of their own (`dotnet_core::`, `mono::`,
+//! `windows_dotnet::`, `pywin32::`, `python_mp::`), so CI runs and counts them per runtime.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use pipekit::{ConnectOptions, Listener, Stream};
+use pipekit_tests::{pattern, spawn, unique_name};
+
+const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
+
+/// Message sizes from 1 byte to 1 MiB, across the 4 KiB and 64 KiB buffer sizes.
+const SIZES: [usize; 9] = [1, 2, 100, 4095, 4096, 65535, 65536, 65537, 1 << 20];
+
+/// A path the peers (Windows programs under Wine, too) can open: under Wine a Unix path
+/// `/x/y` is `Z:\x\y`.
+fn native(path: impl Into<PathBuf>) -> PathBuf {
+    let path = path.into();
+    if cfg!(windows) {
+        let s = path.to_string_lossy();
+        if s.starts_with('/') {
+            return PathBuf::from(format!("Z:{}", s.replace('/', "\\")));
+        }
+    }
+    path
+}
+
+/// The directory `ci/peers/install.sh` filled.
+fn peers() -> PathBuf {
+    let dir = std::env::var_os("PIPEKIT_PEERS").expect(
+        "PIPEKIT_PEERS must name the directory `bash ci/peers/install.sh` fills (target/peers)",
+    );
+    native(dir)
+}
+
+/// This crate's `tests/peers` (scripts) and the workspace's `examples`.
+fn source(relative: &str) -> PathBuf {
+    native(format!("{}/{relative}", env!("CARGO_MANIFEST_DIR")))
+}
+
+/// A .NET runtime and the directory of the C# peers built for it.
+struct Runtime {
+    exe: PathBuf,
+    assemblies: PathBuf,
+    env: Vec<(&'static str, &'static str)>,
+}
+
+impl Runtime {
+    /// `assembly` (`PipePeer.exe`, `SeedServer.exe`, ...) with `args`, on this runtime.
+    fn run(&self, assembly: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.exe);
+        command.arg(self.assemblies.join(assembly)).args(args);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
+}
+
+/// Runs `command` to its end; its output.
+fn output(mut command: Command) -> Output {
+    let child = spawn(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .expect("starting the peer");
+    child.wait_with_output().unwrap()
+}
+
+/// Checks that a peer succeeded; its stdout.
+fn check(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): stdout {stdout:?}, stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A peer process that said it is ready.
+struct Running {
+    child: Child,
+    rest: Option<JoinHandle<Vec<String>>>,
+}
+
+/// Starts `command` and waits until it prints a line containing `ready`.
+fn start(mut command: Command, ready: &str) -> Running {
+    let mut child = spawn(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .expect("starting the peer");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the peer ended before it said {ready:?}: {lines:?}, stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let done = line.contains(ready);
+        lines.push(line.trim_end().to_owned());
+        if done {
+            break;
+        }
+    }
+    let rest = thread::spawn(move || {
+        lines.extend(
+            stdout
+                .lines()
+                .map_while(Result::ok)
+                .map(|l| l.trim_end().to_owned()),
+        );
+        lines
+    });
+    Running {
+        child,
+        rest: Some(rest),
+    }
+}
+
+impl Running {
+    /// Waits for the end and checks success; every line it printed.
+    fn finish(mut self, what: &str) -> Vec<String> {
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let status = self.child.wait().unwrap();
+        let lines = self.rest.take().unwrap().join().unwrap();
+        assert!(
+            status.success(),
+            "{what} failed ({status}): {lines:?}, stderr {stderr}"
+        );
+        lines
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// The C# peer on `runtime`.
+fn pipe_peer(runtime: &Runtime, args: &[&str]) -> Command {
+    runtime.run("PipePeer.exe", args)
+}
+
+fn size_args() -> Vec<String> {
+    SIZES.iter().map(|s| s.to_string()).collect()
+}
+
+fn ok_lines() -> String {
+    SIZES.iter().map(|s| format!("ok {s}\n")).collect()
+}
+
+/// Serves `clients` byte-mode clients at `name`, each on its own thread, echoing until the
+/// client closes; the bytes echoed.
+fn byte_echo_server(listener: Listener, clients: usize) -> JoinHandle<usize> {
+    thread::spawn(move || {
+        let conns: Vec<_> = (0..clients)
+            .map(|_| {
+                let mut conn = listener.accept().unwrap();
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 65536];
+                    let mut total = 0;
+                    loop {
+                        match conn.read(&mut buf).unwrap() {
+                            0 => return total,
+                            n => {
+                                conn.write_all(&buf[..n]).unwrap();
+                                total += n;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        conns.into_iter().map(|c| c.join().unwrap()).sum()
+    })
+}
+
+/// Sends `SIZES` bytes through an echo server on `conn`, 16 KiB at a time (each piece read
+/// back before the next, so neither side's buffers can fill), and checks every byte.
+fn byte_echo_client(conn: &mut Stream) {
+    for size in SIZES {
+        let data = pattern(size, size as u8);
+        let mut back = vec![0u8; 16 << 10];
+        for piece in data.chunks(16 << 10) {
+            conn.write_all(piece).unwrap();
+            conn.read_exact(&mut back[..piece.len()]).unwrap();
+            assert!(
+                back[..piece.len()] == *piece,
+                "{size} bytes came back changed"
+            );
+        }
+    }
+}
+
+fn dotnet_connect_options() -> ConnectOptions {
+    let mut options = ConnectOptions::new();
+    options.wait(Some(Duration::from_secs(20)));
+    options
+}
+
+/// The tests every C# runtime passes against the .NET dialect in byte mode; `$runtime` makes
+/// the [`Runtime`].
+macro_rules! csharp_byte_mode_tests {
+    ($runtime:expr) => {
+        use super::*;
+        use pipekit::PipeName;
+
+        #[test]
+        #[ignore = "needs the real peers (ci/peers/install.sh)"]
+        fn csharp_client_sends_1_byte_to_1_mib_to_a_pipekit_server() {
+            let name = unique_name("cs-client");
+            let listener = Listener::bind(PipeName::dotnet(&name).unwrap()).unwrap();
+            let server = byte_echo_server(listener, 1);
+            let sizes = size_args();
+            let mut args = vec!["echo-client", name.as_str()];
+            args.extend(sizes.iter().map(String::as_str));
+            let out = output(pipe_peer(&$runtime, &args));
+            assert_eq!(check(&out, "PipePeer echo-client"), ok_lines());
+            assert_eq!(server.join().unwrap(), SIZES.iter().sum::<usize>());
+        }
+
+        #[test]
+        #[ignore = "needs the real peers (ci/peers/install.sh)"]
+        fn five_csharp_clients_at_once() {
+            let name = unique_name("cs-clients");
+            let listener = Listener::bind(PipeName::dotnet(&name).unwrap()).unwrap();
+            let server = byte_echo_server(listener, 5);
+            let runtime = $runtime;
+            let clients: Vec<_> = (0..5)
+                .map(|i| {
+                    let size = (1000 + 7919 * i).to_string();
+                    let mut command = pipe_peer(&runtime, &["echo-client", &name, &size]);
+                    spawn(command.stdout(Stdio::piped()).stderr(Stdio::piped())).unwrap()
+                })
+                .collect();
+            for child in clients {
+                check(&child.wait_with_output().unwrap(), "PipePeer echo-client");
+            }
+            let want: usize = (0..5).map(|i| 1000 + 7919 * i).sum();
+            assert_eq!(server.join().unwrap(), want);
+        }
+
+        #[test]
+        #[ignore = "needs the real peers (ci/peers/install.sh)"]
+        fn a_csharp_server_with_several_instances_serves_pipekit_clients() {
+            let name = unique_name("cs-server");
+            let server = start(
+                pipe_peer(&$runtime, &["echo-server", &name, "4", "6"]),
+                "listening",
+            );
+            let clients: Vec<_> = (0..6)
+                .map(|_| {
+                    let name = name.clone();
+                    thread::spawn(move || {
+                        let dotnet = PipeName::dotnet(&name).unwrap();
+                        let mut conn =
+                            Stream::connect_with(&dotnet, &dotnet_connect_options()).unwrap();
+                        byte_echo_client(&mut conn);
+                    })
+                })
+                .collect();
+            for client in clients {
+                client.join().unwrap();
+            }
+            server.finish("PipePeer echo-server");
+        }
+
+        #[test]
+        #[ignore = "needs the real peers (ci/peers/install.sh)"]
+        fn a_csharp_connect_with_a_timeout_times_out_when_nobody_serves() {
+            let name = unique_name("cs-nobody");
+            let started = std::time::Instant::now();
+            let out = output(pipe_peer(&$runtime, &["connect-timeout", &name, "500"]));
+            assert_eq!(check(&out, "PipePeer connect-timeout"), "timeout\n");
+            assert!(
+                started.elapsed() >= Duration::from_millis(500),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+
+        #[test]
+        #[ignore = "needs the real peers (ci/peers/install.sh)"]
+        fn the_recipe_csharp_client_talks_to_a_pipekit_server() {
+            let name = unique_name("cs-seed-client");
+            let listener = Listener::bind(PipeName::dotnet(&name).unwrap()).unwrap();
+            let server = thread::spawn(move || {
+                let mut conn = listener.accept().unwrap();
+                let mut buf = [0u8; 65535];
+                let mut got = Vec::new();
+                loop {
+                    match conn.read(&mut buf).unwrap() {
+                        0 => return got,
+                        n => {
+                            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                            conn.write_all(b"OK").unwrap();
+                        }
+                    }
+                }
+            });
+            let out = output($runtime.run("SeedClient.exe", &[&name]));
+            assert_eq!(check(&out, "SeedClient"), "Reply: OK\n".repeat(11));
+            assert_eq!(server.join().unwrap(), recipe_messages());
+        }
+
+        #[test]
+        #[ignore = "needs the real peers (ci/peers/install.sh)"]
+        fn the_recipe_csharp_server_answers_a_pipekit_client() {
+            let name = unique_name("cs-seed-server");
+            let server = start(
+                $runtime.run("SeedServer.exe", &[&name, "1"]),
+                "Waiting for a client",
+            );
+            let dotnet = PipeName::dotnet(&name).unwrap();
+            let mut conn = Stream::connect_with(&dotnet, &dotnet_connect_options()).unwrap();
+            for msg in recipe_messages() {
+                conn.write_all(msg.as_bytes()).unwrap();
+                let mut reply = [0u8; 2];
+                conn.read_exact(&mut reply).unwrap();
+                assert_eq!(&reply, b"OK");
+            }
+            drop(conn);
+            let lines = server.finish("SeedServer");
+            let received: Vec<_> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("Received: "))
+                .collect();
+            assert_eq!(received, recipe_messages());
+            assert!(
+                lines.iter().any(|l| l == "Client disconnected"),
+                "{lines:?}"
+            );
+        }
+
+        #[test]
+        #[ignore = "needs the real peers (ci/peers/install.sh)"]
+        fn the_path_rule_holds_with_tmpdir_set_unset_and_with_a_trailing_slash() {
+            let dir = std::env::temp_dir().join(unique_name("tmpdir"));
+            std::fs::create_dir(&dir).unwrap();
+            let dir = dir.to_str().unwrap().to_owned();
+            let cases = [
+                ("set", Some(dir.clone())),
+                ("with a trailing slash", Some(format!("{dir}/"))),
+                ("unset", None),
+            ];
+            for (case, tmpdir) in cases {
+                let with_tmpdir = |mut command: Command| {
+                    match &tmpdir {
+                        Some(value) => command.env("TMPDIR", value),
+                        None => command.env_remove("TMPDIR"),
+                    };
+                    command
+                };
+                // The rule, computed here: `Path.GetTempPath()` (a slash added if missing,
+                // `/tmp/` when unset) followed by `CoreFxPipe_<name>`.
+                let path = |name: &str| match &tmpdir {
+                    Some(t) if t.ends_with('/') => format!("{t}CoreFxPipe_{name}"),
+                    Some(t) => format!("{t}/CoreFxPipe_{name}"),
+                    None => format!("/tmp/CoreFxPipe_{name}"),
+                };
+
+                // A C# server, a pipekit client.
+                let name = unique_name("cs-tmpdir");
+                let server = start(
+                    with_tmpdir(pipe_peer(&$runtime, &["echo-server", &name, "1", "1"])),
+                    "listening",
+                );
+                assert!(
+                    std::path::Path::new(&path(&name)).exists(),
+                    "TMPDIR {case}: the C# server is not at {}",
+                    path(&name)
+                );
+                let mut client = Command::new(PEER);
+                client.args(["bytes-client", &format!("dotnet:{name}"), "over TMPDIR"]);
+                let out = output(with_tmpdir(client));
+                assert_eq!(check(&out, case), "over TMPDIR\n", "TMPDIR {case}");
+                server.finish("PipePeer echo-server");
+
+                // A pipekit server, a C# client.
+                let name = unique_name("cs-tmpdir");
+                let mut serve = Command::new(PEER);
+                let dotnet = format!("dotnet:{name}");
+                serve.args(["serve", &dotnet, "bytes", "echo", "--clients", "1"]);
+                let server = start(with_tmpdir(serve), "ready");
+                assert!(
+                    std::path::Path::new(&path(&name)).exists(),
+                    "TMPDIR {case}: the pipekit server is not at {}",
+                    path(&name)
+                );
+                let out = output(with_tmpdir(pipe_peer(
+                    &$runtime,
+                    &["echo-client", &name, "1000"],
+                )));
+                assert_eq!(check(&out, case), "ok 1000\n", "TMPDIR {case}");
+                server.finish("pipekit-peer serve");
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    };
+}
+
+/// What the recipe's clients send: "hello", then "1" to "10".
+fn recipe_messages() -> Vec<String> {
+    let mut msgs = vec![String::from("hello")];
+    msgs.extend((1..=10).map(|i| i.to_string()));
+    msgs
+}
+
+/// .NET Core 3.1 for Linux (from the `dotnetcore2` wheel).
+#[cfg(unix)]
+mod dotnet_core {
+    fn runtime() -> super::Runtime {
+        let peers = super::peers();
+        super::Runtime {
+            exe: peers.join("dotnet-linux/dotnet"),
+            assemblies: peers.join("csharp/netcoreapp3.1"),
+            // Debian 12's libicu is newer than any .NET Core 3.1 knows.
+            env: vec![
+                ("DOTNET_SYSTEM_GLOBALIZATION_INVARIANT", "1"),
+                ("DOTNET_CLI_TELEMETRY_OPTOUT", "1"),
+            ],
+        }
+    }
+
+    csharp_byte_mode_tests!(runtime());
+}
+
+/// Mono (Debian's `mono-runtime`), running the same assemblies.
+#[cfg(unix)]
+mod mono {
+    fn runtime() -> super::Runtime {
+        super::Runtime {
+            exe: "mono".into(),
+            assemblies: super::peers().join("csharp/netcoreapp3.1"),
+            env: Vec::new(),
+        }
+    }
+
+    csharp_byte_mode_tests!(runtime());
+}
