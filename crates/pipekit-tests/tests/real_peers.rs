@@ -26,6 +26,7 @@ use std::time::Duration;
 use pipekit::{ConnectOptions, Listener, Stream};
 use pipekit_tests::{pattern, spawn, unique_name};
 
+#[cfg(unix)]
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
 
 /// Message sizes from 1 byte to 1 MiB, across the 4 KiB and 64 KiB buffer sizes.
@@ -52,7 +53,8 @@ fn peers() -> PathBuf {
     native(dir)
 }
 
-/// This crate's `tests/peers` (scripts) and the workspace's `examples`.
+/// A file of this crate (`tests/peers/...`) or of the workspace (`../../examples/...`).
+#[cfg(windows)]
 fn source(relative: &str) -> PathBuf {
     native(format!("{}/{relative}", env!("CARGO_MANIFEST_DIR")))
 }
@@ -234,6 +236,7 @@ fn dotnet_connect_options() -> ConnectOptions {
 
 /// The tests every C# runtime passes against the .NET dialect in byte mode; `$runtime` makes
 /// the [`Runtime`].
+#[cfg(unix)]
 macro_rules! csharp_byte_mode_tests {
     ($runtime:expr) => {
         use super::*;
@@ -471,4 +474,293 @@ mod mono {
     }
 
     csharp_byte_mode_tests!(runtime());
+}
+
+/// .NET Core 2.2 for Windows, under Wine: byte and message mode, both ways.
+#[cfg(windows)]
+mod windows_dotnet {
+    use super::*;
+    use pipekit::{ListenerOptions, Mode};
+
+    fn runtime() -> Runtime {
+        let peers = peers();
+        Runtime {
+            exe: peers.join("dotnet-windows\\dotnet.exe"),
+            assemblies: peers.join("csharp\\netcoreapp2.2"),
+            env: vec![("DOTNET_CLI_TELEMETRY_OPTOUT", "1")],
+        }
+    }
+
+    fn sizes_after<'a>(first: &[&'a str], sizes: &'a [String]) -> Vec<&'a str> {
+        let mut args = first.to_vec();
+        args.extend(sizes.iter().map(String::as_str));
+        args
+    }
+
+    #[test]
+    #[ignore = "needs the real peers (ci/peers/install.sh)"]
+    fn csharp_byte_mode_client_against_a_pipekit_server() {
+        let name = unique_name("wdn-bytes");
+        let server = byte_echo_server(Listener::bind(name.as_str()).unwrap(), 1);
+        let sizes = size_args();
+        let out = output(pipe_peer(
+            &runtime(),
+            &sizes_after(&["echo-client", &name], &sizes),
+        ));
+        assert_eq!(check(&out, "PipePeer echo-client"), ok_lines());
+        assert_eq!(server.join().unwrap(), SIZES.iter().sum::<usize>());
+    }
+
+    #[test]
+    #[ignore = "needs the real peers (ci/peers/install.sh)"]
+    fn a_csharp_byte_mode_server_against_pipekit_clients() {
+        let name = unique_name("wdn-bytes-server");
+        let server = start(
+            pipe_peer(&runtime(), &["echo-server", &name, "4", "6"]),
+            "listening",
+        );
+        let clients: Vec<_> = (0..6)
+            .map(|_| {
+                let name = name.clone();
+                thread::spawn(move || {
+                    let mut conn =
+                        Stream::connect_with(name.as_str(), &dotnet_connect_options()).unwrap();
+                    byte_echo_client(&mut conn);
+                })
+            })
+            .collect();
+        for client in clients {
+            client.join().unwrap();
+        }
+        server.finish("PipePeer echo-server");
+    }
+
+    #[test]
+    #[ignore = "needs the real peers (ci/peers/install.sh)"]
+    fn csharp_message_mode_client_against_a_pipekit_server() {
+        let name = unique_name("wdn-msgs");
+        let listener =
+            Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
+                .unwrap();
+        let server = thread::spawn(move || {
+            let mut conn = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            let mut sizes = Vec::new();
+            while let Some(n) = conn.recv_to_vec(&mut buf).unwrap() {
+                conn.send(&buf).unwrap();
+                sizes.push(n);
+            }
+            sizes
+        });
+        let sizes = size_args();
+        let out = output(pipe_peer(
+            &runtime(),
+            &sizes_after(&["msg-client", &name], &sizes),
+        ));
+        assert_eq!(check(&out, "PipePeer msg-client"), ok_lines());
+        // Each C# write arrived as exactly one message.
+        assert_eq!(server.join().unwrap(), SIZES);
+    }
+
+    #[test]
+    #[ignore = "needs the real peers (ci/peers/install.sh)"]
+    fn a_csharp_message_mode_server_against_a_pipekit_client() {
+        let name = unique_name("wdn-msgs-server");
+        let server = start(
+            pipe_peer(&runtime(), &["msg-server", &name, "1"]),
+            "listening",
+        );
+        let mut options = dotnet_connect_options();
+        options.mode(Mode::Messages);
+        let mut conn = Stream::connect_with(name.as_str(), &options).unwrap();
+        let mut back = Vec::new();
+        for size in SIZES {
+            let msg = pattern(size, size as u8);
+            conn.send(&msg).unwrap();
+            assert_eq!(conn.recv_to_vec(&mut back).unwrap(), Some(size));
+            assert!(back == msg, "a {size}-byte message came back changed");
+        }
+        // A message larger than the buffer: reported with its size, and still readable.
+        conn.send(&pattern(5000, 1)).unwrap();
+        let mut small = [0u8; 100];
+        let err = conn.recv(&mut small).unwrap_err();
+        let too_large = pipekit::MessageTooLarge::from_io(&err).expect("MessageTooLarge");
+        assert_eq!(too_large.size, 5000);
+        assert_eq!(conn.recv_to_vec(&mut back).unwrap(), Some(5000));
+        drop(conn);
+        server.finish("PipePeer msg-server");
+    }
+}
+
+/// A Windows Python (under Wine) running `script` with `args`.
+#[cfg(windows)]
+fn python(script: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(peers().join("python-windows\\python.exe"));
+    command.arg(source(script)).args(args);
+    command
+}
+
+/// CPython 3.13 for Windows with pywin32, under Wine: the recipe's server and client as
+/// written, and big messages read through a small buffer.
+#[cfg(windows)]
+mod pywin32 {
+    use super::*;
+    use pipekit::{ListenerOptions, Mode};
+
+    #[test]
+    #[ignore = "needs the real peers (ci/peers/install.sh)"]
+    fn the_recipe_pywin32_client_talks_to_a_pipekit_server() {
+        let name = unique_name("pywin32-client");
+        let listener =
+            Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
+                .unwrap();
+        let server = thread::spawn(move || {
+            let mut conn = listener.accept().unwrap();
+            let mut buf = [0u8; 65535];
+            let mut got = Vec::new();
+            while let Some(n) = conn.recv(&mut buf).unwrap() {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                conn.send(b"OK").unwrap();
+            }
+            got
+        });
+        let out = output(python(
+            "../../examples/python/seed_client_pywin32.py",
+            &[&name],
+        ));
+        assert_eq!(check(&out, "seed_client_pywin32.py"), "OK\n".repeat(10));
+        let want: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
+        assert_eq!(server.join().unwrap(), want);
+    }
+
+    #[test]
+    #[ignore = "needs the real peers (ci/peers/install.sh)"]
+    fn the_recipe_pywin32_server_answers_a_pipekit_client() {
+        let name = unique_name("pywin32-server");
+        let server = start(
+            python(
+                "../../examples/python/seed_server_pywin32.py",
+                &[&name, "1"],
+            ),
+            "waiting for a client",
+        );
+        let mut options = dotnet_connect_options();
+        options.mode(Mode::Messages);
+        let mut conn = Stream::connect_with(name.as_str(), &options).unwrap();
+        let mut buf = [0u8; 64];
+        for msg in recipe_messages() {
+            conn.send(msg.as_bytes()).unwrap();
+            let n = conn.recv(&mut buf).unwrap().expect("a reply");
+            assert_eq!(&buf[..n], b"OK");
+        }
+        drop(conn);
+        let lines = server.finish("seed_server_pywin32.py");
+        let received: Vec<_> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("received: "))
+            .collect();
+        assert_eq!(received, recipe_messages());
+        assert_eq!(lines.last().map(String::as_str), Some("client gone"));
+    }
+
+    #[test]
+    #[ignore = "needs the real peers (ci/peers/install.sh)"]
+    fn pywin32_reads_big_messages_through_error_more_data() {
+        let name = unique_name("pywin32-more");
+        let listener =
+            Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
+                .unwrap();
+        let server = thread::spawn(move || {
+            let mut conn = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            while conn.recv_to_vec(&mut buf).unwrap().is_some() {
+                conn.send(&buf).unwrap();
+            }
+        });
+        let sizes = ["1", "4096", "4097", "65535", "300000"];
+        let mut args = vec![name.as_str()];
+        args.extend(sizes);
+        let out = output(python("tests/peers/pywin32_more_data.py", &args));
+        // Each echo took ceil(size / 4096) reads, all but the last ERROR_MORE_DATA.
+        assert_eq!(
+            check(&out, "pywin32_more_data.py"),
+            "ok 1 1\nok 4096 1\nok 4097 2\nok 65535 16\nok 300000 74\n"
+        );
+        server.join().unwrap();
+    }
+}
+
+/// `multiprocessing.connection` of CPython 3.13 for Windows (the `{sha256}` handshake over
+/// `AF_PIPE`), under Wine, against the `python_mp` dialect.
+#[cfg(windows)]
+mod python_mp {
+    use super::*;
+    use pipekit::dialect::python_mp::{Connection, Listener as MpListener};
+    use std::io;
+
+    fn address(name: &str) -> String {
+        format!(r"\\.\pipe\{name}")
+    }
+
+    #[test]
+    #[ignore = "needs the real peers (ci/peers/install.sh)"]
+    fn python_clients_with_the_right_and_the_wrong_authkey() {
+        let name = unique_name("mp-win");
+        let listener = MpListener::bind(name.as_str(), Some(b"right")).unwrap();
+        let server = thread::spawn(move || {
+            (0..3)
+                .map(|_| {
+                    let mut conn = listener.accept()?;
+                    let mut count = 0;
+                    let mut buf = Vec::new();
+                    while conn.recv_bytes_into(&mut buf)?.is_some() {
+                        conn.send_bytes(&buf)?;
+                        count += 1;
+                    }
+                    Ok::<_, io::Error>(count)
+                })
+                .collect::<Vec<_>>()
+        });
+        let client = |key| output(python("tests/peers/mp_client.py", &[&address(&name), key]));
+        assert_eq!(check(&client("right"), "mp_client.py"), "ok\n");
+        let wrong = client("wrong");
+        assert!(!wrong.status.success());
+        let stderr = String::from_utf8_lossy(&wrong.stderr);
+        assert!(stderr.contains("AuthenticationError"), "{stderr}");
+        assert_eq!(check(&client("right"), "mp_client.py"), "ok\n");
+
+        let results = server.join().unwrap();
+        assert_eq!(results[0].as_ref().unwrap(), &1001);
+        let err = results[1].as_ref().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        assert_eq!(results[2].as_ref().unwrap(), &1001);
+    }
+
+    #[test]
+    #[ignore = "needs the real peers (ci/peers/install.sh)"]
+    fn a_python_listener_refuses_the_wrong_authkey_and_serves_the_right_one() {
+        let name = unique_name("mp-win-py");
+        let listener = start(
+            python("tests/peers/mp_listener.py", &[&address(&name), "right"]),
+            "ready",
+        );
+        let err = Connection::connect(name.as_str(), Some(b"wrong")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+
+        let mut conn = Connection::connect(name.as_str(), Some(b"right")).unwrap();
+        let mut buf = Vec::new();
+        for i in 0..1000 {
+            let msg = format!("message {i}");
+            conn.send_bytes(msg.as_bytes()).unwrap();
+            assert_eq!(conn.recv_bytes_into(&mut buf).unwrap(), Some(msg.len()));
+            assert_eq!(buf, msg.as_bytes());
+        }
+        let big = pattern(1 << 20, 7);
+        conn.send_bytes(&big).unwrap();
+        assert_eq!(conn.recv_bytes_into(&mut buf).unwrap(), Some(1 << 20));
+        assert!(buf == big, "the 1 MiB payload came back changed");
+        drop(conn);
+        let lines = listener.finish("mp_listener.py");
+        assert_eq!(lines, ["ready", "rejected AuthenticationError", "done"]);
+    }
 }
