@@ -89,6 +89,31 @@ PY
 # On Linux (Debian) the script also checks the other OSes: clippy for macOS and FreeBSD, and a
 # MinGW build of everything for Windows whose tests run under Wine. On a hosted Windows or macOS
 # runner (ci/github-workflow.yml) it runs the native steps only.
+# Runs one real peer's tests (crates/pipekit-tests/tests/real_peers.rs, module FILTER) with
+# the cargo arguments given, and prints "real peer: LABEL: N passed" (kept for the summary).
+real_peer_lines=()
+real_peer() {
+    local label="$1" filter="$2" out passed
+    shift 2
+    if ! out=$(PIPEKIT_PEERS="$PWD/target/peers" cargo test --locked "$@" -p pipekit-tests \
+        --test real_peers -- --ignored "$filter" 2>&1); then
+        printf '%s\n' "$out"
+        echo "real peer: $label: FAILED" >&2
+        exit 1
+    fi
+    passed=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' <<<"$out" | tail -n 1)
+    if [ "${passed:-0}" = 0 ]; then
+        printf '%s\n' "$out"
+        echo "real peer: $label: no test ran" >&2
+        exit 1
+    fi
+    real_peer_lines+=("real peer: $label: $passed passed")
+    echo "real peer: $label: $passed passed"
+}
+
+# The version line install.sh wrote for a peer directory.
+peer_version() { sed -n "s/^$1: //p" target/peers/versions; }
+
 if [ "$(uname -s)" = Linux ]; then CROSS=1; else CROSS=0; fi
 CHECK_TARGETS=(x86_64-apple-darwin aarch64-apple-darwin x86_64-unknown-freebsd)
 # Built with MinGW and tested under Wine (linker and runner: .cargo/config.toml).
@@ -109,7 +134,7 @@ if [ "$CROSS" = 0 ]; then
     exit 0
 fi
 
-step "install: python3 and node (interop peers), Wine + MinGW (Windows tests), rustfmt, clippy, targets"
+step "install: python3, node, Mono (interop peers), Wine + MinGW (Windows tests), rustfmt, clippy, targets"
 apt_install() {
     local sudo=
     [ "$(id -u)" = 0 ] || sudo=sudo
@@ -119,11 +144,17 @@ apt_install() {
 missing=()
 command -v python3 >/dev/null || missing+=(python3)
 command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v mcs >/dev/null || missing+=(mono-mcs)
+command -v mono >/dev/null || missing+=(mono-runtime)
 command -v wine >/dev/null || missing+=(wine64 wine)
 command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(gcc-mingw-w64-x86-64)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 rustup component add rustfmt clippy
 rustup target add "${CHECK_TARGETS[@]}" "$WINDOWS_TARGET"
+
+step "install the real peers into target/peers (.NET Core, .NET for Windows, CPython for Windows + pywin32; kept between runs)"
+bash ci/peers/install.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -137,6 +168,10 @@ done
 
 step "cargo test (unit, integration, cross-process, interop, doc)"
 cargo test --workspace --all-features --locked
+
+step "real peers on Linux: C# on .NET Core and on Mono"
+real_peer "$(peer_version dotnet-linux) (Linux)" dotnet_core:: --all-features
+real_peer "$(peer_version mono) (Linux)" mono:: --all-features
 
 step "cargo doc (warnings denied), host and Windows"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude pipekit-windows --no-deps --locked --features pipekit/mio,pipekit/tokio
@@ -163,6 +198,12 @@ bash ci/wine/setup.sh
 step "cargo test --target $WINDOWS_TARGET (under Wine)"
 cargo test --workspace --locked --target "$WINDOWS_TARGET"
 
+step "real peers under Wine: C# on .NET for Windows, CPython for Windows with pywin32"
+python_version=$(wine target/peers/python-windows/python.exe -c "import sys; print(sys.version.split()[0])" | tr -d '\r' | cat)
+real_peer "$(peer_version dotnet-windows) (Windows, under Wine)" windows_dotnet:: --target "$WINDOWS_TARGET"
+real_peer "CPython $python_version + pywin32 (Windows, under Wine)" pywin32:: --target "$WINDOWS_TARGET"
+real_peer "CPython $python_version multiprocessing.connection (Windows, under Wine)" python_mp:: --target "$WINDOWS_TARGET"
+
 step "the non-blocking and Tokio Windows tests, 10 more runs each, alone and beside a CPU hog"
 # The full evidence is `bash ci/wine/repeat.sh 500`; these 20 runs of each binary catch a crash
 # that comes 1 run in 20 or more often. mio_windows is left to its one run above until its
@@ -176,4 +217,5 @@ step "the mio and Tokio echo examples run under Wine"
 check_async_echo "$WINDOWS_TARGET"
 wineserver -k || true
 
+printf '\n%s\n' "${real_peer_lines[@]}"
 printf '\nci/test.sh: all checks passed\n'

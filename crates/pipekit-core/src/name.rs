@@ -230,8 +230,9 @@ impl PipeName {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if `name` is empty, holds a NUL byte, or is `anonymous` (reserved by
-    /// .NET).
+    /// `InvalidInput` if `name` is empty, holds a NUL byte, or is `anonymous` in any case
+    /// (reserved by .NET). Resolving on Unix refuses what .NET refuses there: a name holding
+    /// a `/` that is not an absolute path, and an absolute path ending in `/`.
     ///
     /// # Examples
     ///
@@ -255,10 +256,10 @@ impl PipeName {
                 "pipe name {name:?} contains a NUL byte"
             )));
         }
-        if name == "anonymous" {
-            return Err(invalid_input(
-                "the pipe name \"anonymous\" is reserved by .NET",
-            ));
+        if name.eq_ignore_ascii_case("anonymous") {
+            return Err(invalid_input(format!(
+                "the pipe name {name:?} is reserved by .NET (\"anonymous\" in any case)"
+            )));
         }
         Ok(PipeName {
             repr: Repr::Dotnet(name.to_owned()),
@@ -292,7 +293,8 @@ impl PipeName {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a Windows pipe path or a path too long for `sun_path`;
+    /// `InvalidInput` for a Windows pipe path, a path too long for `sun_path`, or a .NET name
+    /// .NET refuses on Unix (see [`PipeName::dotnet`]);
     /// `Unsupported` for an abstract name where `env` says there is no abstract namespace.
     pub fn resolve_unix(&self, env: &UnixEnv) -> io::Result<UnixAddress> {
         let (path, private_dir) = match &self.repr {
@@ -301,7 +303,21 @@ impl PipeName {
                 (dir.join(name), Some(dir))
             }
             Repr::Path(path) => (path.clone(), None),
-            Repr::Dotnet(name) if name.starts_with('/') => (PathBuf::from(name), None),
+            Repr::Dotnet(name) if name.starts_with('/') => {
+                if name.ends_with('/') {
+                    return Err(invalid_input(format!(
+                        "the .NET pipe name {name:?} is an absolute path ending in '/'; .NET \
+                         on Unix takes a file name or an absolute path to a file"
+                    )));
+                }
+                (PathBuf::from(name), None)
+            }
+            Repr::Dotnet(name) if name.contains('/') => {
+                return Err(invalid_input(format!(
+                    "the .NET pipe name {name:?} holds a '/'; .NET on Unix takes a file name \
+                     or an absolute path to a file"
+                )));
+            }
             Repr::Dotnet(name) => (
                 PathBuf::from(format!("{}CoreFxPipe_{name}", env.dotnet_temp)),
                 None,
@@ -630,6 +646,32 @@ mod tests {
         assert_eq!(PipeName::parse("dotnet:test_pipe").unwrap(), name);
         for bad in ["", "a\0b", "anonymous"] {
             assert!(PipeName::dotnet(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// What .NET Core 3.1, Mono 6.8 and .NET Core 2.2 for Windows refuse (checked against
+    /// them): `anonymous` in any case everywhere; on Unix a name that is neither a file name
+    /// nor an absolute path to one.
+    #[test]
+    fn dotnet_names_dotnet_refuses_are_refused() {
+        for reserved in ["anonymous", "Anonymous", "ANONYMOUS"] {
+            let err = PipeName::dotnet(reserved).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("reserved"), "{err}");
+        }
+        let env = UnixEnv::new(1000, "/tmp");
+        for bad in ["a/b", "/tmp/dir/", "dir/"] {
+            let name = PipeName::dotnet(bad).unwrap();
+            let err = name.resolve_unix(&env).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad}");
+            assert!(err.to_string().contains(bad), "{err}");
+            // Windows takes them: `\\.\pipe\a/b` is a pipe name there.
+            assert_eq!(name.resolve_windows().unwrap(), format!(r"\\.\pipe\{bad}"));
+        }
+        // Kept: a backslash is an ordinary file-name character on Unix.
+        for good in [r"a\b", "with space", "/tmp/rooted"] {
+            let name = PipeName::dotnet(good).unwrap();
+            name.resolve_unix(&env).unwrap();
         }
     }
 
