@@ -436,3 +436,45 @@ fn a_tokio_server_at_its_limit_does_not_freeze_its_runtime() {
         });
     });
 }
+
+/// A bind on a name a live server that is not pipekit's (a C# `NamedPipeServerStream`, here a
+/// plain listening socket) already serves: `AddrInUse`, no lock file left behind, and (on
+/// Linux, where the kernel lists listening sockets) no probe connection the server would take
+/// for a client.
+#[test]
+fn binding_a_name_a_foreign_server_holds_leaves_nothing_behind() {
+    let dir = scratch("foreign");
+    let sock = dir.join("foreign.sock");
+    let rooted = dir.join("CoreFxPipe_x");
+    for (tag, name, path) in [
+        (
+            "path",
+            pipekit::PipeName::path(&sock).unwrap(),
+            sock.clone(),
+        ),
+        (
+            "rooted .NET name",
+            pipekit::PipeName::dotnet(rooted.to_str().unwrap()).unwrap(),
+            rooted.clone(),
+        ),
+    ] {
+        let foreign = UnixListener::bind(&path).unwrap();
+        foreign.set_nonblocking(true).unwrap();
+        let err = pipekit::Listener::bind(&name).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{tag}: {err}");
+        let mut lock = path.clone().into_os_string();
+        lock.push(".lock");
+        assert!(
+            !Path::new(&lock).exists(),
+            "{tag}: the failed bind left {lock:?} behind"
+        );
+        if cfg!(target_os = "linux") {
+            match foreign.accept() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => panic!("{tag}: the bind connected to the server: {other:?}"),
+            }
+        }
+        drop(foreign);
+        fs::remove_file(&path).unwrap();
+    }
+}

@@ -189,10 +189,12 @@ impl SocketListener {
                     dir::ensure_private_dir(dir)?;
                 }
                 let lock = lock(path, name, options.max_instances)?;
+                let unlock = RemoveOnError::new(&lock.0);
                 let _ = fs::remove_file(busy_path(path)); // a dead server's, as we hold the lock
                 reclaim_stale(path, ty, &sockaddr, name)?;
                 bind_owner_only(&fd, path, &sockaddr, private_dir.is_some(), name)?;
                 let meta = fs::symlink_metadata(path)?;
+                unlock.disarm();
                 Some(Bound {
                     path: path.clone(),
                     identity: (meta.dev(), meta.ino()),
@@ -446,6 +448,31 @@ pub(crate) fn lock(
     }
 }
 
+/// Removes the lock file of a bind that fails after taking it (the file is ours, or a dead
+/// server's, as we hold its lock): a failed bind leaves nothing behind. [`disarm`] it once
+/// the listener owns the lock.
+///
+/// [`disarm`]: RemoveOnError::disarm
+pub(crate) struct RemoveOnError(Option<PathBuf>);
+
+impl RemoveOnError {
+    pub(crate) fn new(path: &Path) -> RemoveOnError {
+        RemoveOnError(Some(path.to_owned()))
+    }
+
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnError {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
 /// How long the stale-socket probe waits for a connect in progress.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -472,6 +499,17 @@ fn reclaim_stale(
             ),
         ));
     }
+    let in_use = || {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("pipe name {name} is already served ({})", path.display()),
+        )
+    };
+    // Where the kernel lists listening sockets, a live server is told without connecting to
+    // it (a connect would look like a client to a server that is not pipekit's).
+    if listed_as_listening(path) {
+        return Err(in_use());
+    }
     let probe = sys::socket(ty)?;
     // Non-blocking: a live server with a full backlog answers EAGAIN instead of stalling us.
     match sys::connect(
@@ -479,10 +517,7 @@ fn reclaim_stale(
         addr,
         Some(std::time::Instant::now() + PROBE_TIMEOUT),
     ) {
-        Ok(()) => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("pipe name {name} is already served ({})", path.display()),
-        )),
+        Ok(()) => Err(in_use()),
         Err(e) => match sys::errno(&e) {
             Errno::ECONNREFUSED => fs::remove_file(path).or_else(|e| match e.kind() {
                 io::ErrorKind::NotFound => Ok(()),
@@ -500,6 +535,41 @@ fn reclaim_stale(
             _ => Err(context(e, format!("cannot probe {}", path.display()))),
         },
     }
+}
+
+/// Whether Linux lists a listening Unix socket bound at `path` in `/proc/net/unix`. `false`
+/// where there is no such list or it does not name `path` (a server that bound another
+/// spelling of the path, or lives in another network namespace): the caller then probes.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn listed_as_listening(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    /// `__SO_ACCEPTCON` in the table's flags: the socket listens.
+    const ACCEPTING: u32 = 1 << 16;
+    let Ok(table) = fs::read("/proc/net/unix") else {
+        return false;
+    };
+    let path = path.as_os_str().as_bytes();
+    table.split(|&b| b == b'\n').skip(1).any(|line| {
+        // "Num: RefCount Protocol Flags Type St Inode Path"
+        let Some(head) = line
+            .strip_suffix(path)
+            .and_then(|head| head.strip_suffix(b" "))
+        else {
+            return false;
+        };
+        let mut fields = head.split(|&b| b == b' ').filter(|f| !f.is_empty());
+        let flags = fields.nth(3).and_then(|f| std::str::from_utf8(f).ok());
+        // Exactly seven fields before the path: the path is the whole last field.
+        fields.count() == 3
+            && flags
+                .and_then(|f| u32::from_str_radix(f, 16).ok())
+                .is_some_and(|f| f & ACCEPTING != 0)
+    })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn listed_as_listening(_path: &Path) -> bool {
+    false
 }
 
 /// Binds `fd` at `path` so that the socket is never reachable with a mode wider than 0600.

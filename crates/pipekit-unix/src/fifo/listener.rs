@@ -17,8 +17,9 @@ use pipekit_core::{ListenerOptions, Mode, PipeName, UnixAddress};
 
 use super::stream::Unlink;
 use super::{FifoStream, REQUESTS, pair_names, parse_record};
+use crate::listener::{RemoveOnError, lock};
 use crate::sys::fifo::{self as sys, Access};
-use crate::{PeerPolicy, UnixOptions, dir, listener::lock};
+use crate::{PeerPolicy, UnixOptions, dir};
 
 /// A server bound to a name over FIFOs; every [`accept`](Self::accept) returns the next
 /// client that completed the handshake (see the protocol in [`crate::fifo`]).
@@ -83,6 +84,7 @@ impl FifoListener {
             dir::ensure_private_dir(dir)?;
         }
         let lock = lock(&path, name, options.max_instances)?;
+        let unlock = RemoveOnError::new(&lock.0);
         // We hold the name's lock: whatever a previous server left at the path is stale.
         remove_stale(&path)?;
         DirBuilder::new()
@@ -102,6 +104,7 @@ impl FifoListener {
             .0;
         sys::set_nonblocking(requests.as_fd(), false)?;
         let marker = path.join(super::BUSY);
+        unlock.disarm();
         Ok(FifoListener {
             name: name.clone(),
             dir: path,

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use pipekit_core::error::{context, context_kind, invalid_input};
 use pipekit_core::{PipeName, UnixAddress};
 
+use crate::dir;
+use crate::listener::{RemoveOnError, lock};
 use crate::sys::fifo::{self as sys, Access};
-use crate::{dir, listener::lock};
 
 fn fifo_path(name: &PipeName) -> io::Result<(PathBuf, Option<PathBuf>)> {
     match name.resolve_unix(&dir::env())? {
@@ -83,6 +84,7 @@ impl Receiver {
             dir::ensure_private_dir(dir)?;
         }
         let lock = lock(&path, name, None)?;
+        let unlock = RemoveOnError::new(&lock.0);
         // We hold the name's lock: a FIFO already there is a dead receiver's.
         if let Ok(st) = sys::lstat(&path) {
             if !sys::is_fifo(&st) || st.st_uid != nix::unistd::geteuid().as_raw() {
@@ -101,6 +103,7 @@ impl Receiver {
         let (fd, _) = sys::open_fifo(&path, Access::ReadWrite)?;
         sys::set_nonblocking(fd.as_fd(), false)?;
         let meta = fs::symlink_metadata(&path)?;
+        unlock.disarm();
         Ok(Receiver {
             fd,
             identity: (meta.dev(), meta.ino()),
