@@ -371,6 +371,44 @@ macro_rules! csharp_byte_mode_tests {
 
         #[test]
         #[ignore = "needs the real peers (ci/peers/install.sh)"]
+        fn binding_a_name_a_csharp_server_holds_fails_and_leaves_nothing_behind() {
+            let name = unique_name("cs-held");
+            let server = start(
+                $runtime.run("SeedServer.exe", &[&name, "1"]),
+                "Waiting for a client",
+            );
+            let dotnet = PipeName::dotnet(&name).unwrap();
+            let err = Listener::bind(&dotnet).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+            let path = pipekit::os::unix::socket_path(&dotnet).unwrap();
+            let mut lock = path.into_os_string();
+            lock.push(".lock");
+            assert!(
+                !std::path::Path::new(&lock).exists(),
+                "{lock:?} left behind"
+            );
+            // The C# server's first client is this one: the bind did not probe it (Linux
+            // lists listening sockets; elsewhere a connect probe is unavoidable).
+            let mut conn = Stream::connect_with(&dotnet, &dotnet_connect_options()).unwrap();
+            conn.write_all(b"hello").unwrap();
+            let mut reply = [0u8; 2];
+            conn.read_exact(&mut reply).unwrap();
+            drop(conn);
+            let lines = server.finish("SeedServer");
+            if cfg!(target_os = "linux") {
+                assert_eq!(
+                    lines,
+                    [
+                        format!("Waiting for a client on {name}"),
+                        String::from("Received: hello"),
+                        String::from("Client disconnected"),
+                    ]
+                );
+            }
+        }
+
+        #[test]
+        #[ignore = "needs the real peers (ci/peers/install.sh)"]
         fn the_path_rule_holds_with_tmpdir_set_unset_and_with_a_trailing_slash() {
             let dir = std::env::temp_dir().join(unique_name("tmpdir"));
             std::fs::create_dir(&dir).unwrap();
