@@ -199,9 +199,13 @@ step "cargo test --target $WINDOWS_TARGET (under Wine)"
 cargo test --workspace --locked --target "$WINDOWS_TARGET"
 
 step "real peers under Wine: C# on .NET for Windows, CPython for Windows with pywin32"
+# A wineserver started by the command substitution below would hold its pipe open: start it
+# first, with no output, and let it linger a little after its last program.
+wineserver -p10 </dev/null >/dev/null 2>&1 || true
 python_version=$(wine target/peers/python-windows/python.exe -c "import sys; print(sys.version.split()[0])" | tr -d '\r' | cat)
+pywin32_version=$(peer_version python-windows | sed 's/.*pywin32 //')
 real_peer "$(peer_version dotnet-windows) (Windows, under Wine)" windows_dotnet:: --target "$WINDOWS_TARGET"
-real_peer "CPython $python_version + pywin32 (Windows, under Wine)" pywin32:: --target "$WINDOWS_TARGET"
+real_peer "CPython $python_version + pywin32 $pywin32_version (Windows, under Wine)" pywin32:: --target "$WINDOWS_TARGET"
 real_peer "CPython $python_version multiprocessing.connection (Windows, under Wine)" python_mp:: --target "$WINDOWS_TARGET"
 
 step "the non-blocking and Tokio Windows tests, 10 more runs each, alone and beside a CPU hog"
