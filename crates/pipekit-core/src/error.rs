@@ -51,7 +51,11 @@ impl fmt::Display for MessageTooLarge {
 
 impl StdError for MessageTooLarge {}
 
-/// An error with a message added in front of the error that caused it.
+/// An error that says what failed, caused by another error.
+///
+/// Its `Display` is the message alone and the cause is its `source()`, as in every chain of
+/// errors: a printer of the chain (`anyhow`'s `{:#}`, a loop over `source()`) shows each
+/// cause once.
 #[derive(Debug)]
 struct Context {
     message: String,
@@ -60,7 +64,7 @@ struct Context {
 
 impl fmt::Display for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.message, self.source)
+        f.write_str(&self.message)
     }
 }
 
@@ -70,19 +74,22 @@ impl StdError for Context {
     }
 }
 
-/// Adds `message` in front of `err`, keeping its kind and, as `source()`, the error itself
-/// (with its OS code).
+/// Says what failed: an error whose message is `message`, with `err`'s kind, and `err` itself
+/// (with its OS code) as its `source()`.
 ///
 /// # Examples
 ///
 /// ```
+/// use std::error::Error;
 /// use std::io;
 /// use pipekit_core::error::{context, os_code};
 ///
 /// let err = context(io::Error::from_raw_os_error(2), "cannot open /run/x");
 /// assert_eq!(err.kind(), io::ErrorKind::NotFound);
 /// assert_eq!(os_code(&err), Some(2));
-/// assert!(err.to_string().starts_with("cannot open /run/x: "));
+/// assert_eq!(err.to_string(), "cannot open /run/x");
+/// let cause = err.source().unwrap().downcast_ref::<io::Error>().unwrap();
+/// assert_eq!(cause.raw_os_error(), Some(2));
 /// ```
 pub fn context(err: io::Error, message: impl Into<String>) -> io::Error {
     context_kind(err.kind(), err, message)
@@ -173,6 +180,16 @@ mod tests {
         assert_eq!(os_code(&err), Some(denied));
         let twice = context(err, "listen on \"x\"");
         assert_eq!(os_code(&twice), Some(denied));
-        assert!(twice.to_string().starts_with("listen on \"x\": bind /x: "));
+        // Each error says its own part; the chain says each cause once.
+        assert_eq!(twice.to_string(), "listen on \"x\"");
+        let mut chain = vec![twice.to_string()];
+        let mut cause = std::error::Error::source(&twice);
+        while let Some(e) = cause {
+            chain.push(e.to_string());
+            cause = e.source();
+        }
+        assert_eq!(chain.len(), 3, "{chain:?}");
+        assert_eq!(chain[1], "bind /x");
+        assert_eq!(chain[2], io::Error::from_raw_os_error(denied).to_string());
     }
 }

@@ -33,11 +33,11 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            eprintln!("pipekit-peer: {e}");
+            eprintln!("pipekit-peer: {}", pipekit_tests::chain(&e));
             ExitCode::from(3)
         }
         Err(e) => {
-            eprintln!("pipekit-peer: {e}");
+            eprintln!("pipekit-peer: {}", pipekit_tests::chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -105,7 +105,7 @@ fn run(args: &[String]) -> io::Result<()> {
         let (answer, out) = (answer.clone(), Arc::clone(&out));
         handles.push(thread::spawn(move || {
             if let Err(e) = serve(conn, &answer, print.then_some(&*out)) {
-                eprintln!("pipekit-peer: client: {e}");
+                eprintln!("pipekit-peer: client: {}", pipekit_tests::chain(&e));
             }
         }));
     }
