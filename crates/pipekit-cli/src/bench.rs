@@ -179,7 +179,9 @@ fn measure(
             row.gb_per_s = Some(r.gb_per_s());
             row.settings = r.settings;
         }
-        Err(e) => row.notes.push(format!("throughput: {e}")),
+        Err(e) => row
+            .notes
+            .push(format!("throughput: {}", pipekit::error::Chain(&e))),
     }
     match pipekit_benches::latency(t, size, duration, pinning) {
         Ok(l) => {
@@ -188,12 +190,16 @@ fn measure(
             row.p999_us = Some(l.quantile_us(0.999));
             row.max_us = Some(l.max_us());
         }
-        Err(e) => row.notes.push(format!("latency: {e}")),
+        Err(e) => row
+            .notes
+            .push(format!("latency: {}", pipekit::error::Chain(&e))),
     }
     if t.reconnects() {
         match pipekit_benches::connect_time(t, connects, pinning) {
             Ok(c) => row.connect_p50_us = Some(c.histogram.value_at_quantile(0.5) as f64 / 1e3),
-            Err(e) => row.notes.push(format!("connect: {e}")),
+            Err(e) => row
+                .notes
+                .push(format!("connect: {}", pipekit::error::Chain(&e))),
         }
     }
     row

@@ -125,7 +125,7 @@ fn warn_unsafe_dir(name: &pipekit::PipeName) {
         && let Err(e) = check_private_dir(&dir)
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        eprintln!("pipekit: warning: {e}");
+        eprintln!("pipekit: warning: {}", pipekit::error::Chain(&e));
     }
 }
 

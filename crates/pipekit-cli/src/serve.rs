@@ -9,6 +9,7 @@ use std::thread;
 use anyhow::Context;
 use clap::Args;
 use pipekit::dialect::python_mp;
+use pipekit::error::Chain;
 use pipekit::{Listener, ListenerOptions, Mode, PipeName, Stream};
 
 use crate::dialect::DialectArgs;
@@ -73,7 +74,7 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
             Mode::Bytes
         })
         .max_instances(args.max_instances);
-    let serve = |e| format!("cannot serve {}: {e}", args.name);
+    let serve = || format!("cannot serve {}", args.name);
     let server = if args.dialect.python_mp() {
         if args.messages || args.fifo {
             return Err(crate::usage(
@@ -85,12 +86,9 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
                 "--dialect python-mp serves the same user only: drop --allow-peer",
             ));
         }
-        Server::Python(
-            python_mp::Listener::bind(&name, args.dialect.key())
-                .map_err(|e| anyhow::anyhow!(serve(e)))?,
-        )
+        Server::Python(python_mp::Listener::bind(&name, args.dialect.key()).with_context(serve)?)
     } else {
-        Server::Plain(bind(args, &name, &options, policy).map_err(|e| anyhow::anyhow!(serve(e)))?)
+        Server::Plain(bind(args, &name, &options, policy).with_context(serve)?)
     };
     let server = Arc::new(server);
     {
@@ -129,7 +127,7 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
             }
             Err(e) if failures < 100 => {
                 failures += 1;
-                eprintln!("pipekit: client refused or lost: {e}");
+                eprintln!("pipekit: client refused or lost: {}", Chain(&e));
                 continue;
             }
             Err(e) => return Err(e).context("accept keeps failing"),
@@ -357,7 +355,7 @@ impl Client {
 fn inbox(name: &PipeName) -> anyhow::Result<()> {
     use pipekit::os::unix::fifo::Receiver;
     let mut inbox =
-        Receiver::bind(name).map_err(|e| anyhow::anyhow!("cannot serve the inbox {name}: {e}"))?;
+        Receiver::bind(name).with_context(|| format!("cannot serve the inbox {name}"))?;
     let path = inbox.path().to_owned();
     // Where writers go (and a sign for scripts that the inbox is open).
     eprintln!("pipekit: inbox at {}", path.display());

@@ -74,6 +74,36 @@ impl StdError for Context {
     }
 }
 
+/// Shows an error with each of its causes, joined by `": "` — what `anyhow`'s `{:#}` prints.
+///
+/// pipekit's errors say what failed and leave the cause to `source()` (so that chain printers
+/// show each cause once); `Chain` is for printing one without such a printer.
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+/// use pipekit_core::error::{Chain, context};
+///
+/// let err = context(io::Error::new(io::ErrorKind::NotFound, "no such file"), "cannot open /run/x");
+/// assert_eq!(err.to_string(), "cannot open /run/x");
+/// assert_eq!(Chain(&err).to_string(), "cannot open /run/x: no such file");
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Chain<'a>(pub &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
 /// Says what failed: an error whose message is `message`, with `err`'s kind, and `err` itself
 /// (with its OS code) as its `source()`.
 ///

@@ -15,17 +15,9 @@ pub fn unique_name(tag: &str) -> String {
     format!("t-{tag}-{}-{n}-{random:08x}", std::process::id())
 }
 
-/// `err` and each of its causes, joined by ": " (what `anyhow`'s `{:#}` prints): pipekit's
-/// errors say what failed, and leave the cause to `source()`.
+/// `err` and each of its causes, joined by ": " (see [`pipekit::error::Chain`]).
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
+    pipekit::error::Chain(err).to_string()
 }
 
 /// `len` bytes of a pattern that differs with `seed`, so a mixed-up message shows.
