@@ -2,7 +2,8 @@
 //! every OS.
 //!
 //! Exit codes: 0 success, 1 runtime error (the message is on stderr), 2 usage error (clap's
-//! and pipekit's own argument checks), 130 when `listen` is stopped by Ctrl-C or SIGTERM.
+//! and pipekit's own argument checks), 130 when `listen` is stopped by Ctrl-C (SIGINT), 143 by
+//! SIGTERM.
 #![forbid(unsafe_code)]
 
 mod bench;
@@ -15,12 +16,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The exit codes, as `--help` tells them.
+const EXIT_CODES: &str = "Exit codes: 0 success, 1 runtime error (the message is on stderr), \
+    2 usage error, 130 when `listen` is stopped by Ctrl-C (SIGINT), 143 by SIGTERM.";
+
 /// Serve, talk to, inspect and benchmark named pipes.
-///
-/// Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage error, 130 when
-/// `listen` is stopped by Ctrl-C or SIGTERM.
 #[derive(Debug, Parser)]
-#[command(name = "pipekit", version, about, long_about = None)]
+#[command(name = "pipekit", version, about, long_about = None, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,6 +106,32 @@ impl std::error::Error for Usage {}
 /// A usage error (exit status 2) saying `message`.
 pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Usage(message.into()))
+}
+
+/// Runs `cleanup` and exits when the program is told to stop: SIGINT (Ctrl-C) exits 130 and
+/// SIGTERM 143 (128 + the signal, as shells report it); on Windows, Ctrl-C, Ctrl-Break and
+/// closing the console exit 130.
+pub(crate) fn on_stop(cleanup: impl Fn() + Send + 'static) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+            .context("cannot install the SIGINT and SIGTERM handlers")?;
+        std::thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                cleanup();
+                std::process::exit(128 + signal);
+            }
+        });
+    }
+    #[cfg(windows)]
+    ctrlc::set_handler(move || {
+        cleanup();
+        std::process::exit(130);
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(())
 }
 
 fn path(args: &PathArgs) -> anyhow::Result<()> {

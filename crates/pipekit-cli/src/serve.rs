@@ -93,11 +93,7 @@ pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let server = Arc::new(server);
     {
         let server = Arc::clone(&server);
-        ctrlc::set_handler(move || {
-            server.remove_files();
-            std::process::exit(130);
-        })
-        .context("cannot install the Ctrl-C handler")?;
+        crate::on_stop(move || server.remove_files())?;
     }
     if args.count == Some(0) {
         return Ok(());
@@ -359,14 +355,12 @@ fn inbox(name: &PipeName) -> anyhow::Result<()> {
     let path = inbox.path().to_owned();
     // Where writers go (and a sign for scripts that the inbox is open).
     eprintln!("pipekit: inbox at {}", path.display());
-    ctrlc::set_handler(move || {
+    crate::on_stop(move || {
         let mut lock = path.clone().into_os_string();
         lock.push(".lock");
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_file(lock);
-        std::process::exit(130);
-    })
-    .context("cannot install the Ctrl-C handler")?;
+    })?;
     let mut out = io::stdout().lock();
     let mut buf = vec![0u8; 64 * 1024];
     loop {

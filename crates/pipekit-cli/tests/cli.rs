@@ -214,13 +214,34 @@ fn path_prints_where_the_name_lives() {
     }
 }
 
+#[test]
+fn help_tells_the_exit_codes() {
+    let out = pipekit(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for code in [
+        "0 success",
+        "1 runtime error",
+        "2 usage error",
+        "130",
+        "143 by SIGTERM",
+    ] {
+        assert!(help.contains(code), "--help lacks {code:?}: {help}");
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn sigint_and_sigterm_stop_a_listener_and_remove_its_files() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     use std::io::Read;
-    for (signal, fifo) in [(Signal::SIGINT, false), (Signal::SIGTERM, true)] {
+    // 128 + the signal's number, as shells report a command a signal stopped.
+    for (signal, fifo, code) in [
+        (Signal::SIGINT, false, 130),
+        (Signal::SIGTERM, true, 143),
+        (Signal::SIGTERM, false, 143),
+    ] {
         let name = unique_name("cli-signal");
         let mut args = vec!["listen", name.as_str(), "--messages", "--reply", "OK"];
         if fifo {
@@ -240,7 +261,7 @@ fn sigint_and_sigterm_stop_a_listener_and_remove_its_files() {
         assert!(leftovers(&name), "a running server has its files");
         kill(Pid::from_raw(server.id() as i32), signal).unwrap();
         let status = server.wait().unwrap();
-        assert_eq!(status.code(), Some(130), "{signal:?}");
+        assert_eq!(status.code(), Some(code), "{signal:?}");
         let mut printed = String::new();
         server
             .stdout
