@@ -51,6 +51,11 @@ pub struct ConnectArgs {
     /// Message mode: each stdin line is one message (the default is byte mode).
     #[arg(long)]
     messages: bool,
+    /// Message mode: split stdin at BYTE instead of at each line end (`\0`, `\t`, `\n`,
+    /// `\\`, `0xNN`, or one ASCII character). The delimiter is not sent; the bytes between
+    /// go out as they are, UTF-8 or not. By default a line's `\r\n` or `\n` ends it.
+    #[arg(long, value_name = "BYTE", value_parser = parse_delimiter)]
+    delimiter: Option<u8>,
     /// How to print what arrives: text (a line per message; the default in message mode),
     /// raw (the bytes; the default in byte mode), hex or json.
     #[arg(long, value_enum, value_name = "FORMAT")]
@@ -63,6 +68,67 @@ pub struct ConnectArgs {
     verbose: bool,
     #[command(flatten)]
     dialect: DialectArgs,
+}
+
+/// `--delimiter`'s value: one byte, written as an escape, `0xNN` or an ASCII character.
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "\\0" => Ok(0),
+        "\\t" => Ok(b'\t'),
+        "\\n" => Ok(b'\n'),
+        "\\r" => Ok(b'\r'),
+        "\\\\" => Ok(b'\\'),
+        _ => {
+            if let Some(hex) = text.strip_prefix("0x").filter(|h| h.len() == 2) {
+                return u8::from_str_radix(hex, 16)
+                    .map_err(|_| format!("{text:?} is not a byte in hex"));
+            }
+            match text.as_bytes() {
+                [b] if b.is_ascii() && *b != b'\\' => Ok(*b),
+                _ => Err(format!(
+                    "{text:?} is not one byte: give an ASCII character, \\0, \\t, \\n, \\r, \\\\ or 0xNN"
+                )),
+            }
+        }
+    }
+}
+
+/// Calls `send` with each message of `input` until it returns `false`: the pieces between
+/// `delimiter` bytes, or the lines (`\n` or `\r\n` at the end) when there is none. A last
+/// piece without a delimiter after it is a message too.
+fn each_message(
+    input: &mut impl BufRead,
+    delimiter: Option<u8>,
+    mut send: impl FnMut(&[u8]) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let mut piece = Vec::new();
+    loop {
+        piece.clear();
+        let n = input
+            .read_until(delimiter.unwrap_or(b'\n'), &mut piece)
+            .context("cannot read stdin")?;
+        if n == 0 {
+            return Ok(());
+        }
+        match delimiter {
+            Some(d) => {
+                if piece.last() == Some(&d) {
+                    piece.pop();
+                }
+            }
+            None => {
+                if piece.last() == Some(&b'\n') {
+                    piece.pop();
+                    if piece.last() == Some(&b'\r') {
+                        piece.pop();
+                    }
+                }
+            }
+        }
+        if !send(&piece)? {
+            return Ok(());
+        }
+    }
 }
 
 fn mode(messages: bool) -> Mode {
@@ -215,14 +281,15 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
         connected(peer);
         let format = args.format.unwrap_or(Format::Text);
         let mut out = io::stdout().lock();
-        for line in io::stdin().lock().lines() {
-            conn.send_bytes(line?.as_bytes())
+        each_message(&mut io::stdin().lock(), args.delimiter, |msg| {
+            conn.send_bytes(msg)
                 .context("cannot send to the server (it closed the connection?)")?;
             match conn.recv_bytes()? {
                 Some(reply) => output::write(&mut out, format, &reply, peer)?,
-                None => return Ok(()),
+                None => return Ok(false),
             }
-        }
+            Ok(true)
+        })?;
         return Ok(());
     }
     let conn = open(&name, args.messages, wait)?;
@@ -274,12 +341,12 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
                 .context("cannot write to the server (it closed the connection?)")?;
         }
     } else {
-        for line in io::stdin().lock().lines() {
-            let line = line?;
+        each_message(&mut io::stdin().lock(), args.delimiter, |msg| {
             let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-            conn.send(line.as_bytes())
+            conn.send(msg)
                 .context("cannot send to the server (it closed the connection?)")?;
-        }
+            Ok(true)
+        })?;
     }
     // End of input: let the server see it, then print what is still coming. Where there is
     // no half-close (Windows), the connection simply ends here.

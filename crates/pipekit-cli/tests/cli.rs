@@ -709,3 +709,65 @@ fn path_of_an_abstract_name_is_a_clear_error() {
         "pipekit: @abs is an abstract socket name: it has no filesystem path\n"
     );
 }
+
+/// `connect --messages` reads stdin as bytes: a line per message by default, or split at
+/// `--delimiter`, and bytes that are not UTF-8 go out as they are.
+#[test]
+fn connect_messages_split_stdin_at_the_delimiter_binary_safe() {
+    use std::io::Write;
+    for (delimiter, input) in [
+        (None, &b"a\nb\n\xff\xfe\n"[..]),
+        (Some("\\0"), &b"a\0b\0\xff\xfe"[..]),
+        (Some(","), &b"a,b,\xff\xfe,"[..]),
+    ] {
+        let name = unique_name("cli-delim");
+        let server = spawn(&[
+            "listen",
+            &name,
+            "--messages",
+            "--format",
+            "json",
+            "--count",
+            "3",
+        ]);
+        let mut args = vec!["connect", name.as_str(), "--messages", "--timeout", "20000"];
+        if let Some(d) = delimiter {
+            args.extend(["--delimiter", d]);
+        }
+        let mut client = Command::new(PIPEKIT)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        client.stdin.take().unwrap().write_all(input).unwrap();
+        let out = client.wait_with_output().unwrap();
+        assert!(out.status.success(), "{delimiter:?}: {}", text(&out.stderr));
+        let served = server.wait_with_output().unwrap();
+        assert!(served.status.success(), "{}", text(&served.stderr));
+        let printed = text(&served.stdout);
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(lines.len(), 3, "{delimiter:?}: {printed}");
+        assert!(lines[0].contains("\"utf8\":\"a\""), "{}", lines[0]);
+        assert!(lines[1].contains("\"utf8\":\"b\""), "{}", lines[1]);
+        assert!(
+            lines[2].contains("\"len\":2") && lines[2].contains("\"hex\":\"fffe\""),
+            "{delimiter:?}: {}",
+            lines[2]
+        );
+    }
+}
+
+#[test]
+fn a_delimiter_that_is_not_one_byte_is_a_usage_error() {
+    for bad in ["", "ab", "\\q", "é"] {
+        let out = pipekit(&["connect", "x", "--messages", "--delimiter", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("--delimiter"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
