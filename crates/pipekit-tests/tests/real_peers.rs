@@ -234,6 +234,39 @@ fn dotnet_connect_options() -> ConnectOptions {
     options
 }
 
+/// PipePeer `echo-client` on `runtime` sends `SIZES` through `listener` (serving `name`).
+fn csharp_client_against(runtime: &Runtime, name: &str, listener: Listener) {
+    let server = byte_echo_server(listener, 1);
+    let sizes = size_args();
+    let mut args = vec!["echo-client", name];
+    args.extend(sizes.iter().map(String::as_str));
+    let out = output(pipe_peer(runtime, &args));
+    assert_eq!(check(&out, "PipePeer echo-client"), ok_lines());
+    assert_eq!(server.join().unwrap(), SIZES.iter().sum::<usize>());
+}
+
+/// A PipePeer `echo-server` on `runtime` at `name` (4 instances) serves 6 pipekit clients at
+/// once, reaching it as `pipe`, each sending `SIZES`.
+fn csharp_server_against(runtime: &Runtime, name: &str, pipe: pipekit::PipeName) {
+    let server = start(
+        pipe_peer(runtime, &["echo-server", name, "4", "6"]),
+        "listening",
+    );
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let pipe = pipe.clone();
+            thread::spawn(move || {
+                let mut conn = Stream::connect_with(&pipe, &dotnet_connect_options()).unwrap();
+                byte_echo_client(&mut conn);
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    server.finish("PipePeer echo-server");
+}
+
 /// The tests every C# runtime passes against the .NET dialect in byte mode; `$runtime` makes
 /// the [`Runtime`].
 #[cfg(unix)]
@@ -247,13 +280,7 @@ macro_rules! csharp_byte_mode_tests {
         fn csharp_client_sends_1_byte_to_1_mib_to_a_pipekit_server() {
             let name = unique_name("cs-client");
             let listener = Listener::bind(PipeName::dotnet(&name).unwrap()).unwrap();
-            let server = byte_echo_server(listener, 1);
-            let sizes = size_args();
-            let mut args = vec!["echo-client", name.as_str()];
-            args.extend(sizes.iter().map(String::as_str));
-            let out = output(pipe_peer(&$runtime, &args));
-            assert_eq!(check(&out, "PipePeer echo-client"), ok_lines());
-            assert_eq!(server.join().unwrap(), SIZES.iter().sum::<usize>());
+            csharp_client_against(&$runtime, &name, listener);
         }
 
         #[test]
@@ -281,25 +308,7 @@ macro_rules! csharp_byte_mode_tests {
         #[ignore = "needs the real peers (ci/peers/install.sh)"]
         fn a_csharp_server_with_several_instances_serves_pipekit_clients() {
             let name = unique_name("cs-server");
-            let server = start(
-                pipe_peer(&$runtime, &["echo-server", &name, "4", "6"]),
-                "listening",
-            );
-            let clients: Vec<_> = (0..6)
-                .map(|_| {
-                    let name = name.clone();
-                    thread::spawn(move || {
-                        let dotnet = PipeName::dotnet(&name).unwrap();
-                        let mut conn =
-                            Stream::connect_with(&dotnet, &dotnet_connect_options()).unwrap();
-                        byte_echo_client(&mut conn);
-                    })
-                })
-                .collect();
-            for client in clients {
-                client.join().unwrap();
-            }
-            server.finish("PipePeer echo-server");
+            csharp_server_against(&$runtime, &name, PipeName::dotnet(&name).unwrap());
         }
 
         #[test]
@@ -539,38 +548,14 @@ mod windows_dotnet {
     #[ignore = "needs the real peers (ci/peers/install.sh)"]
     fn csharp_byte_mode_client_against_a_pipekit_server() {
         let name = unique_name("wdn-bytes");
-        let server = byte_echo_server(Listener::bind(name.as_str()).unwrap(), 1);
-        let sizes = size_args();
-        let out = output(pipe_peer(
-            &runtime(),
-            &sizes_after(&["echo-client", &name], &sizes),
-        ));
-        assert_eq!(check(&out, "PipePeer echo-client"), ok_lines());
-        assert_eq!(server.join().unwrap(), SIZES.iter().sum::<usize>());
+        csharp_client_against(&runtime(), &name, Listener::bind(name.as_str()).unwrap());
     }
 
     #[test]
     #[ignore = "needs the real peers (ci/peers/install.sh)"]
     fn a_csharp_byte_mode_server_against_pipekit_clients() {
         let name = unique_name("wdn-bytes-server");
-        let server = start(
-            pipe_peer(&runtime(), &["echo-server", &name, "4", "6"]),
-            "listening",
-        );
-        let clients: Vec<_> = (0..6)
-            .map(|_| {
-                let name = name.clone();
-                thread::spawn(move || {
-                    let mut conn =
-                        Stream::connect_with(name.as_str(), &dotnet_connect_options()).unwrap();
-                    byte_echo_client(&mut conn);
-                })
-            })
-            .collect();
-        for client in clients {
-            client.join().unwrap();
-        }
-        server.finish("PipePeer echo-server");
+        csharp_server_against(&runtime(), &name, pipekit::PipeName::new(&name).unwrap());
     }
 
     #[test]
