@@ -527,7 +527,7 @@ mod mono {
 #[cfg(windows)]
 mod windows_dotnet {
     use super::*;
-    use pipekit::{ListenerOptions, Mode};
+    use pipekit::Mode;
 
     fn runtime() -> Runtime {
         let peers = peers();
@@ -562,19 +562,7 @@ mod windows_dotnet {
     #[ignore = "needs the real peers (ci/peers/install.sh)"]
     fn csharp_message_mode_client_against_a_pipekit_server() {
         let name = unique_name("wdn-msgs");
-        let listener =
-            Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
-                .unwrap();
-        let server = thread::spawn(move || {
-            let mut conn = listener.accept().unwrap();
-            let mut buf = Vec::new();
-            let mut sizes = Vec::new();
-            while let Some(n) = conn.recv_to_vec(&mut buf).unwrap() {
-                conn.send(&buf).unwrap();
-                sizes.push(n);
-            }
-            sizes
-        });
+        let server = message_echo_server(&name);
         let sizes = size_args();
         let out = output(pipe_peer(
             &runtime(),
@@ -613,6 +601,23 @@ mod windows_dotnet {
         drop(conn);
         server.finish("PipePeer msg-server");
     }
+}
+
+/// Serves one message-mode client at `name`, echoing each message; the sizes it echoed.
+#[cfg(windows)]
+fn message_echo_server(name: &str) -> JoinHandle<Vec<usize>> {
+    use pipekit::{ListenerOptions, Mode};
+    let listener = Listener::bind_with(name, ListenerOptions::new().mode(Mode::Messages)).unwrap();
+    thread::spawn(move || {
+        let mut conn = listener.accept().unwrap();
+        let mut buf = Vec::new();
+        let mut sizes = Vec::new();
+        while let Some(n) = conn.recv_to_vec(&mut buf).unwrap() {
+            conn.send(&buf).unwrap();
+            sizes.push(n);
+        }
+        sizes
+    })
 }
 
 /// A Windows Python (under Wine) running `script` with `args`.
@@ -690,16 +695,7 @@ mod pywin32 {
     #[ignore = "needs the real peers (ci/peers/install.sh)"]
     fn pywin32_reads_big_messages_through_error_more_data() {
         let name = unique_name("pywin32-more");
-        let listener =
-            Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
-                .unwrap();
-        let server = thread::spawn(move || {
-            let mut conn = listener.accept().unwrap();
-            let mut buf = Vec::new();
-            while conn.recv_to_vec(&mut buf).unwrap().is_some() {
-                conn.send(&buf).unwrap();
-            }
-        });
+        let server = message_echo_server(&name);
         let sizes = ["1", "4096", "4097", "65535", "300000"];
         let mut args = vec![name.as_str()];
         args.extend(sizes);
