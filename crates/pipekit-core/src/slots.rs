@@ -67,7 +67,7 @@ impl Slots {
         {
             hook(true);
         }
-        Slot(Arc::clone(self))
+        Slot(Arc::new(Place(Arc::clone(self))))
     }
 
     /// Waits until fewer than the limit are taken, then takes one.
@@ -152,18 +152,30 @@ impl Slots {
     }
 }
 
-/// One accepted stream's place under the limit, given back on drop.
-pub struct Slot(Arc<Slots>);
+/// One accepted stream's place under the limit, given back when it and every
+/// [`share`](Slot::share) of it are dropped.
+pub struct Slot(Arc<Place>);
+
+/// The place itself; given back on drop.
+struct Place(Arc<Slots>);
+
+impl Slot {
+    /// The same place, for a clone of the stream that holds it: the place is given back when
+    /// the last of them is dropped.
+    pub fn share(&self) -> Slot {
+        Slot(Arc::clone(&self.0))
+    }
+}
 
 impl fmt::Debug for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slot")
-            .field("limit", &self.0.limit)
+            .field("limit", &self.0.0.limit)
             .finish()
     }
 }
 
-impl Drop for Slot {
+impl Drop for Place {
     fn drop(&mut self) {
         let mut live = self.0.live.lock().unwrap_or_else(|e| e.into_inner());
         if *live == self.0.limit
@@ -204,6 +216,19 @@ mod tests {
         drop(a);
         let _c = waiter.join().unwrap();
         assert_eq!(slots.live(), 2);
+    }
+
+    #[test]
+    fn a_shared_slot_is_given_back_by_its_last_share() {
+        let slots = Slots::new(NonZeroU8::new(1).unwrap());
+        let a = slots.acquire();
+        let b = a.share();
+        drop(a);
+        assert_eq!(slots.live(), 1);
+        assert!(slots.try_acquire().is_none());
+        drop(b);
+        assert_eq!(slots.live(), 0);
+        assert!(slots.try_acquire().is_some());
     }
 
     #[test]

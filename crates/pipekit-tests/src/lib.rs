@@ -27,6 +27,58 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// The size of one piece of a [`duplex`] exchange.
+pub const DUPLEX_PIECE: usize = 64 << 10;
+
+/// Both ways at once, through a clone: writes `pieces` pieces of [`DUPLEX_PIECE`] bytes
+/// (patterns seeded with `seed` plus the piece's number) from a thread holding a clone of
+/// `stream`, while reading as many of the peer's pieces (seeded with `peer_seed`) from
+/// `stream` and checking each. Byte mode moves bytes; message mode one message per piece.
+/// Neither side reads only after writing, so a stream that cannot do both at once deadlocks
+/// here rather than passing.
+pub fn duplex(
+    stream: &mut pipekit::Stream,
+    seed: u8,
+    peer_seed: u8,
+    pieces: usize,
+) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind, Read, Write};
+    let mut writer = stream.try_clone()?;
+    let messages = stream.mode() == pipekit::Mode::Messages;
+    let sending = thread::spawn(move || -> std::io::Result<()> {
+        for i in 0..pieces {
+            let piece = pattern(DUPLEX_PIECE, seed.wrapping_add(i as u8));
+            if messages {
+                writer.send(&piece)?;
+            } else {
+                writer.write_all(&piece)?;
+            }
+        }
+        Ok(())
+    });
+    let mut back = vec![0u8; DUPLEX_PIECE];
+    for i in 0..pieces {
+        if messages {
+            let n = stream.recv(&mut back)?;
+            if n != Some(DUPLEX_PIECE) {
+                return Err(Error::new(
+                    ErrorKind::InvalidData,
+                    format!("message {i}: {n:?}"),
+                ));
+            }
+        } else {
+            stream.read_exact(&mut back)?;
+        }
+        if back != pattern(DUPLEX_PIECE, peer_seed.wrapping_add(i as u8)) {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!("piece {i} differs"),
+            ));
+        }
+    }
+    sending.join().expect("the writing thread")
+}
+
 /// Connect options for `mode`.
 pub fn connect_options(mode: pipekit::Mode) -> pipekit::ConnectOptions {
     let mut options = pipekit::ConnectOptions::new();

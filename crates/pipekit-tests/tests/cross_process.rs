@@ -349,3 +349,49 @@ fn explicit_paths_are_bound_owner_only_and_never_replace_other_files() {
     assert_eq!(std::fs::read(&regular).unwrap(), b"keep me");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Both ends write 6 MiB and read 6 MiB at once, each through a `try_clone` of its stream
+/// (the peer process likewise), in byte mode and in native message mode.
+#[test]
+fn both_ends_write_and_read_6_mib_at_once_through_clones() {
+    let native_messages = cfg!(windows) || cfg!(any(target_os = "linux", target_os = "android"));
+    let modes: &[Mode] = if native_messages {
+        &[Mode::Bytes, Mode::Messages]
+    } else {
+        &[Mode::Bytes]
+    };
+    let pieces = (6 << 20) / pipekit_tests::DUPLEX_PIECE;
+    for &mode in modes {
+        let name = unique_name("duplex");
+        let listener =
+            Listener::bind_with(name.as_str(), ListenerOptions::new().mode(mode)).unwrap();
+        let child = pipekit_tests::spawn(
+            std::process::Command::new(PEER)
+                .args(["duplex", &name, &mode.to_string(), &pieces.to_string()])
+                .stdout(std::process::Stdio::piped()),
+        )
+        .unwrap();
+        let mut conn = listener.accept().unwrap();
+        pipekit_tests::duplex(&mut conn, 2, 1, pieces).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{mode}: the peer failed");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{mode}");
+    }
+}
+
+/// Where a clone could not keep the stream's promises, `try_clone` says so.
+#[cfg(unix)]
+#[test]
+fn try_clone_refuses_fifo_connections() {
+    use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
+    let name = unique_name("clone-fifo");
+    let mut unix = UnixOptions::new();
+    unix.transport(Transport::Fifo);
+    let listener = Listener::bind_unix(name.as_str(), &ListenerOptions::new(), &unix).unwrap();
+    let client = thread::spawn(move || Stream::connect(name.as_str()).unwrap());
+    let conn = listener.accept().unwrap();
+    let err = conn.try_clone().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("FIFO"), "{err}");
+    drop(client.join().unwrap());
+}

@@ -408,6 +408,27 @@ impl Stream {
         dispatch!(StreamInner, &self.inner, s => s.shutdown_write())
     }
 
+    /// A second handle on the same connection, for reading on one thread while another
+    /// writes (sockets: a `dup` of the socket; see the socket stream's rules).
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for framed message streams and for FIFO connections (a FIFO clone's
+    /// `shutdown_write` would not end the stream while the other clone holds the FIFO); the
+    /// OS error of `dup`.
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        match &self.inner {
+            StreamInner::Socket(s) => Ok(Stream {
+                inner: StreamInner::Socket(s.try_clone()?),
+            }),
+            StreamInner::Fifo(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a FIFO connection cannot be cloned (its write FIFO would outlive a \
+                 shutdown_write on one clone)",
+            )),
+        }
+    }
+
     /// Who is on the other end (FIFOs: the user only).
     ///
     /// # Errors

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,8 @@ pub(crate) struct SocketStream {
     mode: Mode,
     wire: Wire,
     max_message_size: usize,
-    nonblocking: AtomicBool,
+    /// Shared with clones: `O_NONBLOCK` belongs to the socket, not to one descriptor.
+    nonblocking: Arc<AtomicBool>,
     _slot: Option<Slot>,
 }
 
@@ -174,7 +176,7 @@ impl SocketStream {
             mode,
             wire,
             max_message_size,
-            nonblocking: AtomicBool::new(false),
+            nonblocking: Arc::new(AtomicBool::new(false)),
             _slot: slot,
         }
     }
@@ -231,6 +233,37 @@ impl SocketStream {
     /// `InvalidInput` for a zero duration.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         sys::set_write_timeout(self.fd.as_fd(), timeout)
+    }
+
+    /// A second handle on the same socket (`dup`), for reading on one thread while another
+    /// writes. Non-blocking mode, timeouts and `shutdown_write` are the socket's, so they hold
+    /// for both; the place under a listener's instance limit is given back when both are
+    /// dropped.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for a framed message stream (message mode on a `SOCK_STREAM`): each
+    /// handle would keep its own half-read frame. The OS error of `dup`.
+    pub fn try_clone(&self) -> io::Result<SocketStream> {
+        let wire = match &self.wire {
+            Wire::Bytes => Wire::Bytes,
+            Wire::Packets { .. } => Wire::Packets { cmsg: Vec::new() },
+            Wire::Framed { .. } => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a framed message stream cannot be cloned (each clone would keep its \
+                     own half-read frame); use byte mode or native messages",
+                ));
+            }
+        };
+        Ok(SocketStream {
+            fd: self.fd.try_clone()?,
+            mode: self.mode,
+            wire,
+            max_message_size: self.max_message_size,
+            nonblocking: Arc::clone(&self.nonblocking),
+            _slot: self._slot.as_ref().map(Slot::share),
+        })
     }
 
     /// Puts the socket in non-blocking mode (`O_NONBLOCK`): calls that would wait fail with

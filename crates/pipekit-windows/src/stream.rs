@@ -416,6 +416,24 @@ impl Stream {
         sys::write(self.handle.as_handle(), &self.write_event, buf, timeout).map_err(broken_pipe)
     }
 
+    /// A second handle on the same pipe instance (`DuplicateHandle`), for reading on one
+    /// thread while another writes. Each handle has its own timeouts; a message the original
+    /// holds (one that did not fit a caller's buffer) stays with it. The instance closes, and
+    /// its place under a listener's limit is given back, when both are dropped.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `DuplicateHandle` or of creating the clone's events.
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        Stream::new(
+            self.handle.try_clone()?,
+            self.end,
+            self.mode,
+            self.max_message_size,
+            self._slot.as_ref().map(Slot::share),
+        )
+    }
+
     /// Fails with `Unsupported`: named pipes have no half-close.
     ///
     /// # Errors

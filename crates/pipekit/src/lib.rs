@@ -307,6 +307,56 @@ impl Stream {
         self.inner.peer_credentials()
     }
 
+    /// A second handle on the same connection, so that one thread can read while another
+    /// writes: a `dup` of the socket on Unix, a `DuplicateHandle` of the pipe on Windows. The
+    /// connection ends when both are dropped. Use one handle for reading and one for writing:
+    /// in message mode, two readers would share out the messages between them.
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Unix: non-blocking mode, timeouts and `shutdown_write` belong to the socket, so they
+    /// hold for both handles. Windows: each handle has its own timeouts.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` where a clone cannot keep the stream's promises: FIFO connections and
+    /// framed message streams (message mode over `SOCK_STREAM`: macOS and the BSDs, or
+    /// `Framing::LengthPrefixed`). The OS error otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::thread;
+    /// use pipekit::{Listener, Stream};
+    /// # let name = format!("doc-clone-{}", std::process::id());
+    /// # let name = name.as_str();
+    ///
+    /// let listener = Listener::bind(name)?;
+    /// let server = thread::spawn(move || -> std::io::Result<()> {
+    ///     let mut conn = listener.accept()?;
+    ///     std::io::copy(&mut conn.try_clone()?, &mut conn)?; // echo until EOF
+    ///     Ok(())
+    /// });
+    /// let mut client = Stream::connect(name)?;
+    /// let mut reader = client.try_clone()?;
+    /// let data = vec![7u8; 1 << 20]; // more than the socket buffers hold
+    /// let echo = thread::spawn(move || {
+    ///     let mut back = vec![0u8; 1 << 20];
+    ///     reader.read_exact(&mut back).map(|()| back)
+    /// });
+    /// client.write_all(&data)?;
+    /// assert_eq!(echo.join().unwrap()?, data);
+    /// drop(client);
+    /// server.join().unwrap()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        Ok(Stream {
+            inner: self.inner.try_clone()?,
+        })
+    }
+
     /// Makes reads and `recv` fail with `TimedOut` after `timeout`; `None` waits forever.
     ///
     /// # Errors

@@ -4,6 +4,7 @@
 //! pipekit-peer serve NAME bytes|messages [echo|reply TEXT|big SIZE] [--print] [--clients N] [--fifo]
 //! pipekit-peer clients NAME CONNS MSGS
 //! pipekit-peer bytes-client NAME TEXT
+//! pipekit-peer duplex NAME bytes|messages PIECES
 //! ```
 //!
 //! Binds NAME, prints `ready` on stdout, and serves each client on its own thread: `echo`
@@ -59,6 +60,9 @@ fn run(args: &[String]) -> io::Result<()> {
     }
     if cmd == "bytes-client" {
         return bytes_client(name, mode);
+    }
+    if cmd == "duplex" {
+        return duplex(name, mode, rest);
     }
     if cmd != "serve" {
         return Err(usage());
@@ -149,6 +153,28 @@ fn clients(name: &str, conns: &str, rest: &[String]) -> io::Result<()> {
         }
     }
     println!("ok {conns}");
+    Ok(())
+}
+
+/// `duplex NAME bytes|messages PIECES`: connects, then writes PIECES 64 KiB pieces (seed 1)
+/// through a clone while reading and checking as many of the server's (seed 2) — see
+/// `pipekit_tests::duplex`; prints `ok`.
+fn duplex(name: &str, mode: &str, rest: &[String]) -> io::Result<()> {
+    let [pieces] = rest else {
+        return Err(usage());
+    };
+    let pieces: usize = pieces.parse().map_err(|_| usage())?;
+    let mut options = pipekit::ConnectOptions::new();
+    options
+        .mode(if mode == "messages" {
+            Mode::Messages
+        } else {
+            Mode::Bytes
+        })
+        .wait(Some(std::time::Duration::from_secs(60)));
+    let mut stream = Stream::connect_with(name, &options)?;
+    pipekit_tests::duplex(&mut stream, 1, 2, pieces)?;
+    println!("ok");
     Ok(())
 }
 
