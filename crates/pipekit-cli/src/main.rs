@@ -9,6 +9,7 @@
 mod bench;
 mod dialect;
 mod output;
+mod relay;
 mod serve;
 mod talk;
 
@@ -47,6 +48,18 @@ enum Command {
     ///
     /// Example: pipekit connect test_pipe --messages
     Connect(talk::ConnectArgs),
+    /// Accept on FROM, connect to TO for each connection, and copy both ways until both
+    /// sides close.
+    ///
+    /// Endpoints: a pipe name (any form), tcp://HOST:PORT, - (stdin and stdout: one
+    /// connection), or (TO only) exec:CMD, a command per connection through its stdin and
+    /// stdout. Between two message-mode pipes (--messages) each message stays one message;
+    /// elsewhere bytes are copied as they come. The end of one direction is passed on as a
+    /// half-close where the other side has one (not Windows pipes).
+    ///
+    /// Examples: pipekit relay tcp://127.0.0.1:9000 demo   (TCP clients reach the pipe server)
+    ///           pipekit relay demo tcp://example.net:9000  (pipe clients reach a TCP server)
+    Relay(relay::RelayArgs),
     /// Print the OS path or pipe name NAME resolves to.
     ///
     /// Example: pipekit path test_pipe
@@ -75,6 +88,7 @@ fn main() -> ExitCode {
         Command::Listen(args) => serve::listen(&args),
         Command::Send(args) => talk::send(&args),
         Command::Connect(args) => talk::connect(&args),
+        Command::Relay(args) => relay::relay(&args),
         Command::Path(args) => path(&args),
         Command::Bench(args) => bench::run(&args),
     };

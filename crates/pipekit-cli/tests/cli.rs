@@ -771,3 +771,204 @@ fn a_delimiter_that_is_not_one_byte_is_a_usage_error() {
         );
     }
 }
+
+/// Starts pipekit with `args`, its output thrown away (a server that prints what it echoes
+/// would otherwise fill a pipe nobody reads).
+fn quiet(args: &[&str]) -> Child {
+    Command::new(PIPEKIT)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting pipekit")
+}
+
+/// Starts `pipekit relay ARGS -v` and waits for its "relaying FROM -> TO" line; the relay and
+/// the FROM it serves (with the port a `tcp://127.0.0.1:0` got).
+fn relay(args: &[&str]) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(PIPEKIT)
+        .arg("relay")
+        .args(args)
+        .arg("-v")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let from = line
+        .strip_prefix("pipekit: relaying ")
+        .and_then(|rest| rest.split(" -> ").next())
+        .unwrap_or_else(|| panic!("relay {args:?} said {line:?}"))
+        .to_owned();
+    // Go on reading its reports so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines().map_while(Result::ok) {});
+    (child, from)
+}
+
+/// Random-looking bytes (every value, no pattern a bug could keep).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_u32;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Waits until a server serves `name` (a connection that is dropped at once).
+fn wait_for(name: &str) {
+    let mut options = pipekit::ConnectOptions::new();
+    options.wait(Some(std::time::Duration::from_secs(20)));
+    drop(pipekit::Stream::connect_with(name, &options).unwrap());
+}
+
+/// Writes `data` on a thread while reading as much back, then half-closes; what came back.
+/// On Unix the half-close reaches the pipe server, whose end then comes back as the end of
+/// the TCP stream; Windows pipes have no half-close, so there just the echo is read.
+fn echo_through(mut stream: std::net::TcpStream, data: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut writer = stream.try_clone().unwrap();
+    let sent = data.to_vec();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut back = vec![0u8; data.len()];
+    stream.read_exact(&mut back).unwrap();
+    if cfg!(unix) {
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{} bytes more than were sent", rest.len());
+    }
+    sender.join().unwrap();
+    back
+}
+
+/// `pipekit relay tcp://127.0.0.1:0 NAME` in front of `pipekit listen NAME --echo`: a TCP
+/// client's random bytes come back unchanged, and its half-close ends the exchange.
+#[test]
+fn relay_lets_a_tcp_client_reach_a_pipe_server() {
+    let name = unique_name("cli-relay-tcp");
+    let mut server = quiet(&["listen", &name, "--echo"]);
+    wait_for(&name);
+    let (mut relay, from) = relay(&["tcp://127.0.0.1:0", &name]);
+    let addr = from.strip_prefix("tcp://").unwrap();
+    let data = noise(300_000);
+    for _ in 0..2 {
+        let back = echo_through(std::net::TcpStream::connect(addr).unwrap(), &data);
+        assert!(back == data, "{} bytes came back, changed", back.len());
+    }
+    let _ = relay.kill();
+    let _ = server.kill();
+    let _ = relay.wait();
+    let _ = server.wait();
+}
+
+/// `pipekit relay NAME tcp://ADDR`: a pipe client reaches a TCP echo server the test runs.
+#[test]
+fn relay_lets_a_pipe_client_reach_a_tcp_server() {
+    use std::io::{Read, Write};
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut conn, _) = tcp.accept().unwrap();
+        let mut reader = conn.try_clone().unwrap();
+        std::io::copy(&mut reader, &mut conn).unwrap();
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let name = unique_name("cli-relay-pipe");
+    let (mut relay, _) = relay(&[&name, &format!("tcp://{addr}")]);
+    let mut conn = pipekit::Stream::connect(name.as_str()).unwrap();
+    let data = noise(200_000);
+    let mut writer = conn.try_clone().unwrap();
+    let sent = data.clone();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        // No half-close on Windows pipes: there the test reads just the echo.
+        let _ = writer.shutdown_write();
+    });
+    let mut back = vec![0u8; data.len()];
+    conn.read_exact(&mut back).unwrap();
+    assert!(back == data, "the bytes came back changed");
+    sender.join().unwrap();
+    drop(conn);
+    echo.join().unwrap();
+    let _ = relay.kill();
+    let _ = relay.wait();
+}
+
+/// Between two message-mode pipes every message stays one message, sizes up to 1 MiB.
+#[test]
+fn relay_between_message_pipes_keeps_each_message() {
+    let server_name = unique_name("cli-relay-msg-server");
+    let mut server = quiet(&["listen", &server_name, "--messages", "--echo"]);
+    send_messages(&server_name, &["up?"]);
+    let name = unique_name("cli-relay-msg");
+    let (mut relay, _) = relay(&[&name, &server_name, "--messages"]);
+    let mut options = pipekit::ConnectOptions::new();
+    options.mode(pipekit::Mode::Messages);
+    let mut conn = pipekit::Stream::connect_with(name.as_str(), &options).unwrap();
+    let mut back = Vec::new();
+    for size in [0usize, 1, 100, 65535, 65536, 1 << 20] {
+        let msg = noise(size);
+        conn.send(&msg).unwrap();
+        assert_eq!(conn.recv_to_vec(&mut back).unwrap(), Some(size));
+        assert!(back == msg, "a {size}-byte message came back changed");
+    }
+    drop(conn);
+    let _ = relay.kill();
+    let _ = server.kill();
+    let _ = relay.wait();
+    let _ = server.wait();
+}
+
+/// `exec:CMD` runs a command per connection: here `cat`, so the bytes come back, and the
+/// client's half-close ends `cat` and with it the connection.
+#[cfg(unix)]
+#[test]
+fn relay_to_a_command_per_connection() {
+    use std::io::{Read, Write};
+    let name = unique_name("cli-relay-exec");
+    let (mut relay, _) = relay(&[&name, "exec:cat"]);
+    for round in 0..2 {
+        let mut conn = pipekit::Stream::connect(name.as_str()).unwrap();
+        let data = noise(100_000 + round);
+        let mut writer = conn.try_clone().unwrap();
+        let sent = data.clone();
+        let sender = std::thread::spawn(move || {
+            writer.write_all(&sent).unwrap();
+            writer.shutdown_write().unwrap();
+        });
+        let mut back = Vec::new();
+        conn.read_to_end(&mut back).unwrap();
+        sender.join().unwrap();
+        assert!(
+            back == data,
+            "round {round}: {} bytes came back",
+            back.len()
+        );
+    }
+    let _ = relay.kill();
+    let _ = relay.wait();
+}
+
+#[test]
+fn relay_refuses_endpoints_it_cannot_serve() {
+    for args in [&["exec:cat", "x"][..], &["-", "-"], &["x", "exec:"]] {
+        let out = pipekit(&[&["relay"][..], args].concat());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
