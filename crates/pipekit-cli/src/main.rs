@@ -46,6 +46,10 @@ enum Command {
     /// Interactive: stdin lines go to NAME (one message per line in message mode), what comes
     /// back goes to stdout.
     ///
+    /// At the end of stdin, connect half-closes and prints what still comes until the server
+    /// closes; Windows pipes have no half-close, so there it prints until 1 s passes without
+    /// anything arriving.
+    ///
     /// Example: pipekit connect test_pipe --messages
     Connect(talk::ConnectArgs),
     /// Accept on FROM, connect to TO for each connection, and copy both ways until both

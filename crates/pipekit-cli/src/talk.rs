@@ -1,9 +1,10 @@
 //! `pipekit send` and `pipekit connect`.
 
 use std::io::{self, BufRead, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -263,6 +264,11 @@ fn send_one_way(args: &SendArgs, msgs: &[Vec<u8>]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long `connect` goes on printing, after the end of stdin, where the server cannot be
+/// told of that end (Windows pipes have no half-close): until this passes without anything
+/// arriving.
+const QUIET: Duration = Duration::from_secs(1);
+
 pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
     let wait = args.timeout.map(Duration::from_millis);
     if wait == Some(Duration::ZERO) {
@@ -303,11 +309,16 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
         .format
         .unwrap_or(if bytes { Format::Raw } else { Format::Text });
     let conn = Arc::new(Mutex::new(conn));
+    // Set when stdin has ended and the server could not be told (no half-close): the reader
+    // then stops after `QUIET` without anything arriving.
+    let input_done = Arc::new(AtomicBool::new(false));
     let reader = {
         let conn = Arc::clone(&conn);
+        let input_done = Arc::clone(&input_done);
         thread::spawn(move || -> anyhow::Result<()> {
             let mut buf = vec![0u8; 1 << 20];
             let mut out = io::stdout();
+            let mut quiet_since: Option<Instant> = None;
             loop {
                 let got = {
                     let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -317,9 +328,19 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
                     }
                 };
                 match got {
-                    Ok(Some(n)) => output::write(&mut out, format, &buf[..n], peer)?,
+                    Ok(Some(n)) => {
+                        quiet_since = None;
+                        output::write(&mut out, format, &buf[..n], peer)?;
+                    }
                     Ok(None) => return Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => thread::yield_now(),
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        if input_done.load(Ordering::Relaxed)
+                            && quiet_since.get_or_insert_with(Instant::now).elapsed() >= QUIET
+                        {
+                            return Ok(());
+                        }
+                        thread::yield_now();
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -348,15 +369,16 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
             Ok(true)
         })?;
     }
-    // End of input: let the server see it, then print what is still coming. Where there is
-    // no half-close (Windows), the connection simply ends here.
+    // End of input: let the server see it, then print what is still coming until the server
+    // closes. Where there is no half-close (Windows), the server cannot be told: what comes
+    // is printed until `QUIET` passes without anything.
     if conn
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .shutdown_write()
         .is_err()
     {
-        return Ok(());
+        input_done.store(true, Ordering::Relaxed);
     }
     reader.join().expect("reader thread")
 }

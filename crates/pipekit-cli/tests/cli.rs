@@ -972,3 +972,348 @@ fn relay_refuses_endpoints_it_cannot_serve() {
         );
     }
 }
+
+/// `v` as the `&str`s `pipekit()` and `spawn()` take.
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The command lines of the README's CLI section, as words (`cargo run -p pipekit-cli --`
+/// taken as `pipekit`, the `# comment` dropped, `'...'` quoting undone).
+fn readme_examples() -> Vec<Vec<String>> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme.find("## The `pipekit` command").unwrap();
+    let end = start + readme[start..].find("\n## Quick start").unwrap();
+    let mut lines = Vec::new();
+    let mut in_code = false;
+    for line in readme[start..end].lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if !in_code {
+            continue;
+        }
+        let line = line.split(" # ").next().unwrap().trim();
+        let line = line
+            .strip_prefix("cargo run -p pipekit-cli -- ")
+            .map(|rest| format!("pipekit {rest}"))
+            .unwrap_or_else(|| line.to_owned());
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut quoted = false;
+        for c in line.chars() {
+            match c {
+                '\'' => quoted = !quoted,
+                ' ' if !quoted => {
+                    if !word.is_empty() {
+                        words.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            words.push(word);
+        }
+        lines.push(words);
+    }
+    lines
+}
+
+/// Every command line of the README's CLI section runs here, as written but for the names
+/// (made unique), the ports (`127.0.0.1:9000` becomes a free port, `example.net:9000` a TCP
+/// echo server of the test's) and files (a `frame.bin` the test writes). A README line no
+/// case here runs fails the test, so the examples cannot drift from the tool.
+#[test]
+fn the_readme_cli_examples_run() {
+    use std::io::{Read, Write};
+    let examples = readme_examples();
+    let mut ran = vec![false; examples.len()];
+    let frame = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("frame.bin");
+    std::fs::write(&frame, noise(1000)).unwrap();
+    let frame = frame.to_str().unwrap().to_owned();
+    // The README line `line` with its names replaced; marks it as run.
+    let mut take = |line: &str, names: &[(&str, &str)]| -> Vec<String> {
+        let i = examples
+            .iter()
+            .position(|e| e.join(" ") == line)
+            .unwrap_or_else(|| panic!("the README no longer has {line:?}"));
+        ran[i] = true;
+        examples[i][1..]
+            .iter()
+            .map(|w| {
+                names
+                    .iter()
+                    .find(|(from, _)| w == from)
+                    .map_or_else(|| w.clone(), |(_, to)| to.to_string())
+            })
+            .collect()
+    };
+
+    // listen --reply OK and send --wait-reply, under both names the README uses.
+    for name in ["demo", "test_pipe"] {
+        let unique = unique_name("readme");
+        let names = [(name, unique.as_str())];
+        let listen = take(
+            &format!("pipekit listen {name} --messages --reply OK"),
+            &names,
+        );
+        let server = spawn(&args(&listen));
+        let send = if name == "demo" {
+            take("pipekit send demo --messages --wait-reply 1 2 3", &names)
+        } else {
+            take("pipekit send test_pipe --messages --wait-reply 1 2", &names)
+        };
+        let mut send = args(&send);
+        send.extend(["--timeout", "20000"]);
+        let out = pipekit(&send);
+        let replies = if name == "demo" { 3 } else { 2 };
+        assert_eq!(
+            text(&out.stdout),
+            "OK\n".repeat(replies),
+            "{}",
+            text(&out.stderr)
+        );
+        // connect: a stdin line in, the reply out.
+        if name == "test_pipe" {
+            let connect = take("pipekit connect test_pipe --messages", &names);
+            let mut client = Command::new(PIPEKIT)
+                .args(args(&connect))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            client.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+            let out = client.wait_with_output().unwrap();
+            assert!(out.status.success());
+            assert_eq!(text(&out.stdout), "OK\n");
+            let path = take("pipekit path test_pipe", &names);
+            let out = pipekit(&args(&path));
+            assert!(out.status.success() && text(&out.stdout).contains(&unique));
+        }
+        let mut server = server;
+        let _ = server.kill();
+        let mut printed = String::new();
+        server
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut printed)
+            .unwrap();
+        assert!(printed.starts_with("1\n2\n"), "{printed}");
+        let _ = server.wait();
+    }
+
+    // --greet: the server speaks first.
+    let unique = unique_name("readme-greet");
+    let names = [("test_pipe", unique.as_str())];
+    let greet = take("pipekit listen test_pipe --messages --greet hello", &names);
+    let mut server = quiet(&args(&greet));
+    let mut options = pipekit::ConnectOptions::new();
+    options
+        .mode(pipekit::Mode::Messages)
+        .wait(Some(std::time::Duration::from_secs(20)));
+    let mut conn = pipekit::Stream::connect_with(unique.as_str(), &options).unwrap();
+    let mut buf = Vec::new();
+    conn.recv_to_vec(&mut buf).unwrap();
+    assert_eq!(buf, b"hello");
+    drop(conn);
+    let _ = server.kill();
+    let _ = server.wait();
+
+    // --format json on listen; send --file; send --wait-reply --format hex --file.
+    let unique = unique_name("readme-json");
+    let names = [
+        ("test_pipe", unique.as_str()),
+        ("frame.bin", frame.as_str()),
+    ];
+    let mut json = args(&take(
+        "pipekit listen test_pipe --messages --format json",
+        &names,
+    ))
+    .into_iter()
+    .map(str::to_owned)
+    .collect::<Vec<_>>();
+    json.extend(["--count".into(), "1".into()]);
+    let server = spawn(&args(&json));
+    let mut send = args(&take(
+        "pipekit send test_pipe --messages --file frame.bin",
+        &names,
+    ))
+    .into_iter()
+    .map(str::to_owned)
+    .collect::<Vec<_>>();
+    send.extend(["--timeout".into(), "20000".into()]);
+    assert!(pipekit(&args(&send)).status.success());
+    let served = server.wait_with_output().unwrap();
+    assert!(
+        text(&served.stdout).contains("\"len\":1000,"),
+        "{}",
+        text(&served.stdout)
+    );
+    let unique = unique_name("readme-hex");
+    let names = [
+        ("test_pipe", unique.as_str()),
+        ("frame.bin", frame.as_str()),
+    ];
+    let mut server = quiet(&["listen", &unique, "--messages", "--echo"]);
+    let hex = take(
+        "pipekit send test_pipe --messages --wait-reply --format hex --file frame.bin",
+        &names,
+    );
+    let mut hex = args(&hex);
+    hex.extend(["--timeout", "20000"]);
+    let out = pipekit(&hex);
+    assert!(
+        text(&out.stdout).starts_with("00000000  "),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+
+    // The relays.
+    let demo = unique_name("readme-relay");
+    let mut server = quiet(&["listen", &demo, "--echo"]);
+    wait_for(&demo);
+    let names = [
+        ("demo", demo.as_str()),
+        ("tcp://127.0.0.1:9000", "tcp://127.0.0.1:0"),
+    ];
+    let to_pipe = take("pipekit relay tcp://127.0.0.1:9000 demo", &names);
+    let (mut relay_a, from) = relay(&args(&to_pipe)[1..]);
+    let back = echo_through(
+        std::net::TcpStream::connect(from.strip_prefix("tcp://").unwrap()).unwrap(),
+        b"through TCP",
+    );
+    assert_eq!(back, b"through TCP");
+    let _ = relay_a.kill();
+    let _ = server.kill();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("tcp://{}", tcp.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut conn, _) = tcp.accept().unwrap();
+        let mut reader = conn.try_clone().unwrap();
+        let _ = std::io::copy(&mut reader, &mut conn);
+    });
+    let demo = unique_name("readme-relay-out");
+    let names = [
+        ("demo", demo.as_str()),
+        ("tcp://example.net:9000", addr.as_str()),
+    ];
+    let from_pipe = take("pipekit relay demo tcp://example.net:9000", &names);
+    let (mut relay_b, _) = relay(&args(&from_pipe)[1..]);
+    let mut conn = pipekit::Stream::connect(demo.as_str()).unwrap();
+    conn.write_all(b"to TCP").unwrap();
+    let mut back = [0u8; 6];
+    conn.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"to TCP");
+    drop(conn);
+    let _ = relay_b.kill();
+    let (front, back_name) = (unique_name("readme-front"), unique_name("readme-back"));
+    let mut server = quiet(&["listen", &back_name, "--messages", "--echo"]);
+    send_messages(&back_name, &["up?"]);
+    let names = [("front", front.as_str()), ("back", back_name.as_str())];
+    let relay_front = take("pipekit relay front back --messages", &names);
+    let (mut relay_c, _) = relay(&args(&relay_front)[1..]);
+    let mut conn = pipekit::Stream::connect_with(front.as_str(), &options).unwrap();
+    conn.send(b"one message").unwrap();
+    conn.recv_to_vec(&mut buf).unwrap();
+    assert_eq!(buf, b"one message");
+    drop(conn);
+    let _ = relay_c.kill();
+    let _ = server.kill();
+    for child in [&mut relay_a, &mut relay_b, &mut relay_c, &mut server] {
+        let _ = child.wait();
+    }
+
+    #[cfg(unix)]
+    {
+        // A command per connection.
+        let demo = unique_name("readme-exec");
+        let names = [("demo", demo.as_str())];
+        let relay_exec = take("pipekit relay demo exec:tr a-z A-Z", &names);
+        let (mut relay_d, _) = relay(&args(&relay_exec)[1..]);
+        let mut conn = pipekit::Stream::connect(demo.as_str()).unwrap();
+        conn.write_all(b"shout").unwrap();
+        conn.shutdown_write().unwrap();
+        let mut back = String::new();
+        conn.read_to_string(&mut back).unwrap();
+        assert_eq!(back, "SHOUT");
+        let _ = relay_d.kill();
+        let _ = relay_d.wait();
+
+        // FIFOs, and the inbox a shell writes to.
+        let unique = unique_name("readme-fifo");
+        let names = [("test_pipe", unique.as_str())];
+        let mut fifo = take("pipekit listen test_pipe --fifo", &names);
+        fifo.extend(["--count".into(), "1".into()]);
+        let server = spawn(&args(&fifo));
+        let out = pipekit(&["send", &unique, "--timeout", "20000", "over FIFOs"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let served = server.wait_with_output().unwrap();
+        assert_eq!(text(&served.stdout), "over FIFOs");
+
+        let unique = unique_name("readme-inbox");
+        let names = [("inbox", unique.as_str())];
+        let inbox = take("pipekit listen inbox --inbox", &names);
+        let mut server = Command::new(PIPEKIT)
+            .args(args(&inbox))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(server.stderr.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert!(ready.starts_with("pipekit: inbox at "), "{ready}");
+        let shell = r#"printf 'msg\n' > "$(pipekit path inbox)""#;
+        let i = examples
+            .iter()
+            .position(|e| e.join(" ").starts_with("printf msg\\n >"))
+            .expect("the README's printf line");
+        ran[i] = true;
+        let dir = std::path::Path::new(PIPEKIT).parent().unwrap();
+        let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+        let status = Command::new("sh")
+            .args(["-c", &shell.replace("inbox", &unique)])
+            .env("PATH", path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut line = [0u8; 4];
+        server
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut line)
+            .unwrap();
+        assert_eq!(&line, b"msg\n");
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    #[cfg(not(unix))]
+    for (i, e) in examples.iter().enumerate() {
+        // Unix-only lines (FIFOs, inboxes, exec:tr) say so in the README.
+        let line = e.join(" ");
+        if line.contains("--fifo") || line.contains("inbox") || line.contains("exec:") {
+            ran[i] = true;
+        }
+    }
+
+    let missed: Vec<String> = examples
+        .iter()
+        .zip(&ran)
+        .filter(|(_, ran)| !**ran)
+        .map(|(e, _)| e.join(" "))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "README examples no test runs: {missed:?}"
+    );
+}
