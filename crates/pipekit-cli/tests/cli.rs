@@ -1191,6 +1191,7 @@ fn the_readme_cli_examples_run() {
     assert_eq!(back, b"through TCP");
     let _ = relay_a.kill();
     let _ = server.kill();
+    let _ = server.wait();
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = format!("tcp://{}", tcp.local_addr().unwrap());
     std::thread::spawn(move || {
