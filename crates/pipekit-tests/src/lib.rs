@@ -27,6 +27,31 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// A pipekit `multiprocessing.connection` listener at `name` echoing payloads, serving
+/// clients until `clients` have finished (successfully or not); what each `accept` gave: the
+/// payloads echoed, or the error.
+pub fn mp_echo_server(
+    name: &str,
+    key: Option<&'static [u8]>,
+    clients: usize,
+) -> JoinHandle<Vec<std::io::Result<usize>>> {
+    let listener = pipekit::dialect::python_mp::Listener::bind(name, key).unwrap();
+    thread::spawn(move || {
+        (0..clients)
+            .map(|_| {
+                let mut conn = listener.accept()?;
+                let mut count = 0;
+                let mut buf = Vec::new();
+                while conn.recv_bytes_into(&mut buf)?.is_some() {
+                    conn.send_bytes(&buf)?;
+                    count += 1;
+                }
+                Ok(count)
+            })
+            .collect()
+    })
+}
+
 /// The size of one piece of a [`duplex`] exchange.
 pub const DUPLEX_PIECE: usize = 64 << 10;
 

@@ -9,7 +9,7 @@ use std::thread;
 use pipekit::dialect::python_mp::{Connection, Listener as MpListener};
 use pipekit::os::unix::socket_path;
 use pipekit::{Listener, ListenerOptions, Mode, PipeName, Stream};
-use pipekit_tests::{Peer, unique_name};
+use pipekit_tests::{Peer, mp_echo_server, unique_name};
 
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers");
 
@@ -24,30 +24,6 @@ fn python_client(address: &str, key: &str) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .expect("running python3")
-}
-
-/// A pipekit `multiprocessing.connection` listener echoing payloads, serving clients until
-/// `clients` have finished (successfully or not); returns what each `accept` gave.
-fn mp_echo_server(
-    name: &str,
-    key: Option<&'static [u8]>,
-    clients: usize,
-) -> thread::JoinHandle<Vec<io::Result<usize>>> {
-    let listener = MpListener::bind(name, key).unwrap();
-    thread::spawn(move || {
-        (0..clients)
-            .map(|_| {
-                let mut conn = listener.accept()?;
-                let mut count = 0;
-                let mut buf = Vec::new();
-                while conn.recv_bytes_into(&mut buf)?.is_some() {
-                    conn.send_bytes(&buf)?;
-                    count += 1;
-                }
-                Ok(count)
-            })
-            .collect()
-    })
 }
 
 #[test]

@@ -714,7 +714,7 @@ mod pywin32 {
 #[cfg(windows)]
 mod python_mp {
     use super::*;
-    use pipekit::dialect::python_mp::{Connection, Listener as MpListener};
+    use pipekit::dialect::python_mp::Connection;
     use std::io;
 
     fn address(name: &str) -> String {
@@ -725,21 +725,7 @@ mod python_mp {
     #[ignore = "needs the real peers (ci/peers/install.sh)"]
     fn python_clients_with_the_right_and_the_wrong_authkey() {
         let name = unique_name("mp-win");
-        let listener = MpListener::bind(name.as_str(), Some(b"right")).unwrap();
-        let server = thread::spawn(move || {
-            (0..3)
-                .map(|_| {
-                    let mut conn = listener.accept()?;
-                    let mut count = 0;
-                    let mut buf = Vec::new();
-                    while conn.recv_bytes_into(&mut buf)?.is_some() {
-                        conn.send_bytes(&buf)?;
-                        count += 1;
-                    }
-                    Ok::<_, io::Error>(count)
-                })
-                .collect::<Vec<_>>()
-        });
+        let server = pipekit_tests::mp_echo_server(&name, Some(b"right"), 3);
         let client = |key| output(python("tests/peers/mp_client.py", &[&address(&name), key]));
         assert_eq!(check(&client("right"), "mp_client.py"), "ok\n");
         let wrong = client("wrong");
