@@ -15,11 +15,16 @@ fn pipekit(args: &[&str]) -> Output {
 }
 
 fn spawn(args: &[&str]) -> Child {
+    start_with(args, Stdio::piped)
+}
+
+/// Starts pipekit with `args`, stdin empty, stdout and stderr made by `out`.
+fn start_with(args: &[&str], out: fn() -> Stdio) -> Child {
     Command::new(PIPEKIT)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out())
+        .stderr(out())
         .spawn()
         .expect("starting pipekit")
 }
@@ -775,13 +780,7 @@ fn a_delimiter_that_is_not_one_byte_is_a_usage_error() {
 /// Starts pipekit with `args`, its output thrown away (a server that prints what it echoes
 /// would otherwise fill a pipe nobody reads).
 fn quiet(args: &[&str]) -> Child {
-    Command::new(PIPEKIT)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting pipekit")
+    start_with(args, Stdio::null)
 }
 
 /// Starts `pipekit relay ARGS -v` and waits for its "relaying FROM -> TO" line; the relay and
