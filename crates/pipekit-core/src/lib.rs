@@ -14,6 +14,8 @@
 //! [pipekit]: https://docs.rs/pipekit
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// docs.rs builds with `--cfg docsrs` (see Cargo.toml): OS- and feature-gated items get badges.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod error;
 pub mod framing;

@@ -31,6 +31,8 @@
 #![cfg(unix)]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+// docs.rs builds with `--cfg docsrs` (see Cargo.toml): OS- and feature-gated items get badges.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod any;
 mod dir;

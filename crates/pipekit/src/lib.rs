@@ -59,6 +59,8 @@
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// docs.rs builds with `--cfg docsrs` (see Cargo.toml): OS- and feature-gated items get badges.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::time::Duration;
