@@ -202,7 +202,13 @@ step "real peers under Wine: C# on .NET for Windows, CPython for Windows with py
 # A wineserver started by the command substitution below would hold its pipe open: start it
 # first, with no output, and let it linger a little after its last program.
 wineserver -p10 </dev/null >/dev/null 2>&1 || true
-python_version=$(wine target/peers/python-windows/python.exe -c "import sys; print(sys.version.split()[0])" | tr -d '\r' | cat)
+# Python under Wine dies at start when a standard stream is a regular file (this log, say):
+# stdin from /dev/null, stdout and stderr into the pipe.
+python_version=$(wine target/peers/python-windows/python.exe -c "import sys; print(sys.version.split()[0])" </dev/null 2>&1 | tr -d '\r' | cat)
+case "$python_version" in
+    [0-9]*.[0-9]*) ;;
+    *) printf '%s\n' "$python_version" >&2; echo "the Windows CPython does not start" >&2; exit 1 ;;
+esac
 pywin32_version=$(peer_version python-windows | sed 's/.*pywin32 //')
 real_peer "$(peer_version dotnet-windows) (Windows, under Wine)" windows_dotnet:: --target "$WINDOWS_TARGET"
 real_peer "CPython $python_version + pywin32 $pywin32_version (Windows, under Wine)" pywin32:: --target "$WINDOWS_TARGET"
