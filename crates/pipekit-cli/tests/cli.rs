@@ -488,10 +488,8 @@ fn listen_greets_each_client_before_reading() {
         "--count",
         "1",
     ]);
-    let mut options = pipekit::ConnectOptions::new();
-    options
-        .mode(pipekit::Mode::Messages)
-        .wait(Some(std::time::Duration::from_secs(20)));
+    let mut options = pipekit_tests::connect_options(pipekit::Mode::Messages);
+    options.wait(Some(std::time::Duration::from_secs(20)));
     let mut client = pipekit::Stream::connect_with(name.as_str(), &options).unwrap();
     let mut buf = Vec::new();
     client.recv_to_vec(&mut buf).unwrap();
@@ -912,8 +910,7 @@ fn relay_between_message_pipes_keeps_each_message() {
     send_messages(&server_name, &["up?"]);
     let name = unique_name("cli-relay-msg");
     let (mut relay, _) = relay(&[&name, &server_name, "--messages"]);
-    let mut options = pipekit::ConnectOptions::new();
-    options.mode(pipekit::Mode::Messages);
+    let options = pipekit_tests::connect_options(pipekit::Mode::Messages);
     let mut conn = pipekit::Stream::connect_with(name.as_str(), &options).unwrap();
     let mut back = Vec::new();
     for size in [0usize, 1, 100, 65535, 65536, 1 << 20] {
@@ -1110,10 +1107,8 @@ fn the_readme_cli_examples_run() {
     let names = [("test_pipe", unique.as_str())];
     let greet = take("pipekit listen test_pipe --messages --greet hello", &names);
     let mut server = quiet(&args(&greet));
-    let mut options = pipekit::ConnectOptions::new();
-    options
-        .mode(pipekit::Mode::Messages)
-        .wait(Some(std::time::Duration::from_secs(20)));
+    let mut options = pipekit_tests::connect_options(pipekit::Mode::Messages);
+    options.wait(Some(std::time::Duration::from_secs(20)));
     let mut conn = pipekit::Stream::connect_with(unique.as_str(), &options).unwrap();
     let mut buf = Vec::new();
     conn.recv_to_vec(&mut buf).unwrap();
