@@ -42,7 +42,7 @@ fn server(name: &str, clients: usize) -> io::Result<()> {
     io::stdout().flush()?;
     let mut buf = vec![0u8; BUFFER];
     for _ in 0..clients {
-        let mut pipe = listener.accept()?;
+        let pipe = listener.accept()?;
         while let Some(n) = pipe.recv(&mut buf)? {
             println!("server: got {:?}", String::from_utf8_lossy(&buf[..n]));
             pipe.send(b"OK")?;
@@ -57,7 +57,7 @@ fn client(name: &str) -> io::Result<()> {
     options
         .mode(Mode::Messages)
         .wait(Some(Duration::from_secs(5)));
-    let mut pipe = Stream::connect_with(name, &options)?;
+    let pipe = Stream::connect_with(name, &options)?;
     let mut buf = vec![0u8; BUFFER];
     for i in 1..=10 {
         pipe.send(i.to_string().as_bytes())?;

@@ -25,7 +25,7 @@ fn main() -> io::Result<()> {
     options
         .mode(Mode::Messages)
         .wait(Some(Duration::from_secs(10)));
-    let mut pipe = Stream::connect_with(name, &options)?;
+    let pipe = Stream::connect_with(name, &options)?;
     let mut buf = vec![0u8; 65535];
     if greet {
         let n = pipe.recv(&mut buf)?.unwrap_or(0);

@@ -31,7 +31,7 @@ fn main() -> io::Result<()> {
     println!("serving {name}");
     let mut buf = vec![0u8; 65535];
     for conn in listener.incoming() {
-        let mut conn = conn?;
+        let conn = conn?;
         if greet {
             conn.send(b"hello")?;
         }

@@ -1,8 +1,8 @@
 //! `pipekit send` and `pipekit connect`.
 
 use std::io::{self, BufRead, Read, Write};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -299,16 +299,16 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let conn = open(&name, args.messages, wait)?;
-    // The reader thread and the stdin loop share the stream; the reader waits at most a
-    // short while per read so that sends are never held up for long.
-    conn.set_read_timeout(Some(Duration::from_millis(20)))?;
+    // The reader thread and the stdin loop share the stream (its methods take `&self`); the
+    // reader's reads time out now and then so that it can tell when to stop on its own.
+    conn.set_read_timeout(Some(Duration::from_millis(100)))?;
     let bytes = conn.mode() == Mode::Bytes;
     let peer = Peer::of(conn.peer_credentials().ok());
     connected(peer);
     let format = args
         .format
         .unwrap_or(if bytes { Format::Raw } else { Format::Text });
-    let conn = Arc::new(Mutex::new(conn));
+    let conn = Arc::new(conn);
     // Set when stdin has ended and the server could not be told (no half-close): the reader
     // then stops after `QUIET` without anything arriving.
     let input_done = Arc::new(AtomicBool::new(false));
@@ -320,12 +320,9 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
             let mut out = io::stdout();
             let mut quiet_since: Option<Instant> = None;
             loop {
-                let got = {
-                    let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-                    match conn.mode() {
-                        Mode::Messages => conn.recv(&mut buf),
-                        _ => conn.read(&mut buf).map(|n| Some(n).filter(|&n| n > 0)),
-                    }
+                let got = match conn.mode() {
+                    Mode::Messages => conn.recv(&mut buf),
+                    _ => (&*conn).read(&mut buf).map(|n| Some(n).filter(|&n| n > 0)),
                 };
                 match got {
                     Ok(Some(n)) => {
@@ -339,7 +336,6 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
                         {
                             return Ok(());
                         }
-                        thread::yield_now();
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -357,13 +353,12 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e).context("cannot read stdin"),
             };
-            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-            conn.write_all(&chunk[..n])
+            (&*conn)
+                .write_all(&chunk[..n])
                 .context("cannot write to the server (it closed the connection?)")?;
         }
     } else {
         each_message(&mut io::stdin().lock(), args.delimiter, |msg| {
-            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             conn.send(msg)
                 .context("cannot send to the server (it closed the connection?)")?;
             Ok(true)
@@ -372,12 +367,7 @@ pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
     // End of input: let the server see it, then print what is still coming until the server
     // closes. Where there is no half-close (Windows), the server cannot be told: what comes
     // is printed until `QUIET` passes without anything.
-    if conn
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .shutdown_write()
-        .is_err()
-    {
+    if conn.shutdown_write().is_err() {
         input_done.store(true, Ordering::Relaxed);
     }
     reader.join().expect("reader thread")

@@ -490,7 +490,7 @@ fn listen_greets_each_client_before_reading() {
     ]);
     let mut options = pipekit_tests::connect_options(pipekit::Mode::Messages);
     options.wait(Some(std::time::Duration::from_secs(20)));
-    let mut client = pipekit::Stream::connect_with(name.as_str(), &options).unwrap();
+    let client = pipekit::Stream::connect_with(name.as_str(), &options).unwrap();
     let mut buf = Vec::new();
     client.recv_to_vec(&mut buf).unwrap();
     assert_eq!(buf, b"hello");
@@ -911,7 +911,7 @@ fn relay_between_message_pipes_keeps_each_message() {
     let name = unique_name("cli-relay-msg");
     let (mut relay, _) = relay(&[&name, &server_name, "--messages"]);
     let options = pipekit_tests::connect_options(pipekit::Mode::Messages);
-    let mut conn = pipekit::Stream::connect_with(name.as_str(), &options).unwrap();
+    let conn = pipekit::Stream::connect_with(name.as_str(), &options).unwrap();
     let mut back = Vec::new();
     for size in [0usize, 1, 100, 65535, 65536, 1 << 20] {
         let msg = noise(size);
@@ -1109,7 +1109,7 @@ fn the_readme_cli_examples_run() {
     let mut server = quiet(&args(&greet));
     let mut options = pipekit_tests::connect_options(pipekit::Mode::Messages);
     options.wait(Some(std::time::Duration::from_secs(20)));
-    let mut conn = pipekit::Stream::connect_with(unique.as_str(), &options).unwrap();
+    let conn = pipekit::Stream::connect_with(unique.as_str(), &options).unwrap();
     let mut buf = Vec::new();
     conn.recv_to_vec(&mut buf).unwrap();
     assert_eq!(buf, b"hello");
@@ -1213,7 +1213,7 @@ fn the_readme_cli_examples_run() {
     let names = [("front", front.as_str()), ("back", back_name.as_str())];
     let relay_front = take("pipekit relay front back --messages", &names);
     let (mut relay_c, _) = relay(&args(&relay_front)[1..]);
-    let mut conn = pipekit::Stream::connect_with(front.as_str(), &options).unwrap();
+    let conn = pipekit::Stream::connect_with(front.as_str(), &options).unwrap();
     conn.send(b"one message").unwrap();
     conn.recv_to_vec(&mut buf).unwrap();
     assert_eq!(buf, b"one message");

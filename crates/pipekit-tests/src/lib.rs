@@ -55,53 +55,93 @@ pub fn mp_echo_server(
 /// The size of one piece of a [`duplex`] exchange.
 pub const DUPLEX_PIECE: usize = 64 << 10;
 
-/// Both ways at once, through a clone: writes `pieces` pieces of [`DUPLEX_PIECE`] bytes
-/// (patterns seeded with `seed` plus the piece's number) from a thread holding a clone of
-/// `stream`, while reading as many of the peer's pieces (seeded with `peer_seed`) from
-/// `stream` and checking each. Byte mode moves bytes; message mode one message per piece.
-/// Neither side reads only after writing, so a stream that cannot do both at once deadlocks
-/// here rather than passing.
+/// How the two threads of a [`duplex`] exchange reach the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The writing thread holds a `try_clone` of the stream.
+    Clone,
+    /// Both threads use the one stream, through `&Stream`.
+    Shared,
+}
+
+impl std::str::FromStr for Via {
+    type Err = std::io::Error;
+
+    fn from_str(s: &str) -> std::io::Result<Via> {
+        match s {
+            "clone" => Ok(Via::Clone),
+            "shared" => Ok(Via::Shared),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("not clone or shared: {s:?}"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Via::Clone => "clone",
+            Via::Shared => "shared",
+        })
+    }
+}
+
+/// Both ways at once: writes `pieces` pieces of [`DUPLEX_PIECE`] bytes (patterns seeded with
+/// `seed` plus the piece's number) from one thread, while another reads as many of the
+/// peer's pieces (seeded with `peer_seed`) and checks each; `via` says whether the writer
+/// holds a clone or shares the stream. Byte mode moves bytes; message mode one message per
+/// piece. Neither side reads only after writing, so a stream that cannot do both at once
+/// deadlocks here rather than passing.
 pub fn duplex(
-    stream: &mut pipekit::Stream,
+    stream: &pipekit::Stream,
+    via: Via,
     seed: u8,
     peer_seed: u8,
     pieces: usize,
 ) -> std::io::Result<()> {
     use std::io::{Error, ErrorKind, Read, Write};
-    let mut writer = stream.try_clone()?;
+    let clone = match via {
+        Via::Clone => Some(stream.try_clone()?),
+        Via::Shared => None,
+    };
+    let writer = clone.as_ref().unwrap_or(stream);
     let messages = stream.mode() == pipekit::Mode::Messages;
-    let sending = thread::spawn(move || -> std::io::Result<()> {
-        for i in 0..pieces {
-            let piece = pattern(DUPLEX_PIECE, seed.wrapping_add(i as u8));
-            if messages {
-                writer.send(&piece)?;
-            } else {
-                writer.write_all(&piece)?;
+    thread::scope(|s| {
+        let sending = s.spawn(move || -> std::io::Result<()> {
+            for i in 0..pieces {
+                let piece = pattern(DUPLEX_PIECE, seed.wrapping_add(i as u8));
+                if messages {
+                    writer.send(&piece)?;
+                } else {
+                    { writer }.write_all(&piece)?;
+                }
             }
-        }
-        Ok(())
-    });
-    let mut back = vec![0u8; DUPLEX_PIECE];
-    for i in 0..pieces {
-        if messages {
-            let n = stream.recv(&mut back)?;
-            if n != Some(DUPLEX_PIECE) {
+            Ok(())
+        });
+        let mut back = vec![0u8; DUPLEX_PIECE];
+        for i in 0..pieces {
+            if messages {
+                let n = stream.recv(&mut back)?;
+                if n != Some(DUPLEX_PIECE) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidData,
+                        format!("message {i}: {n:?}"),
+                    ));
+                }
+            } else {
+                { stream }.read_exact(&mut back)?;
+            }
+            if back != pattern(DUPLEX_PIECE, peer_seed.wrapping_add(i as u8)) {
                 return Err(Error::new(
                     ErrorKind::InvalidData,
-                    format!("message {i}: {n:?}"),
+                    format!("piece {i} differs"),
                 ));
             }
-        } else {
-            stream.read_exact(&mut back)?;
         }
-        if back != pattern(DUPLEX_PIECE, peer_seed.wrapping_add(i as u8)) {
-            return Err(Error::new(
-                ErrorKind::InvalidData,
-                format!("piece {i} differs"),
-            ));
-        }
-    }
-    sending.join().expect("the writing thread")
+        sending.join().expect("the writing thread")
+    })
 }
 
 /// Connect options for `mode`.

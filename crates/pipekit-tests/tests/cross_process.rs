@@ -38,7 +38,7 @@ fn ten_message_exchange_in_byte_mode() {
 fn full_size_message_both_ways_in_message_mode() {
     let name = unique_name("full-msg");
     let _peer = Peer::start(PEER, &["serve", &name, "messages", "echo"]);
-    let mut client = Stream::connect_with(&name, &messages()).unwrap();
+    let client = Stream::connect_with(&name, &messages()).unwrap();
     let msg = pattern(65535, 1);
     client.send(&msg).unwrap();
     let mut buf = vec![0u8; 65535];
@@ -69,7 +69,7 @@ fn hundred_clients_hundred_messages_each() {
             thread::spawn(move || {
                 let mut options = messages();
                 options.wait(Some(Duration::from_secs(10)));
-                let mut conn = Stream::connect_with(&name, &options).unwrap();
+                let conn = Stream::connect_with(&name, &options).unwrap();
                 let mut reply = Vec::new();
                 for m in 0..100u32 {
                     let mut msg = format!("client {c} message {m} ").into_bytes();
@@ -177,7 +177,7 @@ fn second_server_on_a_live_name_is_addr_in_use() {
         "a second peer process must fail with AddrInUse"
     );
 
-    let mut client = Stream::connect_with(&name, &messages()).unwrap();
+    let client = Stream::connect_with(&name, &messages()).unwrap();
     client.send(b"still serving?").unwrap();
     let mut reply = Vec::new();
     client.recv_to_vec(&mut reply).unwrap();
@@ -235,7 +235,7 @@ fn a_waiting_client_connects_when_the_server_arrives() {
         thread::spawn(move || {
             let mut options = messages();
             options.wait(Some(Duration::from_secs(20)));
-            let mut conn = Stream::connect_with(&name, &options)?;
+            let conn = Stream::connect_with(&name, &options)?;
             conn.send(b"hi")?;
             let mut reply = Vec::new();
             conn.recv_to_vec(&mut reply)?;
@@ -267,7 +267,7 @@ fn oversized_messages_are_refused_with_their_size_and_the_next_arrives() {
     let _peer = Peer::start(PEER, &["serve", &name, "messages", "big", "5000"]);
     let mut options = messages();
     options.max_message_size(8192);
-    let mut client = Stream::connect_with(&name, &options).unwrap();
+    let client = Stream::connect_with(&name, &options).unwrap();
 
     // Sending over the maximum: refused before anything is sent.
     let err = client.send(&vec![1u8; 8193]).unwrap_err();
@@ -350,48 +350,108 @@ fn explicit_paths_are_bound_owner_only_and_never_replace_other_files() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Both ends write 6 MiB and read 6 MiB at once, each through a `try_clone` of its stream
-/// (the peer process likewise), in byte mode and in native message mode.
-#[test]
-fn both_ends_write_and_read_6_mib_at_once_through_clones() {
-    let native_messages = cfg!(windows) || cfg!(any(target_os = "linux", target_os = "android"));
-    let modes: &[Mode] = if native_messages {
-        &[Mode::Bytes, Mode::Messages]
-    } else {
-        &[Mode::Bytes]
-    };
-    let pieces = (6 << 20) / pipekit_tests::DUPLEX_PIECE;
-    for &mode in modes {
-        let name = unique_name("duplex");
-        let listener =
-            Listener::bind_with(name.as_str(), ListenerOptions::new().mode(mode)).unwrap();
-        let child = pipekit_tests::spawn(
-            std::process::Command::new(PEER)
-                .args(["duplex", &name, &mode.to_string(), &pieces.to_string()])
-                .stdout(std::process::Stdio::piped()),
-        )
-        .unwrap();
-        let mut conn = listener.accept().unwrap();
-        pipekit_tests::duplex(&mut conn, 2, 1, pieces).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{mode}: the peer failed");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{mode}");
+/// The ways a connection can be made, for the tests that run on each.
+#[derive(Clone, Copy, Debug)]
+enum Wire {
+    /// The default transport: sockets on Unix, named pipes on Windows.
+    Native(Mode),
+    /// Unix: message mode framed on a `SOCK_STREAM` socket.
+    #[cfg(unix)]
+    Framed,
+    /// Unix: the FIFO transport.
+    #[cfg(unix)]
+    Fifo(Mode),
+}
+
+impl Wire {
+    /// Every way this OS has.
+    fn all() -> Vec<Wire> {
+        let mut all = vec![Wire::Native(Mode::Bytes)];
+        if cfg!(any(windows, target_os = "linux", target_os = "android")) {
+            all.push(Wire::Native(Mode::Messages));
+        }
+        #[cfg(unix)]
+        all.extend([
+            Wire::Framed,
+            Wire::Fifo(Mode::Bytes),
+            Wire::Fifo(Mode::Messages),
+        ]);
+        all
+    }
+
+    fn mode(self) -> Mode {
+        match self {
+            Wire::Native(mode) => mode,
+            #[cfg(unix)]
+            Wire::Framed => Mode::Messages,
+            #[cfg(unix)]
+            Wire::Fifo(mode) => mode,
+        }
+    }
+
+    /// Binds `name` this way.
+    fn bind(self, name: &str) -> Listener {
+        let mut options = ListenerOptions::new();
+        options.mode(self.mode());
+        match self {
+            Wire::Native(_) => Listener::bind_with(name, &options).unwrap(),
+            #[cfg(unix)]
+            Wire::Framed | Wire::Fifo(_) => {
+                use pipekit::os::unix::{Framing, ListenerExt, Transport, UnixOptions};
+                let mut unix = UnixOptions::new();
+                if let Wire::Fifo(_) = self {
+                    unix.transport(Transport::Fifo);
+                } else {
+                    unix.framing(Framing::LengthPrefixed);
+                }
+                Listener::bind_unix(name, &options, &unix).unwrap()
+            }
+        }
+    }
+
+    /// The peer's `duplex` command line for `name`.
+    fn duplex_args(self, name: &str, pieces: usize, via: pipekit_tests::Via) -> Vec<String> {
+        let mut args = vec![
+            "duplex".to_string(),
+            name.to_string(),
+            self.mode().to_string(),
+            pieces.to_string(),
+            via.to_string(),
+        ];
+        #[cfg(unix)]
+        if let Wire::Framed = self {
+            args.push("--framed".into());
+        }
+        args
     }
 }
 
-/// Where a clone could not keep the stream's promises, `try_clone` says so.
-#[cfg(unix)]
+/// Both ends write 6 MiB and read 6 MiB at once, on every transport and mode this OS has:
+/// this process through `&Stream` from two threads while the peer process uses a
+/// `try_clone`, then the other way round.
 #[test]
-fn try_clone_refuses_fifo_connections() {
-    use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
-    let name = unique_name("clone-fifo");
-    let mut unix = UnixOptions::new();
-    unix.transport(Transport::Fifo);
-    let listener = Listener::bind_unix(name.as_str(), &ListenerOptions::new(), &unix).unwrap();
-    let client = thread::spawn(move || Stream::connect(name.as_str()).unwrap());
-    let conn = listener.accept().unwrap();
-    let err = conn.try_clone().unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
-    assert!(err.to_string().contains("FIFO"), "{err}");
-    drop(client.join().unwrap());
+fn both_ends_write_and_read_6_mib_at_once_on_every_transport() {
+    use pipekit_tests::Via;
+    let pieces = (6 << 20) / pipekit_tests::DUPLEX_PIECE;
+    for wire in Wire::all() {
+        for (ours, theirs) in [(Via::Shared, Via::Clone), (Via::Clone, Via::Shared)] {
+            let name = unique_name("duplex");
+            let listener = wire.bind(&name);
+            let child = pipekit_tests::spawn(
+                std::process::Command::new(PEER)
+                    .args(wire.duplex_args(&name, pieces, theirs))
+                    .stdout(std::process::Stdio::piped()),
+            )
+            .unwrap();
+            let conn = listener.accept().unwrap();
+            let result = pipekit_tests::duplex(&conn, ours, 2, 1, pieces);
+            let out = child.wait_with_output().unwrap();
+            result.unwrap_or_else(|e| panic!("{wire:?}, {ours} here: {e}"));
+            assert!(
+                out.status.success(),
+                "{wire:?}, {theirs} in the peer: it failed"
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{wire:?}");
+        }
+    }
 }

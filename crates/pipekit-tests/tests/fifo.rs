@@ -73,7 +73,7 @@ fn byte_mode_echo_and_65535_byte_writes_over_fifos() {
 fn full_size_messages_over_fifos() {
     let name = unique_name("fifo-full");
     let _peer = Peer::start(PEER, &["serve", &name, "messages", "echo", "--fifo"]);
-    let mut client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
+    let client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
     for seed in 0..3 {
         let msg = pattern(65535, seed);
         client.send(&msg).unwrap();
@@ -93,7 +93,7 @@ fn fifty_concurrent_clients_every_message_checked() {
             thread::spawn(move || {
                 let mut options = connect_options(Mode::Messages);
                 options.wait(Some(Duration::from_secs(20)));
-                let mut conn = Stream::connect_with(name.as_str(), &options).unwrap();
+                let conn = Stream::connect_with(name.as_str(), &options).unwrap();
                 let mut reply = Vec::new();
                 for m in 0..50u32 {
                     let mut msg = format!("client {c} message {m} ").into_bytes();
@@ -117,7 +117,7 @@ fn fifty_concurrent_clients_every_message_checked() {
 fn killed_fifo_server_is_eof_then_broken_pipe_and_the_name_is_reusable() {
     let name = unique_name("fifo-killed");
     let mut peer = Peer::start(PEER, &["serve", &name, "messages", "echo", "--fifo"]);
-    let mut client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
+    let client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
     client.send(b"before").unwrap();
     let mut buf = [0u8; 64];
     assert_eq!(client.recv(&mut buf).unwrap(), Some(6));
@@ -151,7 +151,7 @@ fn a_client_killed_mid_handshake_does_not_stop_the_server() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
+    let client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
     client.send(b"still serving").unwrap();
     let mut back = Vec::new();
     client.recv_to_vec(&mut back).unwrap();
@@ -166,7 +166,7 @@ fn hostile_request_records_are_refused_without_disturbing_clients() {
     let dir = listener.path().unwrap().to_path_buf();
     thread::scope(|scope| {
         let server = scope.spawn(|| -> io::Result<Vec<u8>> {
-            let mut conn = listener.accept()?;
+            let conn = listener.accept()?;
             let mut msg = Vec::new();
             conn.recv_to_vec(&mut msg)?;
             conn.send(&msg)?;
@@ -206,8 +206,7 @@ fn hostile_request_records_are_refused_without_disturbing_clients() {
         }
         drop(requests);
 
-        let mut client =
-            Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
+        let client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages)).unwrap();
         client.send(b"real client").unwrap();
         let mut back = Vec::new();
         client.recv_to_vec(&mut back).unwrap();
@@ -349,13 +348,13 @@ fn stalled_handshake_clients_do_not_delay_another_client() {
         })
         .collect();
     let server = thread::spawn(move || {
-        let mut conn = listener.accept().unwrap();
+        let conn = listener.accept().unwrap();
         let mut buf = [0u8; 64];
         let n = conn.recv(&mut buf).unwrap().unwrap();
         conn.send(&buf[..n]).unwrap();
     });
     let start = Instant::now();
-    let mut client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages))
+    let client = Stream::connect_with(name.as_str(), &connect_options(Mode::Messages))
         .expect("the client behind two stalled ones was not served in time");
     client.send(b"through").unwrap();
     let mut reply = Vec::new();

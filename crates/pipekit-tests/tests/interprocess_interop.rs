@@ -26,7 +26,7 @@ fn pipekit_client_talks_to_an_interprocess_server() {
     options
         .mode(Mode::Messages)
         .wait(Some(Duration::from_secs(10)));
-    let mut client = Stream::connect_with(name.as_str(), &options).unwrap();
+    let client = Stream::connect_with(name.as_str(), &options).unwrap();
 
     let mut back = Vec::new();
     for size in [0, 1, 10, 4096, 65535, 3, 0] {
@@ -62,7 +62,7 @@ fn interprocess_client_talks_to_a_pipekit_server() {
     let listener =
         Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages)).unwrap();
     let server = thread::spawn(move || -> io::Result<usize> {
-        let mut conn = listener.accept()?;
+        let conn = listener.accept()?;
         let mut buf = Vec::new();
         let mut count = 0;
         while conn.recv_to_vec(&mut buf)?.is_some() {

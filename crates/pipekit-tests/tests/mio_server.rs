@@ -68,7 +68,7 @@ fn pair(transport: Transport) -> (Stream, Stream) {
 fn non_blocking_edge_cases() {
     for transport in [Transport::Socket, Transport::Fifo] {
         // A client that connects and never sends: recv is WouldBlock, not an error or EOF.
-        let (mut server, mut client) = pair(transport);
+        let (mut server, client) = pair(transport);
         let err = server.recv(&mut [0u8; 16]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{transport:?}");
 

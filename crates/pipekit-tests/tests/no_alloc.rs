@@ -110,7 +110,7 @@ fn transports() -> Vec<bool> {
 fn message_round_trips_allocate_nothing() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for fifo in transports() {
-        let (mut a, mut b) = pair(Mode::Messages, fifo);
+        let (a, b) = pair(Mode::Messages, fifo);
         let msg = vec![0x42u8; 65535];
         let mut buf = vec![0u8; 65535];
         let mut vec = Vec::new();

@@ -108,7 +108,7 @@ fn pipekit_client_talks_to_a_python_seqpacket_server() {
     let mut server = python_server(&name, "seqpacket");
     let mut options = pipekit::ConnectOptions::new();
     options.mode(pipekit::Mode::Messages);
-    let mut client = Stream::connect_with(&name, &options).unwrap();
+    let client = Stream::connect_with(&name, &options).unwrap();
     let mut reply = Vec::new();
     for msg in [b"hello".to_vec(), vec![7u8; 65535], b"last".to_vec()] {
         client.send(&msg).unwrap();

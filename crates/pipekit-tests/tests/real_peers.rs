@@ -583,7 +583,7 @@ mod windows_dotnet {
         );
         let mut options = dotnet_connect_options();
         options.mode(Mode::Messages);
-        let mut conn = Stream::connect_with(name.as_str(), &options).unwrap();
+        let conn = Stream::connect_with(name.as_str(), &options).unwrap();
         let mut back = Vec::new();
         for size in SIZES {
             let msg = pattern(size, size as u8);
@@ -609,7 +609,7 @@ fn message_echo_server(name: &str) -> JoinHandle<Vec<usize>> {
     use pipekit::{ListenerOptions, Mode};
     let listener = Listener::bind_with(name, ListenerOptions::new().mode(Mode::Messages)).unwrap();
     thread::spawn(move || {
-        let mut conn = listener.accept().unwrap();
+        let conn = listener.accept().unwrap();
         let mut buf = Vec::new();
         let mut sizes = Vec::new();
         while let Some(n) = conn.recv_to_vec(&mut buf).unwrap() {
@@ -643,7 +643,7 @@ mod pywin32 {
             Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))
                 .unwrap();
         let server = thread::spawn(move || {
-            let mut conn = listener.accept().unwrap();
+            let conn = listener.accept().unwrap();
             let mut buf = [0u8; 65535];
             let mut got = Vec::new();
             while let Some(n) = conn.recv(&mut buf).unwrap() {
@@ -674,7 +674,7 @@ mod pywin32 {
         );
         let mut options = dotnet_connect_options();
         options.mode(Mode::Messages);
-        let mut conn = Stream::connect_with(name.as_str(), &options).unwrap();
+        let conn = Stream::connect_with(name.as_str(), &options).unwrap();
         let mut buf = [0u8; 64];
         for msg in recipe_messages() {
             conn.send(msg.as_bytes()).unwrap();

@@ -223,7 +223,7 @@ fn descriptors_sent_with_a_message_never_wedge_the_connection() {
     )
     .unwrap();
     connect(raw.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
-    let mut server = listener.accept().unwrap();
+    let server = listener.accept().unwrap();
 
     let (read_end, write_end): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
     let fds = [read_end.as_raw_fd(); 3];

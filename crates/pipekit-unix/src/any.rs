@@ -375,8 +375,8 @@ impl Stream {
     /// `InvalidInput` naming the size if `msg` is over the maximum (nothing is sent) or the
     /// stream is in byte mode; `BrokenPipe` if the peer is gone; `TimedOut` after the write
     /// timeout.
-    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        dispatch!(StreamInner, &mut self.inner, s => s.send(msg))
+    pub fn send(&self, msg: &[u8]) -> io::Result<()> {
+        dispatch!(StreamInner, &self.inner, s => s.send(msg))
     }
 
     /// Receives one message into `buf`: `Some(len)`, or `None` at the end.
@@ -386,8 +386,8 @@ impl Stream {
     /// A message that does not fit `buf`: `InvalidInput` carrying a
     /// [`MessageTooLarge`](pipekit_core::MessageTooLarge) (the message stays readable);
     /// `TimedOut` after the read timeout; `InvalidData` if the peer breaks the protocol.
-    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        dispatch!(StreamInner, &mut self.inner, s => s.recv(buf))
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        dispatch!(StreamInner, &self.inner, s => s.recv(buf))
     }
 
     /// Receives one whole message into `buf`, which is cleared first and grown to fit.
@@ -395,8 +395,8 @@ impl Stream {
     /// # Errors
     ///
     /// As [`recv`](Self::recv), but no message within the maximum is too large for it.
-    pub fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        dispatch!(StreamInner, &mut self.inner, s => s.recv_to_vec(buf))
+    pub fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        dispatch!(StreamInner, &self.inner, s => s.recv_to_vec(buf))
     }
 
     /// Shuts down the write side: the peer reads EOF after everything sent before.
@@ -409,24 +409,20 @@ impl Stream {
     }
 
     /// A second handle on the same connection, for reading on one thread while another
-    /// writes (sockets: a `dup` of the socket; see the socket stream's rules).
+    /// writes: a `dup` of the socket, or (FIFOs) another handle on the same pair. Both share
+    /// the stream's state: non-blocking mode, timeouts, `shutdown_write` and a half-read
+    /// message hold for both, and two handles reading (or writing) messages take turns,
+    /// message by message.
     ///
     /// # Errors
     ///
-    /// `Unsupported` for framed message streams and for FIFO connections (a FIFO clone's
-    /// `shutdown_write` would not end the stream while the other clone holds the FIFO); the
-    /// OS error of `dup`.
+    /// The OS error of `dup`.
     pub fn try_clone(&self) -> io::Result<Stream> {
-        match &self.inner {
-            StreamInner::Socket(s) => Ok(Stream {
-                inner: StreamInner::Socket(s.try_clone()?),
-            }),
-            StreamInner::Fifo(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "a FIFO connection cannot be cloned (its write FIFO would outlive a \
-                 shutdown_write on one clone)",
-            )),
-        }
+        let inner = match &self.inner {
+            StreamInner::Socket(s) => StreamInner::Socket(s.try_clone()?),
+            StreamInner::Fifo(s) => StreamInner::Fifo(s.try_clone()),
+        };
+        Ok(Stream { inner })
     }
 
     /// Who is on the other end (FIFOs: the user only).
@@ -466,32 +462,58 @@ impl Stream {
     }
 }
 
-impl Read for Stream {
+impl Read for &Stream {
     /// Byte mode: reads what has arrived. Message mode: receives one message (`Ok(0)` is a
     /// zero-length message or the end; use [`recv`](Stream::recv) to tell them apart).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        dispatch!(StreamInner, &mut self.inner, s => s.read(buf))
+        dispatch!(StreamInner, &self.inner, s => s.read(buf))
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        dispatch!(StreamInner, &mut self.inner, s => s.read_vectored(bufs))
+        dispatch!(StreamInner, &self.inner, s => s.read_vectored(bufs))
     }
 }
 
-impl Write for Stream {
+impl Write for &Stream {
     /// Byte mode: writes some of `buf`. Message mode: sends `buf` as one message.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        dispatch!(StreamInner, &mut self.inner, s => s.write(buf))
+        dispatch!(StreamInner, &self.inner, s => s.write(buf))
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        dispatch!(StreamInner, &mut self.inner, s => s.write_vectored(bufs))
+        dispatch!(StreamInner, &self.inner, s => s.write_vectored(bufs))
     }
 
     /// In non-blocking message mode over a framed transport: writes the tail of a message
     /// that was taken only in part. Otherwise nothing is buffered.
     fn flush(&mut self) -> io::Result<()> {
-        dispatch!(StreamInner, &mut self.inner, s => s.flush())
+        dispatch!(StreamInner, &self.inner, s => s.flush())
+    }
+}
+
+impl Read for Stream {
+    /// As for `&Stream`.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Write for Stream {
+    /// As for `&Stream`.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self).flush()
     }
 }
 

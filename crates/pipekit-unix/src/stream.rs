@@ -3,8 +3,8 @@
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -17,16 +17,39 @@ use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName, UnixAddress}
 use crate::{Framing, UnixOptions, sys};
 
 /// How messages travel on this connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Wire {
     /// Byte mode on `SOCK_STREAM`.
     Bytes,
-    /// Message mode on `SOCK_SEQPACKET`; `cmsg` is the reused control-message buffer.
-    Packets { cmsg: Vec<u8> },
+    /// Message mode on `SOCK_SEQPACKET`.
+    Packets,
     /// Message mode framed on `SOCK_STREAM`.
-    Framed {
-        reader: FrameReader,
-        writer: FrameWriter,
-    },
+    Framed,
+}
+
+/// What the handles on one socket share: the state a message read or write keeps between
+/// system calls, each direction behind its own lock, so that one thread can read while
+/// another writes, and two readers (or writers) take turns instead of splitting a message.
+struct Shared {
+    /// `O_NONBLOCK` belongs to the socket, not to one descriptor.
+    nonblocking: AtomicBool,
+    read: Mutex<ReadState>,
+    /// Framed streams: the frame writer (`None` otherwise).
+    write: Mutex<Option<FrameWriter>>,
+}
+
+/// The read side's state.
+struct ReadState {
+    /// `SOCK_SEQPACKET`: the reused control-message buffer.
+    cmsg: Vec<u8>,
+    /// Framed streams: the frame reader.
+    frames: Option<FrameReader>,
+}
+
+/// Locks `mutex`; a panic in another thread while it held the lock leaves state that is
+/// still consistent (every change to it is a single step), so the lock is taken anyway.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One connection over a Unix-domain socket.
@@ -39,8 +62,8 @@ pub(crate) struct SocketStream {
     mode: Mode,
     wire: Wire,
     max_message_size: usize,
-    /// Shared with clones: `O_NONBLOCK` belongs to the socket, not to one descriptor.
-    nonblocking: Arc<AtomicBool>,
+    /// Shared with clones.
+    shared: Arc<Shared>,
     _slot: Option<Slot>,
 }
 
@@ -48,8 +71,8 @@ impl fmt::Debug for SocketStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let wire = match self.wire {
             Wire::Bytes => "stream",
-            Wire::Packets { .. } => "seqpacket",
-            Wire::Framed { .. } => "framed stream",
+            Wire::Packets => "seqpacket",
+            Wire::Framed => "framed stream",
         };
         f.debug_struct("SocketStream")
             .field("fd", &self.fd.as_raw_fd())
@@ -164,19 +187,24 @@ impl SocketStream {
         slot: Option<Slot>,
     ) -> SocketStream {
         let wire = match (mode, seqpacket) {
-            (Mode::Messages, true) => Wire::Packets { cmsg: Vec::new() },
-            (Mode::Messages, false) => Wire::Framed {
-                reader: FrameReader::new(max_message_size),
-                writer: FrameWriter::new(max_message_size),
-            },
+            (Mode::Messages, true) => Wire::Packets,
+            (Mode::Messages, false) => Wire::Framed,
             _ => Wire::Bytes,
         };
+        let framed = wire == Wire::Framed;
         SocketStream {
             fd,
             mode,
             wire,
             max_message_size,
-            nonblocking: Arc::new(AtomicBool::new(false)),
+            shared: Arc::new(Shared {
+                nonblocking: AtomicBool::new(false),
+                read: Mutex::new(ReadState {
+                    cmsg: Vec::new(),
+                    frames: framed.then(|| FrameReader::new(max_message_size)),
+                }),
+                write: Mutex::new(framed.then(|| FrameWriter::new(max_message_size))),
+            }),
             _slot: slot,
         }
     }
@@ -237,31 +265,20 @@ impl SocketStream {
 
     /// A second handle on the same socket (`dup`), for reading on one thread while another
     /// writes. Non-blocking mode, timeouts and `shutdown_write` are the socket's, so they hold
-    /// for both; the place under a listener's instance limit is given back when both are
-    /// dropped.
+    /// for both; so is a framed stream's half-read frame, and two handles reading (or
+    /// writing) messages take turns, message by message. The place under a listener's
+    /// instance limit is given back when both are dropped.
     ///
     /// # Errors
     ///
-    /// `Unsupported` for a framed message stream (message mode on a `SOCK_STREAM`): each
-    /// handle would keep its own half-read frame. The OS error of `dup`.
+    /// The OS error of `dup`.
     pub fn try_clone(&self) -> io::Result<SocketStream> {
-        let wire = match &self.wire {
-            Wire::Bytes => Wire::Bytes,
-            Wire::Packets { .. } => Wire::Packets { cmsg: Vec::new() },
-            Wire::Framed { .. } => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "a framed message stream cannot be cloned (each clone would keep its \
-                     own half-read frame); use byte mode or native messages",
-                ));
-            }
-        };
         Ok(SocketStream {
             fd: self.fd.try_clone()?,
             mode: self.mode,
-            wire,
+            wire: self.wire,
             max_message_size: self.max_message_size,
-            nonblocking: Arc::clone(&self.nonblocking),
+            shared: Arc::clone(&self.shared),
             _slot: self._slot.as_ref().map(Slot::share),
         })
     }
@@ -274,8 +291,14 @@ impl SocketStream {
     /// The OS error.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         sys::set_nonblocking(self.fd.as_fd(), nonblocking)?;
-        self.nonblocking.store(nonblocking, Ordering::Relaxed);
+        self.shared
+            .nonblocking
+            .store(nonblocking, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn io(&self) -> Io<'_> {
+        Io::new(self.fd.as_fd(), &self.shared.nonblocking)
     }
 
     /// Sends `msg` as one message.
@@ -285,17 +308,17 @@ impl SocketStream {
     /// `InvalidInput` naming the size for a message over the maximum (nothing is sent);
     /// `BrokenPipe` if the peer is gone; `TimedOut` after the write timeout; `InvalidInput` on
     /// a byte-mode stream.
-    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        let mut io = Io::new(self.fd.as_fd(), &self.nonblocking);
-        match &mut self.wire {
-            Wire::Packets { .. } => {
+    pub fn send(&self, msg: &[u8]) -> io::Result<()> {
+        match self.wire {
+            Wire::Packets => {
                 if msg.len() > self.max_message_size {
                     return Err(pipekit_core::error::message_over_limit(
                         msg.len(),
                         self.max_message_size,
                     ));
                 }
-                match io.write(msg) {
+                // One system call moves the whole message: no lock needed.
+                match self.io().write(msg) {
                     Ok(_) => Ok(()),
                     Err(e) if sys::errno(&e) == Errno::EMSGSIZE => Err(context(
                         e,
@@ -308,8 +331,11 @@ impl SocketStream {
                     Err(e) => Err(e),
                 }
             }
-            Wire::Framed { writer, .. } => writer.send(&mut io, msg),
-            Wire::Bytes => Err(wrong_mode("send", self.mode)),
+            // `Framed` streams always have their frame writer.
+            Wire::Framed if let Some(writer) = &mut *lock(&self.shared.write) => {
+                writer.send(&mut self.io(), msg)
+            }
+            Wire::Framed | Wire::Bytes => Err(wrong_mode("send", self.mode)),
         }
     }
 
@@ -321,14 +347,18 @@ impl SocketStream {
     /// A [`MessageTooLarge`] (kind `InvalidInput`) naming the message's size if it does not
     /// fit `buf`; the message stays readable. `TimedOut` after the read timeout;
     /// `InvalidData` if the peer breaks the protocol; `InvalidInput` on a byte-mode stream.
-    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let fd = self.fd.as_fd();
         let max = self.max_message_size;
-        match &mut self.wire {
-            Wire::Packets { cmsg } => {
+        let nonblocking = &self.shared.nonblocking;
+        match self.wire {
+            Wire::Packets => {
+                // Held from the peek to the read, so that another reader cannot take the
+                // message in between.
+                let cmsg = &mut lock(&self.shared.read).cmsg;
                 if buf.len() < max {
                     // Look at the size first, so that a message too large stays queued.
-                    let size = match packet(fd, &mut [], true, cmsg, &self.nonblocking)? {
+                    let size = match packet(fd, &mut [], true, cmsg, nonblocking)? {
                         sys::Packet::Eof => return Ok(None),
                         sys::Packet::Message(size) => size,
                     };
@@ -336,7 +366,7 @@ impl SocketStream {
                         return Err(MessageTooLarge::error(size, buf.len()));
                     }
                 }
-                match packet(fd, buf, false, cmsg, &self.nonblocking)? {
+                match packet(fd, buf, false, cmsg, nonblocking)? {
                     sys::Packet::Eof => Ok(None),
                     sys::Packet::Message(size) if size > buf.len() => {
                         Err(message_discarded(size, max))
@@ -344,8 +374,10 @@ impl SocketStream {
                     sys::Packet::Message(size) => Ok(Some(size)),
                 }
             }
-            Wire::Framed { reader, .. } => reader.recv(&mut Io::new(fd, &self.nonblocking), buf),
-            Wire::Bytes => Err(wrong_mode("recv", self.mode)),
+            Wire::Framed if let Some(reader) = &mut lock(&self.shared.read).frames => {
+                reader.recv(&mut self.io(), buf)
+            }
+            Wire::Framed | Wire::Bytes => Err(wrong_mode("recv", self.mode)),
         }
     }
 
@@ -355,20 +387,22 @@ impl SocketStream {
     ///
     /// As [`recv`](Self::recv), except that no message is too large for it (a message over
     /// the maximum message size is `InvalidData`).
-    pub fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    pub fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         let fd = self.fd.as_fd();
         let max = self.max_message_size;
-        match &mut self.wire {
-            Wire::Packets { cmsg } => {
+        let nonblocking = &self.shared.nonblocking;
+        match self.wire {
+            Wire::Packets => {
+                let cmsg = &mut lock(&self.shared.read).cmsg;
                 buf.clear();
-                let size = match packet(fd, &mut [], true, cmsg, &self.nonblocking)? {
+                let size = match packet(fd, &mut [], true, cmsg, nonblocking)? {
                     sys::Packet::Eof => return Ok(None),
                     sys::Packet::Message(size) => size,
                 };
                 // A message over the maximum is read into what the maximum allows, and
                 // refused.
                 buf.resize(size.min(max), 0);
-                let outcome = match packet(fd, buf, false, cmsg, &self.nonblocking) {
+                let outcome = match packet(fd, buf, false, cmsg, nonblocking) {
                     Ok(sys::Packet::Message(size)) if size <= buf.len() => {
                         buf.truncate(size);
                         return Ok(Some(size));
@@ -380,10 +414,56 @@ impl SocketStream {
                 buf.clear();
                 outcome
             }
-            Wire::Framed { reader, .. } => {
-                reader.recv_to_vec(&mut Io::new(fd, &self.nonblocking), buf)
+            Wire::Framed if let Some(reader) = &mut lock(&self.shared.read).frames => {
+                reader.recv_to_vec(&mut self.io(), buf)
             }
-            Wire::Bytes => Err(wrong_mode("recv_to_vec", self.mode)),
+            Wire::Framed | Wire::Bytes => Err(wrong_mode("recv_to_vec", self.mode)),
+        }
+    }
+
+    /// Byte mode: reads what has arrived. Message mode: receives one message (`Ok(0)` is a
+    /// zero-length message or the end).
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.wire {
+            Wire::Bytes => self.io().read(buf),
+            _ => Ok(self.recv(buf)?.unwrap_or(0)),
+        }
+    }
+
+    pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        match self.wire {
+            Wire::Bytes => self.io().read_vectored(bufs),
+            _ => {
+                let first = bufs.iter_mut().find(|b| !b.is_empty());
+                first.map_or(Ok(0), |b| self.read(b))
+            }
+        }
+    }
+
+    /// Byte mode: writes some of `buf`. Message mode: sends `buf` as one message.
+    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self.wire {
+            Wire::Bytes => self.io().write(buf),
+            _ => self.send(buf).map(|()| buf.len()),
+        }
+    }
+
+    pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self.wire {
+            Wire::Bytes => self.io().write_vectored(bufs),
+            _ => {
+                let first = bufs.iter().find(|b| !b.is_empty());
+                first.map_or(Ok(0), |b| self.write(b))
+            }
+        }
+    }
+
+    /// Message mode on a framed stream in non-blocking mode: writes the kept tail of a
+    /// message the socket took only in part. Otherwise nothing to do.
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        match &mut *lock(&self.shared.write) {
+            Some(writer) => writer.flush(&mut self.io()),
+            None => Ok(()),
         }
     }
 }
@@ -466,57 +546,6 @@ impl Write for Io<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl Read for SocketStream {
-    /// Byte mode: reads what has arrived. Message mode: receives one message (`Ok(0)` is a
-    /// zero-length message or the end; use [`recv`](SocketStream::recv) to tell them apart).
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.wire {
-            Wire::Bytes => Io::new(self.fd.as_fd(), &self.nonblocking).read(buf),
-            _ => Ok(self.recv(buf)?.unwrap_or(0)),
-        }
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        match self.wire {
-            Wire::Bytes => Io::new(self.fd.as_fd(), &self.nonblocking).read_vectored(bufs),
-            _ => {
-                let first = bufs.iter_mut().find(|b| !b.is_empty());
-                first.map_or(Ok(0), |b| self.read(b))
-            }
-        }
-    }
-}
-
-impl Write for SocketStream {
-    /// Byte mode: writes some of `buf`. Message mode: sends `buf` as one message.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.wire {
-            Wire::Bytes => Io::new(self.fd.as_fd(), &self.nonblocking).write(buf),
-            _ => self.send(buf).map(|()| buf.len()),
-        }
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self.wire {
-            Wire::Bytes => Io::new(self.fd.as_fd(), &self.nonblocking).write_vectored(bufs),
-            _ => {
-                let first = bufs.iter().find(|b| !b.is_empty());
-                first.map_or(Ok(0), |b| self.write(b))
-            }
-        }
-    }
-
-    /// Message mode on a framed stream in non-blocking mode: writes the kept tail of a
-    /// message the socket took only in part. Otherwise nothing to do.
-    fn flush(&mut self) -> io::Result<()> {
-        let mut io = Io::new(self.fd.as_fd(), &self.nonblocking);
-        match &mut self.wire {
-            Wire::Framed { writer, .. } => writer.flush(&mut io),
-            _ => Ok(()),
-        }
     }
 }
 

@@ -96,7 +96,7 @@ fn fifos_get_a_larger_pipe_capacity() {
 
 #[test]
 fn byte_methods_refuse_the_wrong_mode() {
-    let (mut a, _b) = pair(Mode::Bytes, Framing::Native).unwrap();
+    let (a, _b) = pair(Mode::Bytes, Framing::Native).unwrap();
     assert_eq!(
         a.send(b"x").unwrap_err().kind(),
         io::ErrorKind::InvalidInput
@@ -127,7 +127,7 @@ fn a_one_mebibyte_message_fits_where_wmem_max_allows() {
         .trim()
         .parse()
         .unwrap();
-    let (mut a, mut b) = pair(Mode::Messages, Framing::Native).unwrap();
+    let (a, b) = pair(Mode::Messages, Framing::Native).unwrap();
     let msg = pipekit_core::testing::pattern(1 << 20);
     let sent = msg.clone();
     let writer = thread::spawn(move || a.send(&sent).map(|()| a));

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle, RawHandle};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,8 @@ pub(crate) enum End {
 ///
 /// Byte mode: `Read + Write`. Message mode: [`send`](Self::send) and [`recv`](Self::recv)
 /// (`PIPE_READMODE_MESSAGE`: one `WriteFile` is one message); there `Read`/`Write` move one
-/// message per call.
+/// message per call. Every method takes `&self` (`&Stream` is `Read + Write` too): one thread
+/// can read while another writes; two readers, or two writers, take turns.
 pub struct Stream {
     // Declared before `_slot`: the instance is closed before its place under the instance
     // limit is given back.
@@ -36,15 +38,30 @@ pub struct Stream {
     end: End,
     mode: Mode,
     max_message_size: usize,
-    read_event: Event,
-    write_event: Event,
+    /// The read side, shared with clones: a read's event and a message held for the
+    /// caller. Locked for each read, so that a message is read by one caller from start to
+    /// end.
+    read: Arc<Mutex<ReadSide>>,
+    /// The write side's event, shared with clones; locked for each write.
+    write: Arc<Mutex<Event>>,
     /// Milliseconds, `INFINITE` for none.
     read_timeout: AtomicU32,
     write_timeout: AtomicU32,
+    _slot: Option<Slot>,
+}
+
+/// What a read needs besides the handle.
+struct ReadSide {
+    event: Event,
     /// A message taken off the pipe that did not fit the caller's buffer; the next `recv`
     /// gives it out.
     held: Option<Held>,
-    _slot: Option<Slot>,
+}
+
+/// Locks `mutex`, also after a panic elsewhere (the read side stays consistent: a held
+/// message is put back before any error returns).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A message a blocking stream took off the pipe for the caller, handed on.
@@ -193,11 +210,13 @@ impl Stream {
             end,
             mode,
             max_message_size,
-            read_event: Event::new()?,
-            write_event: Event::new()?,
+            read: Arc::new(Mutex::new(ReadSide {
+                event: Event::new()?,
+                held: None,
+            })),
+            write: Arc::new(Mutex::new(Event::new()?)),
             read_timeout: AtomicU32::new(sys::WAIT_FOREVER),
             write_timeout: AtomicU32::new(sys::WAIT_FOREVER),
-            held: None,
             _slot: slot,
         })
     }
@@ -220,12 +239,9 @@ impl Stream {
     pub(crate) fn into_parts_with_held(
         self,
     ) -> (OwnedHandle, bool, Option<Slot>, Option<HeldMessage>) {
+        let held = lock(&self.read).held.take();
         let Stream {
-            handle,
-            end,
-            held,
-            _slot,
-            ..
+            handle, end, _slot, ..
         } = self;
         let held = held.map(|h| HeldMessage {
             data: h.data,
@@ -246,7 +262,7 @@ impl Stream {
     /// `InvalidInput` if `msg` is over the maximum message size (nothing is sent) or the
     /// stream is in byte mode; `BrokenPipe` if the peer is gone; `TimedOut` after the write
     /// timeout (the message may then have been cut short: end the connection).
-    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+    pub fn send(&self, msg: &[u8]) -> io::Result<()> {
         if self.mode != Mode::Messages {
             return Err(wrong_mode("send", self.mode));
         }
@@ -276,15 +292,16 @@ impl Stream {
     /// its size; the message stays readable (pipekit takes it off the pipe and holds it for
     /// the next `recv`). `TimedOut` after the read timeout; `InvalidData` for a message over
     /// the maximum message size (it is discarded).
-    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         if self.mode != Mode::Messages {
             return Err(wrong_mode("recv", self.mode));
         }
-        if let Some(held) = self.held.take() {
-            let data = self.complete_held(held)?;
+        let mut side = lock(&self.read);
+        if let Some(held) = side.held.take() {
+            let data = self.complete_held(&mut side, held)?;
             if data.len() > buf.len() {
                 let err = MessageTooLarge::error(data.len(), buf.len());
-                self.held = Some(Held {
+                side.held = Some(Held {
                     data,
                     complete: true,
                 });
@@ -293,7 +310,7 @@ impl Stream {
             buf[..data.len()].copy_from_slice(&data);
             return Ok(Some(data.len()));
         }
-        let n = match self.read_raw(buf)? {
+        let n = match self.read_raw(&side, buf)? {
             None => return Ok(None),
             Some(Transfer::Done(n)) => return Ok(Some(n)),
             Some(Transfer::More(n)) => n,
@@ -302,12 +319,15 @@ impl Stream {
         let left = sys::message_left(self.handle.as_handle()).unwrap_or(0);
         let mut data = Vec::with_capacity(n + left.min(self.max_message_size));
         data.extend_from_slice(&buf[..n]);
-        let data = self.complete_held(Held {
-            data,
-            complete: false,
-        })?;
+        let data = self.complete_held(
+            &mut side,
+            Held {
+                data,
+                complete: false,
+            },
+        )?;
         let err = MessageTooLarge::error(data.len(), buf.len());
-        self.held = Some(Held {
+        side.held = Some(Held {
             data,
             complete: true,
         });
@@ -319,30 +339,34 @@ impl Stream {
     /// # Errors
     ///
     /// As [`recv`](Self::recv), but no message within the maximum is too large for it.
-    pub fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    pub fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         if self.mode != Mode::Messages {
             return Err(wrong_mode("recv_to_vec", self.mode));
         }
         buf.clear();
-        if let Some(held) = self.held.take() {
-            *buf = self.complete_held(held)?;
+        let mut side = lock(&self.read);
+        if let Some(held) = side.held.take() {
+            *buf = self.complete_held(&mut side, held)?;
             return Ok(Some(buf.len()));
         }
         buf.reserve(self.max_message_size.min(64 * 1024));
         let timeout = self.read_timeout.load(Ordering::Relaxed);
         match read_result(sys::read_spare(
             self.handle.as_handle(),
-            &self.read_event,
+            &side.event,
             buf,
             timeout,
         ))? {
             None => Ok(None),
             Some(Transfer::Done(n)) => Ok(Some(n)),
             Some(Transfer::More(_)) => {
-                let data = self.complete_held(Held {
-                    data: std::mem::take(buf),
-                    complete: false,
-                })?;
+                let data = self.complete_held(
+                    &mut side,
+                    Held {
+                        data: std::mem::take(buf),
+                        complete: false,
+                    },
+                )?;
                 *buf = data;
                 Ok(Some(buf.len()))
             }
@@ -351,17 +375,17 @@ impl Stream {
 
     /// Reads the rest of a held message. On an error the part read so far stays held (a
     /// timeout loses nothing); a message over the maximum is read to its end and dropped.
-    fn complete_held(&mut self, mut held: Held) -> io::Result<Vec<u8>> {
+    fn complete_held(&self, side: &mut ReadSide, mut held: Held) -> io::Result<Vec<u8>> {
         let timeout = self.read_timeout.load(Ordering::Relaxed);
         while !held.complete {
             if held.data.len() > self.max_message_size {
-                return self.discard_rest(held.data.len());
+                return self.discard_rest(side, held.data.len());
             }
             let left = sys::message_left(self.handle.as_handle()).unwrap_or(0);
             held.data.reserve(left.max(4096));
             let result = read_result(sys::read_spare(
                 self.handle.as_handle(),
-                &self.read_event,
+                &side.event,
                 &mut held.data,
                 timeout,
             ));
@@ -372,7 +396,7 @@ impl Stream {
                     return Err(peer_closed_mid_message(held.data.len()));
                 }
                 Err(e) => {
-                    self.held = Some(held);
+                    side.held = Some(held);
                     return Err(e);
                 }
             }
@@ -384,10 +408,10 @@ impl Stream {
     }
 
     /// Reads and drops the rest of an oversized message of which `so_far` bytes were read.
-    fn discard_rest(&mut self, mut size: usize) -> io::Result<Vec<u8>> {
+    fn discard_rest(&self, side: &ReadSide, mut size: usize) -> io::Result<Vec<u8>> {
         let mut scratch = vec![0u8; 64 * 1024];
         loop {
-            match self.read_raw(&mut scratch)? {
+            match self.read_raw(side, &mut scratch)? {
                 Some(Transfer::More(n)) => size += n,
                 Some(Transfer::Done(n)) => {
                     size += n;
@@ -400,38 +424,76 @@ impl Stream {
         }
     }
 
-    /// One read into `buf`; `None` at the end of the stream.
-    fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<Option<Transfer>> {
+    /// One read into `buf` with the read side locked; `None` at the end of the stream.
+    fn read_raw(&self, side: &ReadSide, buf: &mut [u8]) -> io::Result<Option<Transfer>> {
         let timeout = self.read_timeout.load(Ordering::Relaxed);
         read_result(sys::read(
             self.handle.as_handle(),
-            &self.read_event,
+            &side.event,
             buf,
             timeout,
         ))
     }
 
-    fn write_raw(&mut self, buf: &[u8]) -> io::Result<usize> {
+    fn write_raw(&self, buf: &[u8]) -> io::Result<usize> {
         let timeout = self.write_timeout.load(Ordering::Relaxed);
-        sys::write(self.handle.as_handle(), &self.write_event, buf, timeout).map_err(broken_pipe)
+        let event = lock(&self.write);
+        sys::write(self.handle.as_handle(), &event, buf, timeout).map_err(broken_pipe)
+    }
+
+    /// Byte mode: reads what has arrived. Message mode: receives one message.
+    fn read_bytes(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.mode == Mode::Messages {
+            return Ok(self.recv(buf)?.unwrap_or(0));
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let side = lock(&self.read);
+        loop {
+            match self.read_raw(&side, buf)? {
+                // A zero-byte write by the peer is not the end of the stream.
+                Some(Transfer::Done(0)) => continue,
+                Some(Transfer::Done(n) | Transfer::More(n)) => return Ok(n),
+                None => return Ok(0),
+            }
+        }
+    }
+
+    /// Byte mode: writes `buf` (or, after a write timeout, some of it). Message mode: sends
+    /// `buf` as one message.
+    fn write_bytes(&self, buf: &[u8]) -> io::Result<usize> {
+        if self.mode == Mode::Messages {
+            return self.send(buf).map(|()| buf.len());
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.write_raw(buf)
     }
 
     /// A second handle on the same pipe instance (`DuplicateHandle`), for reading on one
-    /// thread while another writes. Each handle has its own timeouts; a message the original
-    /// holds (one that did not fit a caller's buffer) stays with it. The instance closes, and
-    /// its place under a listener's limit is given back, when both are dropped.
+    /// thread while another writes. Each handle has its own timeouts; the read and write
+    /// sides are shared, so a held message (one that did not fit a caller's buffer) is the
+    /// next `recv` of either, and two handles reading messages take turns, message by
+    /// message. The instance closes, and its place under a listener's limit is given back,
+    /// when both are dropped.
     ///
     /// # Errors
     ///
-    /// The OS error of `DuplicateHandle` or of creating the clone's events.
+    /// The OS error of `DuplicateHandle`.
     pub fn try_clone(&self) -> io::Result<Stream> {
-        Stream::new(
-            self.handle.try_clone()?,
-            self.end,
-            self.mode,
-            self.max_message_size,
-            self._slot.as_ref().map(Slot::share),
-        )
+        Ok(Stream {
+            handle: self.handle.try_clone()?,
+            end: self.end,
+            mode: self.mode,
+            max_message_size: self.max_message_size,
+            read: Arc::clone(&self.read),
+            write: Arc::clone(&self.write),
+            read_timeout: AtomicU32::new(self.read_timeout.load(Ordering::Relaxed)),
+            write_timeout: AtomicU32::new(self.write_timeout.load(Ordering::Relaxed)),
+            _slot: self._slot.as_ref().map(Slot::share),
+        })
     }
 
     /// Fails with `Unsupported`: named pipes have no half-close.
@@ -544,52 +606,59 @@ fn read_result(result: io::Result<Transfer>) -> io::Result<Option<Transfer>> {
     }
 }
 
-impl Read for Stream {
+impl Read for &Stream {
     /// Byte mode: reads what has arrived. Message mode: receives one message (`Ok(0)` is a
     /// zero-length message or the end; use [`recv`](Stream::recv) to tell them apart).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.mode == Mode::Messages {
-            return Ok(self.recv(buf)?.unwrap_or(0));
-        }
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            match self.read_raw(buf)? {
-                // A zero-byte write by the peer is not the end of the stream.
-                Some(Transfer::Done(0)) => continue,
-                Some(Transfer::Done(n) | Transfer::More(n)) => return Ok(n),
-                None => return Ok(0),
-            }
-        }
+        self.read_bytes(buf)
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         let first = bufs.iter_mut().find(|b| !b.is_empty());
-        first.map_or(Ok(0), |b| self.read(b))
+        first.map_or(Ok(0), |b| self.read_bytes(b))
     }
 }
 
-impl Write for Stream {
+impl Write for &Stream {
     /// Byte mode: writes `buf` (or, after a write timeout, some of it). Message mode: sends
     /// `buf` as one message.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.mode == Mode::Messages {
-            return self.send(buf).map(|()| buf.len());
-        }
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        self.write_raw(buf)
+        self.write_bytes(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let first = bufs.iter().find(|b| !b.is_empty());
-        first.map_or(Ok(0), |b| self.write(b))
+        first.map_or(Ok(0), |b| self.write_bytes(b))
     }
 
     /// Does nothing: nothing is buffered in the process. See
     /// [`flush_buffers`](Stream::flush_buffers) to wait for the peer to read.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for Stream {
+    /// As for `&Stream`.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Write for Stream {
+    /// As for `&Stream`.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }

@@ -57,7 +57,7 @@ fn streams_dropped_with_a_read_in_flight_or_mid_conversation() {
     let name = name("drop-read");
     let listener = listener(&name, 1 << 20);
     for round in 0..100 {
-        let mut client = connect(&name, 1 << 20);
+        let client = connect(&name, 1 << 20);
         let server = listener.accept().unwrap();
         let mut server = nonblocking::Stream::new(server).unwrap();
         let talker = thread::spawn(move || {
@@ -89,7 +89,7 @@ fn a_send_accepted_before_the_drop_is_delivered() {
     let name = name("drop-write");
     let listener = listener(&name, 8 << 20);
     for round in 0..20 {
-        let mut client = connect(&name, 8 << 20);
+        let client = connect(&name, 8 << 20);
         let mut server = nonblocking::Stream::new(listener.accept().unwrap()).unwrap();
         // Longer than the pipe's buffer: the write is in flight when the stream goes.
         let msg = vec![round as u8; 2 << 20];
@@ -170,7 +170,7 @@ fn the_instance_limit_holds_and_a_freed_place_wakes_accept() -> io::Result<()> {
         &options,
         &WindowsOptions::new(),
     )?)?;
-    let mut first = connect(&name, 1 << 20);
+    let first = connect(&name, 1 << 20);
     let mut accepted = block_on(|cx| nb.poll_accept(cx))?;
     // The second client finds the only instance busy and waits for it.
     let second = thread::spawn({
@@ -180,7 +180,7 @@ fn the_instance_limit_holds_and_a_freed_place_wakes_accept() -> io::Result<()> {
             options
                 .mode(Mode::Messages)
                 .wait(Some(std::time::Duration::from_secs(30)));
-            let mut s = Stream::connect_with(&name, &options)?;
+            let s = Stream::connect_with(&name, &options)?;
             s.send(b"second")?;
             Ok::<_, io::Error>(s)
         }
@@ -245,7 +245,7 @@ fn a_read_cancelled_because_its_thread_exited_is_started_again() {
     let name = name("thread-exit");
     let listener = listener(&name, 1 << 20);
     for round in 0..20u8 {
-        let mut client = connect(&name, 1 << 20);
+        let client = connect(&name, 1 << 20);
         let blocking = listener.accept().unwrap();
         // The stream (and its first read, which waits: nothing was sent) is made on a thread
         // that exits.
@@ -291,7 +291,7 @@ fn a_stream_dropped_by_a_waker_the_pool_runs_does_not_deadlock() {
     let name = name("drop-in-waker");
     let listener = listener(&name, 1 << 20);
     for round in 0..20 {
-        let mut client = connect(&name, 1 << 20);
+        let client = connect(&name, 1 << 20);
         let server = nonblocking::Stream::new(listener.accept().unwrap()).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let state = Arc::new(DropOnWake {
@@ -349,7 +349,7 @@ fn a_write_the_peer_never_reads_gives_the_instance_back_after_the_linger() {
                 .wait(Some(std::time::Duration::from_millis(200)));
             loop {
                 match Stream::connect_with(&name, &options) {
-                    Ok(mut s) => return s.send(b"hello"),
+                    Ok(s) => return s.send(b"hello"),
                     Err(e)
                         if matches!(
                             e.kind(),
@@ -378,8 +378,8 @@ fn a_write_the_peer_never_reads_gives_the_instance_back_after_the_linger() {
 fn a_message_the_blocking_stream_held_is_received_first() {
     let name = name("held");
     let listener = listener(&name, 1 << 20);
-    let mut client = connect(&name, 1 << 20);
-    let mut server = listener.accept().unwrap();
+    let client = connect(&name, 1 << 20);
+    let server = listener.accept().unwrap();
     client.send(&[5u8; 300]).unwrap();
     client.send(b"after").unwrap();
     // Too small a buffer: the blocking stream holds the message for the next receive.

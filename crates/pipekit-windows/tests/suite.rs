@@ -53,7 +53,7 @@ fn messages_over_message_pipes() {
 
 #[test]
 fn a_full_size_message_reads_through_a_4096_byte_buffer() {
-    let (mut server, mut client) = pair(Mode::Messages).unwrap();
+    let (server, client) = pair(Mode::Messages).unwrap();
     let msg = pattern(65535);
     let sent = msg.clone();
     // The two messages are more than the pipe buffer holds: send them from another thread.
@@ -78,7 +78,7 @@ fn a_full_size_message_reads_through_a_4096_byte_buffer() {
 
 #[test]
 fn recv_to_vec_takes_a_message_larger_than_64_kib() {
-    let (mut server, mut client) = pair(Mode::Messages).unwrap();
+    let (server, client) = pair(Mode::Messages).unwrap();
     let msg = pattern(300_000);
     let sent = msg.clone();
     let writer = thread::spawn(move || client.send(&sent).map(|()| client));
@@ -111,7 +111,7 @@ fn byte_mode_merges_writes() {
 
 #[test]
 fn unread_messages_survive_the_servers_drop() {
-    let (mut server, mut client) = pair(Mode::Messages).unwrap();
+    let (server, client) = pair(Mode::Messages).unwrap();
     for i in 0..20u32 {
         server.send(&i.to_be_bytes()).unwrap();
     }
@@ -169,13 +169,13 @@ fn a_busy_client_gets_the_instance_freed_by_a_dropped_stream() {
             options
                 .mode(Mode::Messages)
                 .wait(Some(Duration::from_secs(20)));
-            let mut second = Stream::connect_with(&name, &options)?;
+            let second = Stream::connect_with(&name, &options)?;
             second.send(b"second")
         })
     };
     drop(first);
     drop(accepted);
-    let mut next = listener.accept().unwrap();
+    let next = listener.accept().unwrap();
     let mut buf = [0u8; 16];
     assert_eq!(next.recv(&mut buf).unwrap(), Some(6));
     assert_eq!(&buf[..6], b"second");
@@ -261,14 +261,14 @@ fn a_client_needs_only_the_rights_a_multi_user_descriptor_grants() {
     let client = thread::spawn({
         let name = name.clone();
         move || -> io::Result<Vec<u8>> {
-            let mut client = connect(&name, Mode::Messages)?;
+            let client = connect(&name, Mode::Messages)?;
             client.send(b"let me in")?;
             let mut reply = Vec::new();
             client.recv_to_vec(&mut reply)?;
             Ok(reply)
         }
     });
-    let mut server = listener.accept().unwrap();
+    let server = listener.accept().unwrap();
     let mut got = Vec::new();
     server.recv_to_vec(&mut got).unwrap();
     assert_eq!(got, b"let me in");

@@ -200,6 +200,44 @@ impl pipekit_core::Listener for Listener {
 ///
 /// Byte mode: `Read + Write`. Message mode: [`send`](Self::send) and [`recv`](Self::recv);
 /// there `Read`/`Write` move one message per call.
+///
+/// Every method takes `&self`, and `&Stream` is `Read + Write` as well (as `&TcpStream` is),
+/// so one thread can read while another writes through the same stream, or through a
+/// [`try_clone`](Self::try_clone). Two threads reading (or writing) messages at once take
+/// turns message by message: a message is never split between them.
+///
+/// # Examples
+///
+/// Both directions at once through `&Stream`, in scoped threads:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::thread;
+/// use pipekit::{Listener, Stream};
+/// # let name = format!("doc-shared-{}", std::process::id());
+/// # let name = name.as_str();
+///
+/// let listener = Listener::bind(name)?;
+/// let server = thread::spawn(move || -> std::io::Result<()> {
+///     let conn = listener.accept()?;
+///     std::io::copy(&mut &conn, &mut &conn)?; // echo until EOF
+///     Ok(())
+/// });
+/// let client = Stream::connect(name)?;
+/// let data = vec![7u8; 1 << 20]; // more than the pipe buffers hold
+/// let back = thread::scope(|s| {
+///     let reading = s.spawn(|| {
+///         let mut back = vec![0u8; data.len()];
+///         (&client).read_exact(&mut back).map(|()| back)
+///     });
+///     (&client).write_all(&data)?;
+///     reading.join().unwrap()
+/// })?;
+/// assert_eq!(back, data);
+/// drop(client);
+/// server.join().unwrap()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Stream {
     inner: backend::Stream,
@@ -264,7 +302,7 @@ impl Stream {
     /// `InvalidInput` naming the size if `msg` is over [`max_message_size`](Self::max_message_size)
     /// (nothing is sent; the connection stays usable) or the stream is in byte mode;
     /// `BrokenPipe` if the peer is gone; `TimedOut` after the write timeout.
-    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+    pub fn send(&self, msg: &[u8]) -> io::Result<()> {
         self.inner.send(msg)
     }
 
@@ -276,7 +314,7 @@ impl Stream {
     /// If the message does not fit `buf`: an `InvalidInput` error carrying a
     /// [`MessageTooLarge`] with the message's size; the message stays readable. `TimedOut`
     /// after the read timeout; `InvalidData` if the peer breaks the protocol.
-    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         self.inner.recv(buf)
     }
 
@@ -285,7 +323,7 @@ impl Stream {
     /// # Errors
     ///
     /// As [`recv`](Self::recv), but no message is too large for it.
-    pub fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    pub fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         self.inner.recv_to_vec(buf)
     }
 
@@ -314,16 +352,19 @@ impl Stream {
     /// connection ends when both are dropped. Use one handle for reading and one for writing:
     /// in message mode, two readers would share out the messages between them.
     ///
+    /// The handles share the stream's message state: a half-read message (a framed frame, or
+    /// on Windows a message held because it did not fit) goes to whichever handle reads
+    /// next, and two handles reading (or writing) messages take turns, message by message.
+    ///
     /// # Platform-specific behavior
     ///
-    /// Unix: non-blocking mode, timeouts and `shutdown_write` belong to the socket, so they
-    /// hold for both handles. Windows: each handle has its own timeouts.
+    /// Unix: non-blocking mode, timeouts and `shutdown_write` belong to the connection, so
+    /// they hold for both handles (FIFO connections share their pair of FIFOs: no descriptor
+    /// is duplicated). Windows: each handle has its own timeouts.
     ///
     /// # Errors
     ///
-    /// `Unsupported` where a clone cannot keep the stream's promises: FIFO connections and
-    /// framed message streams (message mode over `SOCK_STREAM`: macOS and the BSDs, or
-    /// `Framing::LengthPrefixed`). The OS error otherwise.
+    /// The OS error of `dup` or `DuplicateHandle`.
     ///
     /// # Examples
     ///
@@ -378,27 +419,51 @@ impl Stream {
     }
 }
 
-impl Read for Stream {
+impl Read for &Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
+        (&self.inner).read(buf)
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.inner.read_vectored(bufs)
+        (&self.inner).read_vectored(bufs)
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&self.inner).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&self.inner).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&self.inner).flush()
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        (&*self).write(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.inner.write_vectored(bufs)
+        (&*self).write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        (&*self).flush()
     }
 }
 

@@ -4,7 +4,7 @@
 //! pipekit-peer serve NAME bytes|messages [echo|reply TEXT|big SIZE] [--print] [--clients N] [--fifo]
 //! pipekit-peer clients NAME CONNS MSGS
 //! pipekit-peer bytes-client NAME TEXT
-//! pipekit-peer duplex NAME bytes|messages PIECES
+//! pipekit-peer duplex NAME bytes|messages PIECES clone|shared [--framed]
 //! ```
 //!
 //! Binds NAME, prints `ready` on stdout, and serves each client on its own thread: `echo`
@@ -160,8 +160,10 @@ fn clients(name: &str, conns: &str, rest: &[String]) -> io::Result<()> {
 /// through a clone while reading and checking as many of the server's (seed 2) — see
 /// `pipekit_tests::duplex`; prints `ok`.
 fn duplex(name: &str, mode: &str, rest: &[String]) -> io::Result<()> {
-    let [pieces] = rest else {
-        return Err(usage());
+    let (pieces, via, framed) = match rest {
+        [pieces, via] => (pieces, via, false),
+        [pieces, via, framed] if framed == "--framed" => (pieces, via, true),
+        _ => return Err(usage()),
     };
     let pieces: usize = pieces.parse().map_err(|_| usage())?;
     let mut options = pipekit::ConnectOptions::new();
@@ -172,10 +174,25 @@ fn duplex(name: &str, mode: &str, rest: &[String]) -> io::Result<()> {
             Mode::Bytes
         })
         .wait(Some(std::time::Duration::from_secs(60)));
-    let mut stream = Stream::connect_with(name, &options)?;
-    pipekit_tests::duplex(&mut stream, 1, 2, pieces)?;
+    let stream = connect(name, &options, framed)?;
+    pipekit_tests::duplex(&stream, via.parse()?, 1, 2, pieces)?;
     println!("ok");
     Ok(())
+}
+
+/// Connects to `name`; `framed` asks for length-prefixed messages (Unix).
+fn connect(name: &str, options: &pipekit::ConnectOptions, framed: bool) -> io::Result<Stream> {
+    #[cfg(unix)]
+    if framed {
+        use pipekit::os::unix::{Framing, StreamExt, UnixOptions};
+        let mut unix = UnixOptions::new();
+        unix.framing(Framing::LengthPrefixed);
+        return Stream::connect_unix(name, options, &unix);
+    }
+    if framed {
+        return Err(usage());
+    }
+    Stream::connect_with(name, options)
 }
 
 /// `bytes-client NAME TEXT`: connects in byte mode, writes TEXT, reads as many bytes back and

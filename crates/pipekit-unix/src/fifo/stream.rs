@@ -4,8 +4,8 @@ use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use pipekit_core::error::{context, context_kind, invalid_data, invalid_input, wrong_mode};
@@ -21,33 +21,48 @@ use crate::sys::fifo::{self as sys, Access, PIPE_BUF};
 /// Made by [`FifoListener::accept`](super::FifoListener::accept) or by connecting to a FIFO
 /// server directory; applications normally get it inside [`crate::Stream`]. Byte mode is
 /// `Read + Write`; message mode uses [`send`](Self::send) / [`recv`](Self::recv) over framed
-/// FIFOs.
+/// FIFOs. Every method takes `&self`: one thread can read while another writes, and
+/// [`try_clone`](Self::try_clone) hands out another handle on the same state.
 pub struct FifoStream {
+    shared: Arc<Shared>,
+    /// Which of the two FIFOs this handle registered with a `mio` registry.
+    #[cfg(feature = "mio")]
+    registered: (bool, bool),
+    pub(crate) slot: Option<Slot>,
+}
+
+/// The connection, shared by its handles.
+struct Shared {
     read: OwnedFd,
-    /// `None` once the write side is shut down.
-    write: Mutex<Option<OwnedFd>>,
+    /// `None` once the write side is shut down. Writes hold it for reading, so that
+    /// `shutdown_write` never closes the FIFO under a write in progress.
+    write: RwLock<Option<OwnedFd>>,
     mode: Mode,
-    framing: Option<(FrameReader, FrameWriter)>,
+    /// Message mode: the frame reader and writer, each behind its own lock (a message is
+    /// read, or written, by one caller at a time).
+    framing: Option<(Mutex<FrameReader>, Mutex<FrameWriter>)>,
     max_message_size: usize,
     /// Nanoseconds; 0 is none.
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
     nonblocking: AtomicBool,
     peer_uid: u32,
-    /// Which of the two FIFOs are registered with a `mio` registry.
-    #[cfg(feature = "mio")]
-    registered: (bool, bool),
-    pub(crate) slot: Option<Slot>,
 }
 
 impl fmt::Debug for FifoStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FifoStream")
-            .field("read", &self.read.as_raw_fd())
-            .field("mode", &self.mode)
-            .field("max_message_size", &self.max_message_size)
+            .field("read", &self.shared.read.as_raw_fd())
+            .field("mode", &self.shared.mode)
+            .field("max_message_size", &self.shared.max_message_size)
             .finish_non_exhaustive()
     }
+}
+
+/// Locks `mutex`, also after a panic elsewhere (the framing state stays consistent: a
+/// failed call leaves it as the next call expects).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Removes the FIFOs at the paths it holds when dropped (a handshake that did not finish).
@@ -153,20 +168,22 @@ impl FifoStream {
         sys::enlarge_pipe(read.as_fd());
         sys::enlarge_pipe(write.as_fd());
         Ok(FifoStream {
-            read,
-            write: Mutex::new(Some(write)),
-            mode,
-            framing: (mode == Mode::Messages).then(|| {
-                (
-                    FrameReader::new(max_message_size),
-                    FrameWriter::new(max_message_size),
-                )
+            shared: Arc::new(Shared {
+                read,
+                write: RwLock::new(Some(write)),
+                mode,
+                framing: (mode == Mode::Messages).then(|| {
+                    (
+                        Mutex::new(FrameReader::new(max_message_size)),
+                        Mutex::new(FrameWriter::new(max_message_size)),
+                    )
+                }),
+                max_message_size,
+                read_timeout: AtomicU64::new(0),
+                write_timeout: AtomicU64::new(0),
+                nonblocking: AtomicBool::new(false),
+                peer_uid,
             }),
-            max_message_size,
-            read_timeout: AtomicU64::new(0),
-            write_timeout: AtomicU64::new(0),
-            nonblocking: AtomicBool::new(false),
-            peer_uid,
             #[cfg(feature = "mio")]
             registered: (false, false),
             slot: None,
@@ -175,43 +192,37 @@ impl FifoStream {
 
     /// The connection's mode.
     pub fn mode(&self) -> Mode {
-        self.mode
+        self.shared.mode
     }
 
     /// The largest message this end sends or receives.
     pub fn max_message_size(&self) -> usize {
-        self.max_message_size
+        self.shared.max_message_size
     }
 
     /// The capacity of the FIFO this end reads, where the OS reports it (Linux): pipekit
     /// raises it towards 1 MiB (`F_SETPIPE_SZ`, up to `/proc/sys/fs/pipe-max-size`), keeping
     /// whatever the kernel allows.
     pub fn pipe_capacity(&self) -> Option<usize> {
-        sys::pipe_capacity(self.read.as_fd())
+        sys::pipe_capacity(self.shared.read.as_fd())
     }
 
-    fn halves(
-        &mut self,
-    ) -> (
-        Reader<'_>,
-        Writer<'_>,
-        Option<&mut (FrameReader, FrameWriter)>,
-    ) {
-        let nonblocking = self.nonblocking.load(Ordering::Relaxed);
-        let reader = Reader {
-            fd: self.read.as_fd(),
-            timeout: timeout(&self.read_timeout, nonblocking),
-        };
-        let writer = Writer {
-            fd: self
-                .write
-                .get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .map(|fd| fd.as_fd()),
-            timeout: timeout(&self.write_timeout, nonblocking),
-        };
-        (reader, writer, self.framing.as_mut())
+    fn nonblocking(&self) -> bool {
+        self.shared.nonblocking.load(Ordering::Relaxed)
+    }
+
+    fn reader(&self) -> Reader<'_> {
+        Reader {
+            fd: self.shared.read.as_fd(),
+            timeout: timeout(&self.shared.read_timeout, self.nonblocking()),
+        }
+    }
+
+    fn writer(&self) -> Writer<'_> {
+        Writer {
+            fd: self.shared.write.read().unwrap_or_else(|e| e.into_inner()),
+            timeout: timeout(&self.shared.write_timeout, self.nonblocking()),
+        }
     }
 
     /// Sends `msg` as one message (a frame).
@@ -219,11 +230,10 @@ impl FifoStream {
     /// # Errors
     ///
     /// As [`crate::Stream::send`].
-    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        let mode = self.mode;
-        match self.halves() {
-            (_, mut writer, Some((_, frames))) => frames.send(&mut writer, msg),
-            _ => Err(wrong_mode("send", mode)),
+    pub fn send(&self, msg: &[u8]) -> io::Result<()> {
+        match &self.shared.framing {
+            Some((_, frames)) => lock(frames).send(&mut self.writer(), msg),
+            None => Err(wrong_mode("send", self.shared.mode)),
         }
     }
 
@@ -232,11 +242,10 @@ impl FifoStream {
     /// # Errors
     ///
     /// As [`crate::Stream::recv`].
-    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let mode = self.mode;
-        match self.halves() {
-            (mut reader, _, Some((frames, _))) => frames.recv(&mut reader, buf),
-            _ => Err(wrong_mode("recv", mode)),
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match &self.shared.framing {
+            Some((frames, _)) => lock(frames).recv(&mut self.reader(), buf),
+            None => Err(wrong_mode("recv", self.shared.mode)),
         }
     }
 
@@ -245,30 +254,84 @@ impl FifoStream {
     /// # Errors
     ///
     /// As [`crate::Stream::recv_to_vec`].
-    pub fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        let mode = self.mode;
-        match self.halves() {
-            (mut reader, _, Some((frames, _))) => frames.recv_to_vec(&mut reader, buf),
-            _ => Err(wrong_mode("recv_to_vec", mode)),
+    pub fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        match &self.shared.framing {
+            Some((frames, _)) => lock(frames).recv_to_vec(&mut self.reader(), buf),
+            None => Err(wrong_mode("recv_to_vec", self.shared.mode)),
+        }
+    }
+
+    /// Byte mode: reads what has arrived. Message mode: receives one message.
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.shared.mode == Mode::Messages {
+            return Ok(self.recv(buf)?.unwrap_or(0));
+        }
+        self.reader().read(buf)
+    }
+
+    pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        if self.shared.mode == Mode::Messages {
+            let first = bufs.iter_mut().find(|b| !b.is_empty());
+            return first.map_or(Ok(0), |b| self.read(b));
+        }
+        self.reader().read_vectored(bufs)
+    }
+
+    /// Byte mode: writes some of `buf`. Message mode: sends `buf` as one message.
+    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        if self.shared.mode == Mode::Messages {
+            return self.send(buf).map(|()| buf.len());
+        }
+        self.writer().write(buf)
+    }
+
+    pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.shared.mode == Mode::Messages {
+            let first = bufs.iter().find(|b| !b.is_empty());
+            return first.map_or(Ok(0), |b| self.write(b));
+        }
+        self.writer().write_vectored(bufs)
+    }
+
+    /// Message mode in non-blocking mode: writes the kept tail of a message the FIFO took
+    /// only in part. Otherwise nothing to do.
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        match &self.shared.framing {
+            Some((_, frames)) => lock(frames).flush(&mut self.writer()),
+            None => Ok(()),
+        }
+    }
+
+    /// Another handle on this connection: the same FIFOs, framing state, timeouts and
+    /// non-blocking mode (no descriptor is duplicated, so `shutdown_write` on either handle
+    /// ends the stream for the peer). The place under a listener's instance limit is given
+    /// back when every handle is dropped.
+    pub fn try_clone(&self) -> FifoStream {
+        FifoStream {
+            shared: Arc::clone(&self.shared),
+            #[cfg(feature = "mio")]
+            registered: (false, false),
+            slot: self.slot.as_ref().map(Slot::share),
         }
     }
 
     /// The write FIFO's descriptor, until the write side is shut down.
     pub fn raw_write_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.write
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|fd| fd.as_raw_fd())
+        self.writer().fd.as_ref().map(|fd| fd.as_raw_fd())
     }
 
-    /// Closes the FIFO this end writes: the peer reads EOF after everything sent before.
+    /// Closes the FIFO this end writes: the peer reads EOF after everything sent before. A
+    /// write in progress on another thread finishes first.
     ///
     /// # Errors
     ///
     /// None in practice; the signature matches the socket transport.
     pub fn shutdown_write(&self) -> io::Result<()> {
-        self.write.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.shared
+            .write
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         Ok(())
     }
 
@@ -279,7 +342,7 @@ impl FifoStream {
     ///
     /// None in practice.
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        Ok(PeerCredentials::new(None, Some(self.peer_uid), None))
+        Ok(PeerCredentials::new(None, Some(self.shared.peer_uid), None))
     }
 
     /// Makes reads fail with `TimedOut` after `timeout` (`poll` before each read).
@@ -288,7 +351,7 @@ impl FifoStream {
     ///
     /// `InvalidInput` for a zero duration.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        store_timeout(&self.read_timeout, timeout)
+        store_timeout(&self.shared.read_timeout, timeout)
     }
 
     /// Makes writes fail with `TimedOut` after `timeout`. With a write timeout, each
@@ -298,7 +361,7 @@ impl FifoStream {
     ///
     /// `InvalidInput` for a zero duration.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        store_timeout(&self.write_timeout, timeout)
+        store_timeout(&self.shared.write_timeout, timeout)
     }
 
     /// Puts both FIFOs in non-blocking mode (`WouldBlock` instead of waiting).
@@ -307,11 +370,13 @@ impl FifoStream {
     ///
     /// The OS error.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        sys::set_nonblocking(self.read.as_fd(), nonblocking)?;
-        if let Some(fd) = &*self.write.lock().unwrap_or_else(|e| e.into_inner()) {
+        sys::set_nonblocking(self.shared.read.as_fd(), nonblocking)?;
+        if let Some(fd) = &*self.writer().fd {
             sys::set_nonblocking(fd.as_fd(), nonblocking)?;
         }
-        self.nonblocking.store(nonblocking, Ordering::Relaxed);
+        self.shared
+            .nonblocking
+            .store(nonblocking, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -358,13 +423,13 @@ impl Read for Reader<'_> {
 
 /// The write FIFO (`None` after `shutdown_write`), with the write timeout.
 struct Writer<'a> {
-    fd: Option<BorrowedFd<'a>>,
+    fd: RwLockReadGuard<'a, Option<OwnedFd>>,
     timeout: Option<Duration>,
 }
 
 impl Writer<'_> {
     fn fd(&self) -> io::Result<BorrowedFd<'_>> {
-        self.fd.ok_or_else(|| {
+        self.fd.as_ref().map(|fd| fd.as_fd()).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the write side of this FIFO connection was shut down",
@@ -399,55 +464,10 @@ impl Write for Writer<'_> {
     }
 }
 
-impl Read for FifoStream {
-    /// Byte mode: reads what has arrived. Message mode: receives one message.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.mode == Mode::Messages {
-            return Ok(self.recv(buf)?.unwrap_or(0));
-        }
-        self.halves().0.read(buf)
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        if self.mode == Mode::Messages {
-            let first = bufs.iter_mut().find(|b| !b.is_empty());
-            return first.map_or(Ok(0), |b| self.read(b));
-        }
-        self.halves().0.read_vectored(bufs)
-    }
-}
-
-impl Write for FifoStream {
-    /// Byte mode: writes some of `buf`. Message mode: sends `buf` as one message.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.mode == Mode::Messages {
-            return self.send(buf).map(|()| buf.len());
-        }
-        self.halves().1.write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        if self.mode == Mode::Messages {
-            let first = bufs.iter().find(|b| !b.is_empty());
-            return first.map_or(Ok(0), |b| self.write(b));
-        }
-        self.halves().1.write_vectored(bufs)
-    }
-
-    /// Message mode in non-blocking mode: writes the kept tail of a message the FIFO took
-    /// only in part. Otherwise nothing to do.
-    fn flush(&mut self) -> io::Result<()> {
-        match self.halves() {
-            (_, mut writer, Some((_, frames))) => frames.flush(&mut writer),
-            _ => Ok(()),
-        }
-    }
-}
-
 impl AsFd for FifoStream {
     /// The FIFO this end reads.
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.read.as_fd()
+        self.shared.read.as_fd()
     }
 }
 
@@ -472,13 +492,8 @@ impl mio::event::Source for FifoStream {
         interests: mio::Interest,
     ) -> io::Result<()> {
         use mio::unix::SourceFd;
-        let read = self.read.as_raw_fd();
-        let write = self
-            .write
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|fd| fd.as_raw_fd());
+        let read = self.shared.read.as_raw_fd();
+        let write = self.raw_write_fd();
         let (read_on, write_on) = self.registered;
         match (interests.is_readable(), read_on) {
             (true, true) => SourceFd(&read).reregister(registry, token, mio::Interest::READABLE)?,
@@ -507,13 +522,12 @@ impl mio::event::Source for FifoStream {
     fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
         use mio::unix::SourceFd;
         if self.registered.0 {
-            SourceFd(&self.read.as_raw_fd()).deregister(registry)?;
+            SourceFd(&self.shared.read.as_raw_fd()).deregister(registry)?;
         }
-        let write = self.write.get_mut().unwrap_or_else(|e| e.into_inner());
         if self.registered.1
-            && let Some(fd) = write.as_ref()
+            && let Some(fd) = self.raw_write_fd()
         {
-            SourceFd(&fd.as_raw_fd()).deregister(registry)?;
+            SourceFd(&fd).deregister(registry)?;
         }
         self.registered = (false, false);
         Ok(())
