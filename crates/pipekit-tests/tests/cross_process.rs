@@ -455,3 +455,61 @@ fn both_ends_write_and_read_6_mib_at_once_on_every_transport() {
         }
     }
 }
+
+/// Two threads receiving on one `&Stream` take whole messages in turn: 200 messages of up to
+/// 128 KiB go to an echo peer process while two threads here receive the echoes; every
+/// message arrives whole, exactly once, in one of the two threads (native messages and, on
+/// Unix, framed FIFO messages).
+#[test]
+fn two_threads_receiving_on_one_stream_take_whole_messages_in_turn() {
+    const COUNT: u32 = 200;
+    let size = |i: u32| 4 + (i as usize * 7919) % (128 << 10);
+    let message = |i: u32| {
+        let mut msg = pattern(size(i), i as u8);
+        msg[..4].copy_from_slice(&i.to_be_bytes());
+        msg
+    };
+    let mut fifo = vec![false];
+    if !cfg!(any(windows, target_os = "linux", target_os = "android")) {
+        fifo.clear();
+    }
+    if cfg!(unix) {
+        fifo.push(true);
+    }
+    for fifo in fifo {
+        let name = unique_name("take-turns");
+        let mut args = vec!["serve", &name, "messages", "echo"];
+        if fifo {
+            args.push("--fifo");
+        }
+        let _peer = Peer::start(PEER, &args);
+        let conn = Stream::connect_with(&name, &messages()).unwrap();
+        let got: Vec<Vec<u32>> = thread::scope(|s| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut seen = Vec::new();
+                        let mut buf = Vec::new();
+                        // Each reader stops at the first empty message: two come last.
+                        while conn.recv_to_vec(&mut buf).unwrap() != Some(0) {
+                            let i = u32::from_be_bytes(buf[..4].try_into().unwrap());
+                            assert!(buf == message(i), "message {i} came back changed");
+                            seen.push(i);
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            for i in 0..COUNT {
+                conn.send(&message(i)).unwrap();
+            }
+            conn.send(b"").unwrap();
+            conn.send(b"").unwrap();
+            readers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let mut all: Vec<u32> = got.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..COUNT).collect::<Vec<_>>(), "fifo {fifo}");
+        assert!(got.iter().all(|seen| seen.is_sorted()), "fifo {fifo}");
+    }
+}

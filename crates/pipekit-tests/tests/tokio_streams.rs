@@ -371,3 +371,79 @@ fn the_core_message_suite_holds_for_tokio_message_streams() {
         Ok((wrap(server), wrap(client)))
     });
 }
+
+/// The pieces of one direction of a Tokio duplex exchange: writes `pieces` pieces of
+/// `DUPLEX_PIECE` bytes seeded with `seed` (one message each in message mode).
+async fn write_pieces(tx: &mut pipekit::tokio::WriteHalf<'_>, seed: u8, pieces: usize) {
+    for i in 0..pieces {
+        let piece = pattern(pipekit_tests::DUPLEX_PIECE, seed.wrapping_add(i as u8));
+        match tx.mode() {
+            Mode::Messages => tx.send(&piece).await.unwrap(),
+            _ => tx.write_all(&piece).await.unwrap(),
+        }
+    }
+}
+
+/// Reads and checks `pieces` pieces seeded with `seed`.
+async fn read_pieces(rx: &mut pipekit::tokio::ReadHalf<'_>, seed: u8, pieces: usize) {
+    let mut back = vec![0u8; pipekit_tests::DUPLEX_PIECE];
+    for i in 0..pieces {
+        match rx.mode() {
+            Mode::Messages => {
+                let n = rx.recv(&mut back).await.unwrap();
+                assert_eq!(n, Some(back.len()), "message {i}");
+            }
+            _ => {
+                rx.read_exact(&mut back).await.unwrap();
+            }
+        }
+        assert!(
+            back == pattern(back.len(), seed.wrapping_add(i as u8)),
+            "piece {i} differs"
+        );
+    }
+}
+
+/// Both ends write 6 MiB and read 6 MiB at once, in byte and message mode: this process
+/// through the halves of `split` (one task, `join!`) and of `into_split` (two tasks), the
+/// peer process through `&Stream` from two threads.
+#[test]
+fn tokio_halves_write_and_read_6_mib_at_once() {
+    let pieces = (6 << 20) / pipekit_tests::DUPLEX_PIECE;
+    for mode in [Mode::Bytes, Mode::Messages] {
+        for owned in [false, true] {
+            let name = unique_name("tokio-duplex");
+            runtime().block_on(async {
+                let listener =
+                    Listener::bind_with(name.as_str(), ListenerOptions::new().mode(mode)).unwrap();
+                let child = spawn(
+                    Command::new(PEER)
+                        .args(["duplex", &name, &mode.to_string()])
+                        .args([&pieces.to_string(), "shared"])
+                        .stdout(Stdio::piped()),
+                )
+                .unwrap();
+                let mut conn = listener.accept().await.unwrap();
+                if owned {
+                    let (mut rx, mut tx) = conn.into_split();
+                    let writing =
+                        tokio::spawn(async move { write_pieces(&mut tx, 2, pieces).await });
+                    read_pieces(&mut rx, 1, pieces).await;
+                    writing.await.unwrap();
+                } else {
+                    let (mut rx, mut tx) = conn.split();
+                    tokio::join!(
+                        write_pieces(&mut tx, 2, pieces),
+                        read_pieces(&mut rx, 1, pieces)
+                    );
+                }
+                let out = child.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{mode}, owned {owned}: the peer failed"
+                );
+                assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+            });
+        }
+    }
+}

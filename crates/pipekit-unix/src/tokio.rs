@@ -6,6 +6,7 @@
 //! stay open and unchanged while it is registered): this module is where that promise is
 //! kept, by owning the descriptors it registers and dropping each registration first.
 
+use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
@@ -135,23 +136,24 @@ impl Stream {
     ///
     /// As [`crate::Stream::send`].
     pub async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        loop {
-            let writer = self.write.as_ref().unwrap_or(&self.read);
-            let mut guard = writer.writable().await?;
-            match guard.try_io(|_| self.inner.send(msg)) {
-                Ok(result) => {
-                    result?;
-                    break;
-                }
-                Err(_would_block) => continue,
-            }
-        }
+        poll_fn(|cx| self.poll_send(cx, msg)).await?;
         // The tail of a partly written frame.
+        poll_fn(|cx| Pin::new(&mut *self).poll_flush(cx)).await
+    }
+
+    /// Starts sending `msg` as one message: `Ready(Ok(()))` once the OS (or, for a framed
+    /// stream, the stream's buffer) has taken all of it; a framed message's tail may still
+    /// wait for `poll_flush`.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Stream::send`].
+    pub fn poll_send(&mut self, cx: &mut Context<'_>, msg: &[u8]) -> Poll<io::Result<()>> {
         loop {
             let writer = self.write.as_ref().unwrap_or(&self.read);
-            let mut guard = writer.writable().await?;
-            match guard.try_io(|_| self.inner.flush()) {
-                Ok(result) => return result,
+            let mut guard = ready!(writer.poll_write_ready(cx))?;
+            match guard.try_io(|_| self.inner.send(msg)) {
+                Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => continue,
             }
         }
@@ -163,10 +165,23 @@ impl Stream {
     ///
     /// As [`crate::Stream::recv`].
     pub async fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        poll_fn(|cx| self.poll_recv(cx, buf)).await
+    }
+
+    /// Receives one message into `buf` when one has arrived.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Stream::recv`].
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<Option<usize>>> {
         loop {
-            let mut guard = self.read.readable().await?;
+            let mut guard = ready!(self.read.poll_read_ready(cx))?;
             match guard.try_io(|_| self.inner.recv(buf)) {
-                Ok(result) => return result,
+                Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => continue,
             }
         }
@@ -178,10 +193,23 @@ impl Stream {
     ///
     /// As [`crate::Stream::recv_to_vec`].
     pub async fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        poll_fn(|cx| self.poll_recv_to_vec(cx, buf)).await
+    }
+
+    /// Receives one whole message into `buf` when one has arrived.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Stream::recv_to_vec`].
+    pub fn poll_recv_to_vec(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Poll<io::Result<Option<usize>>> {
         loop {
-            let mut guard = self.read.readable().await?;
+            let mut guard = ready!(self.read.poll_read_ready(cx))?;
             match guard.try_io(|_| self.inner.recv_to_vec(buf)) {
-                Ok(result) => return result,
+                Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => continue,
             }
         }

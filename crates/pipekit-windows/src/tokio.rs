@@ -162,6 +162,50 @@ impl Stream {
         poll_fn(|cx| stream.poll_flush(cx)).await
     }
 
+    /// Starts sending `msg` as one message; `poll_flush` then waits for it to be written.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Stream::send`].
+    pub fn poll_send(&mut self, cx: &mut Context<'_>, msg: &[u8]) -> Poll<io::Result<()>> {
+        match self.messages("send") {
+            Ok(stream) => stream.poll_send(cx, msg),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Receives one message into `buf` when one has arrived.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Stream::recv`].
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<Option<usize>>> {
+        match self.messages("recv") {
+            Ok(stream) => stream.poll_recv(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Receives one whole message into `buf` when one has arrived.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Stream::recv_to_vec`].
+    pub fn poll_recv_to_vec(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Poll<io::Result<Option<usize>>> {
+        match self.messages("recv_to_vec") {
+            Ok(stream) => stream.poll_recv_to_vec(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
     /// Receives one message into `buf`: `Some(len)`, or `None` at the end.
     ///
     /// # Errors

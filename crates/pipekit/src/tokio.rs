@@ -52,8 +52,10 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -205,6 +207,66 @@ impl Stream {
     pub async fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         self.inner.recv_to_vec(buf).await
     }
+
+    /// Splits the stream into a read half and a write half that borrow it, for reading and
+    /// writing at once from one task (with `tokio::join!` or `select!`).
+    ///
+    /// Each half keeps the stream's mode: in message mode the read half has
+    /// [`recv`](ReadHalf::recv) and the write half [`send`](WriteHalf::send), with the same
+    /// boundary rules; in byte mode they are `AsyncRead` and `AsyncWrite`.
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        halves(Inner::Borrowed(&mut self.inner))
+    }
+
+    /// Splits the stream into owned halves, which can move to different tasks. Dropping
+    /// both closes the connection; shutting down the write half (byte mode) ends what the
+    /// peer reads, as on the whole stream.
+    ///
+    /// # Examples
+    ///
+    /// Both ways at once, in two tasks:
+    ///
+    /// ```
+    /// use pipekit::tokio::{Listener, Stream};
+    /// use pipekit::{ConnectOptions, ListenerOptions, Mode};
+    /// # let name = format!("doc-split-{}", std::process::id());
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    /// # rt.block_on(async {
+    ///
+    /// let listener = Listener::bind_with(name.as_str(), ListenerOptions::new().mode(Mode::Messages))?;
+    /// let server = tokio::spawn(async move {
+    ///     let conn = listener.accept().await?;
+    ///     let (mut rx, mut tx) = conn.into_split();
+    ///     let mut buf = Vec::new();
+    ///     while rx.recv_to_vec(&mut buf).await?.is_some() {
+    ///         tx.send(&buf).await?;
+    ///     }
+    ///     Ok::<(), std::io::Error>(())
+    /// });
+    /// let client =
+    ///     Stream::connect_with(name.as_str(), ConnectOptions::new().mode(Mode::Messages)).await?;
+    /// let (mut rx, mut tx) = client.into_split();
+    /// let sending = tokio::spawn(async move {
+    ///     for i in 0..100u32 {
+    ///         tx.send(&i.to_be_bytes()).await?;
+    ///     }
+    ///     Ok::<(), std::io::Error>(())
+    /// });
+    /// let mut buf = [0u8; 4];
+    /// for i in 0..100u32 {
+    ///     assert_eq!(rx.recv(&mut buf).await?, Some(4));
+    ///     assert_eq!(u32::from_be_bytes(buf), i);
+    /// }
+    /// sending.await.unwrap()?;
+    /// drop(rx);
+    /// server.await.unwrap()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// # })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        halves(Inner::Owned(self.inner))
+    }
 }
 
 impl AsyncRead for Stream {
@@ -234,5 +296,127 @@ impl AsyncWrite for Stream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The stream under two halves: owned, or borrowed from a [`Stream`].
+#[derive(Debug)]
+enum Inner<'a> {
+    Owned(imp::Stream),
+    Borrowed(&'a mut imp::Stream),
+}
+
+/// What both halves hold. The lock is taken only inside one poll of one operation, never
+/// across an `.await`: a half waiting for the OS does not hold up the other. The stream
+/// keeps the wakers of reads and writes apart, so each half's task is woken for its own
+/// direction.
+type Shared<'a> = Arc<Mutex<Inner<'a>>>;
+
+fn halves<'a>(inner: Inner<'a>) -> (ReadHalf<'a>, WriteHalf<'a>) {
+    let shared = Arc::new(Mutex::new(inner));
+    (
+        ReadHalf {
+            shared: Arc::clone(&shared),
+        },
+        WriteHalf { shared },
+    )
+}
+
+/// Runs `f` on the stream under `shared`.
+fn with<R>(shared: &Shared<'_>, f: impl FnOnce(&mut imp::Stream) -> R) -> R {
+    let mut inner = shared.lock().unwrap_or_else(|e| e.into_inner());
+    match &mut *inner {
+        Inner::Owned(stream) => f(stream),
+        Inner::Borrowed(stream) => f(stream),
+    }
+}
+
+/// The read half of a [`Stream`], from [`Stream::split`] (borrowing) or
+/// [`Stream::into_split`] ([`OwnedReadHalf`]).
+#[derive(Debug)]
+pub struct ReadHalf<'a> {
+    shared: Shared<'a>,
+}
+
+/// The write half of a [`Stream`], from [`Stream::split`] (borrowing) or
+/// [`Stream::into_split`] ([`OwnedWriteHalf`]).
+#[derive(Debug)]
+pub struct WriteHalf<'a> {
+    shared: Shared<'a>,
+}
+
+/// The read half from [`Stream::into_split`]; it can move to another task.
+pub type OwnedReadHalf = ReadHalf<'static>;
+
+/// The write half from [`Stream::into_split`]; it can move to another task.
+pub type OwnedWriteHalf = WriteHalf<'static>;
+
+impl ReadHalf<'_> {
+    /// The connection's mode.
+    pub fn mode(&self) -> Mode {
+        with(&self.shared, |s| s.mode())
+    }
+
+    /// Receives one message into `buf`: `Some(len)`, or `None` at the end.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stream::recv`].
+    pub async fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        poll_fn(|cx| with(&self.shared, |s| s.poll_recv(cx, buf))).await
+    }
+
+    /// Receives one whole message into `buf` (cleared first, grown to fit).
+    ///
+    /// # Errors
+    ///
+    /// As [`Stream::recv_to_vec`].
+    pub async fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        poll_fn(|cx| with(&self.shared, |s| s.poll_recv_to_vec(cx, buf))).await
+    }
+}
+
+impl WriteHalf<'_> {
+    /// The connection's mode.
+    pub fn mode(&self) -> Mode {
+        with(&self.shared, |s| s.mode())
+    }
+
+    /// Sends `msg` as one message, waiting until all of it is written.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stream::send`].
+    pub async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        poll_fn(|cx| with(&self.shared, |s| s.poll_send(cx, msg))).await?;
+        poll_fn(|cx| with(&self.shared, |s| Pin::new(s).poll_flush(cx))).await
+    }
+}
+
+impl AsyncRead for ReadHalf<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        with(&self.shared, |s| Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for WriteHalf<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        with(&self.shared, |s| Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        with(&self.shared, |s| Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        with(&self.shared, |s| Pin::new(s).poll_shutdown(cx))
     }
 }
