@@ -49,6 +49,13 @@ pub struct ListenArgs {
     /// `uid:N[,N..]` / `gid:N[,N..]` (the flag may be repeated; your own user always may).
     #[arg(long, value_name = "WHO", default_value = "same-user")]
     allow_peer: Vec<String>,
+    /// The socket file's permissions, in octal (Unix, explicit paths only; default 600):
+    /// 660 lets the socket's group connect. Combine with `--group` and `--allow-peer gid:N`.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_octal_mode)]
+    mode: Option<u32>,
+    /// The group that owns the socket file: a name or a number (Unix, explicit paths only).
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
     /// How to print what arrives: text (a line per message; the default in message mode),
     /// raw (the bytes; the default in byte mode), hex or json.
     #[arg(long, value_enum, value_name = "FORMAT")]
@@ -180,8 +187,27 @@ fn bind(
     if args.fifo {
         unix.transport(Transport::Fifo);
     }
+    if let Some(mode) = args.mode {
+        unix.socket_mode(mode);
+    }
+    if let Some(group) = &args.group {
+        let gid = match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => UnixOptions::group_id(group)?,
+        };
+        unix.socket_group(Some(gid));
+    }
     unix.peer_policy(policy);
     Listener::bind_unix(name, options, &unix)
+}
+
+/// `--mode`: octal permission bits, at most 777.
+fn parse_octal_mode(value: &str) -> Result<u32, String> {
+    let digits = value.strip_prefix("0o").unwrap_or(value);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("{value:?} is not an octal mode from 0 to 777")),
+    }
 }
 
 /// `--allow-peer` values: `same-user`, `any`, `uid:N[,N..]`, `gid:N[,N..]`.
@@ -252,6 +278,12 @@ fn bind(
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "--fifo: FIFOs are a Unix transport",
+        ));
+    }
+    if args.mode.is_some() || args.group.is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "--mode and --group are Unix settings; Windows pipes take a security descriptor",
         ));
     }
     Listener::bind_with(name, options)

@@ -1312,3 +1312,36 @@ fn the_readme_cli_examples_run() {
         "README examples no test runs: {missed:?}"
     );
 }
+
+/// `listen --mode 660 --group GID` at an explicit path makes the socket with exactly that
+/// mode and group; `--mode` on a portable name and a mode that is not octal are usage or
+/// input errors naming the problem.
+#[cfg(unix)]
+#[test]
+fn listen_mode_and_group_set_the_socket_permissions() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::temp_dir().join(unique_name("cli-mode"));
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("s.sock");
+    let path_str = path.to_str().unwrap();
+    let gid = nix::unistd::getegid().as_raw().to_string();
+    let mut server = quiet(&["listen", path_str, "--mode", "660", "--group", &gid]);
+    wait_for(path_str);
+    let meta = std::fs::metadata(&path).unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!(meta.gid().to_string(), gid);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let portable = pipekit(&["listen", &unique_name("cli-mode"), "--mode", "660"]);
+    assert!(!portable.status.success());
+    assert!(
+        text(&portable.stderr).contains("explicit path"),
+        "{}",
+        text(&portable.stderr)
+    );
+    let bad = pipekit(&["listen", "x", "--mode", "999"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("octal"), "{}", text(&bad.stderr));
+}

@@ -478,3 +478,78 @@ fn binding_a_name_a_foreign_server_holds_leaves_nothing_behind() {
         fs::remove_file(&path).unwrap();
     }
 }
+
+/// A root daemon serving a chosen group: at an explicit path the socket is 0600 by default
+/// (another user cannot even connect), and with `socket_mode(0o660)`, `socket_group` and a
+/// group allow-list, a client of that group (uid/gid 65534, another process) is served. The
+/// socket has exactly the mode and group asked for. Portable and abstract names, FIFO
+/// servers and bits beyond 0o777 are refused.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn socket_mode_and_group_let_a_chosen_group_in() {
+    use std::os::unix::fs::MetadataExt;
+
+    use pipekit::os::unix::{ListenerExt, PeerPolicy, Transport, UnixOptions};
+    use pipekit::{Listener, ListenerOptions};
+    let options = ListenerOptions::new();
+    let mut wide = UnixOptions::new();
+    wide.socket_mode(0o660);
+    for name in [
+        unique_name("mode-portable"),
+        format!("@{}", unique_name("mode-abstract")),
+    ] {
+        let err = Listener::bind_unix(name.as_str(), &options, &wide).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name}: {err}");
+        assert!(err.to_string().contains("explicit path"), "{err}");
+    }
+    let mut fifo = wide.clone();
+    fifo.transport(Transport::Fifo);
+    let err = Listener::bind_unix(unique_name("mode-fifo").as_str(), &options, &fifo).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    let mut odd = UnixOptions::new();
+    odd.socket_mode(0o4660);
+    let dir = Path::new("/tmp").join(unique_name("mode-dir"));
+    fs::DirBuilder::new().mode(0o755).create(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("daemon.sock");
+    let path_name = path.to_str().unwrap();
+    let err = Listener::bind_unix(path_name, &options, &odd).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("0o4660"), "{err}");
+    assert!(!path.exists());
+
+    if !is_root() {
+        eprintln!("skipped the second-user half: needs root to run a client as another uid");
+        fs::remove_dir_all(&dir).unwrap();
+        return;
+    }
+    // The default: 0600, and the other user's connect is refused by the file system.
+    let mut open = UnixOptions::new();
+    open.peer_policy(PeerPolicy::allow_gids([65534]));
+    let listener = Listener::bind_unix(path_name, &options, &open).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+    let out = client_as_nobody(path_name, "knock");
+    assert!(!out.status.success(), "a 0600 socket let another user in");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ermission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(listener);
+
+    open.socket_mode(0o660).socket_group(Some(65534));
+    let listener = Listener::bind_unix(path_name, &options, &open).unwrap();
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 65534);
+    let server = echo_one(listener);
+    let out = client_as_nobody(path_name, "group member");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "group member\n");
+    assert_eq!(server.join().unwrap(), 65534);
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -102,6 +102,15 @@ impl Listener {
         unix: &UnixOptions,
     ) -> io::Result<Listener> {
         dotnet_is_bytes(name, options.mode)?;
+        if unix.transport == Transport::Fifo && unix.custom_permissions() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{name}: a socket mode or group applies to sockets; a FIFO server's \
+                     directory is always private to its user"
+                ),
+            ));
+        }
         let inner = match unix.transport {
             Transport::Fifo => ListenerInner::Fifo(FifoListener::bind(name, options, unix)?),
             Transport::SocketOrFifo => match SocketListener::bind_with(name, options, unix) {

@@ -154,6 +154,10 @@ pub struct UnixOptions {
     pub peer_policy: PeerPolicy,
     /// How long a FIFO client has for the handshake.
     pub handshake_timeout: std::time::Duration,
+    /// The socket file's permission bits (explicit paths; default `0o600`).
+    socket_mode: u32,
+    /// The group the socket file is given (explicit paths; default: the process's).
+    socket_group: Option<u32>,
 }
 
 impl Default for UnixOptions {
@@ -163,6 +167,8 @@ impl Default for UnixOptions {
             transport: Transport::default(),
             peer_policy: PeerPolicy::default(),
             handshake_timeout: fifo::HANDSHAKE_TIMEOUT,
+            socket_mode: 0o600,
+            socket_group: None,
         }
     }
 }
@@ -200,6 +206,82 @@ impl UnixOptions {
     pub fn handshake_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
         self.handshake_timeout = timeout;
         self
+    }
+
+    /// The permission bits of the socket a listener binds at an explicit path (default
+    /// `0o600`: the owner only). Connecting needs write permission, so `0o660` lets the
+    /// socket's group in. The socket never exists with wider bits than these, even for a
+    /// moment: it is bound inside a fresh `0o700` directory, given its mode and group, and
+    /// renamed into place.
+    ///
+    /// Portable names live in the per-user directory, which is `0o700` whatever the
+    /// socket's mode, and abstract names have no permissions at all: `bind` refuses a mode
+    /// or group other than the default for them (`InvalidInput`). For a server that other
+    /// users reach, bind an explicit path in a directory they can enter (such as
+    /// `/run/myapp/`), set the mode and group here, and choose who is served with
+    /// [`peer_policy`](Self::peer_policy).
+    ///
+    /// Only the bits `0o777` are taken; `bind` refuses others.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipekit_unix::{PeerPolicy, UnixOptions};
+    ///
+    /// let gid = nix::unistd::getegid().as_raw(); // a group this process is in
+    /// let mut unix = UnixOptions::new();
+    /// unix.socket_mode(0o660)
+    ///     .socket_group(Some(gid))
+    ///     .peer_policy(PeerPolicy::allow_gids([gid]));
+    /// assert_eq!(unix.get_socket_mode(), 0o660);
+    /// ```
+    pub fn socket_mode(&mut self, mode: u32) -> &mut Self {
+        self.socket_mode = mode;
+        self
+    }
+
+    /// The group (a gid) that owns the socket a listener binds at an explicit path; `None`
+    /// (default) leaves the process's group. The process must be root or a member of the
+    /// group. See [`socket_mode`](Self::socket_mode) for where it applies.
+    pub fn socket_group(&mut self, gid: Option<u32>) -> &mut Self {
+        self.socket_group = gid;
+        self
+    }
+
+    /// The socket mode set by [`socket_mode`](Self::socket_mode).
+    pub fn get_socket_mode(&self) -> u32 {
+        self.socket_mode
+    }
+
+    /// The socket group set by [`socket_group`](Self::socket_group).
+    pub fn get_socket_group(&self) -> Option<u32> {
+        self.socket_group
+    }
+
+    /// The group id of the group named `name` (from the system's group database), for
+    /// [`socket_group`](Self::socket_group).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` naming the group if there is none of that name; the OS error of the
+    /// lookup.
+    pub fn group_id(name: &str) -> std::io::Result<u32> {
+        match nix::unistd::Group::from_name(name) {
+            Ok(Some(group)) => Ok(group.gid.as_raw()),
+            Ok(None) => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no group named {name:?}"),
+            )),
+            Err(e) => Err(pipekit_core::error::context(
+                e.into(),
+                format!("cannot look up group {name:?}"),
+            )),
+        }
+    }
+
+    /// Whether the socket's mode or group differ from the defaults.
+    pub(crate) fn custom_permissions(&self) -> bool {
+        self.socket_mode != 0o600 || self.socket_group.is_some()
     }
 }
 

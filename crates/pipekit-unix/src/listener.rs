@@ -166,6 +166,7 @@ impl SocketListener {
     ) -> io::Result<SocketListener> {
         options.validate()?;
         let addr = name.resolve_unix(&dir::env())?;
+        check_permissions(unix, &addr, name)?;
         let seqpacket = uses_seqpacket(options.mode, unix);
         let ty = sys::sock_type(seqpacket);
         let sockaddr = socket_addr(&addr)?;
@@ -192,7 +193,8 @@ impl SocketListener {
                 let unlock = RemoveOnError::new(&lock.0);
                 let _ = fs::remove_file(busy_path(path)); // a dead server's, as we hold the lock
                 reclaim_stale(path, ty, &sockaddr, name)?;
-                bind_owner_only(&fd, path, &sockaddr, private_dir.is_some(), name)?;
+                let private = private_dir.is_some();
+                bind_restricted(&fd, path, &sockaddr, private, name, unix)?;
                 let meta = fs::symlink_metadata(path)?;
                 unlock.disarm();
                 Some(Bound {
@@ -572,19 +574,60 @@ fn listed_as_listening(_path: &Path) -> bool {
     false
 }
 
-/// Binds `fd` at `path` so that the socket is never reachable with a mode wider than 0600.
+/// Refuses socket permissions that cannot apply to `addr`, and bits beyond `0o777`.
+fn check_permissions(unix: &UnixOptions, addr: &UnixAddress, name: &PipeName) -> io::Result<()> {
+    let mode = unix.get_socket_mode();
+    if mode & !0o777 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("socket mode {mode:#o} for {name}: only the permission bits 0o777 are allowed"),
+        ));
+    }
+    let explicit = matches!(
+        addr,
+        UnixAddress::Path {
+            private_dir: None,
+            ..
+        }
+    );
+    if unix.custom_permissions() && !explicit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{name}: a socket mode or group applies only to an explicit path (a portable \
+                 name lives in the 0700 per-user directory, an abstract name has no \
+                 permissions); bind a path such as /run/myapp/server.sock"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Binds `fd` at `path` so that the socket is never reachable with wider permissions than
+/// `unix` asks for (by default 0600).
 ///
 /// In the private directory nobody else can reach the socket, so it is bound in place and
-/// then restricted. Elsewhere it is bound inside a fresh 0700 directory next to `path`,
-/// restricted, and renamed into place. `addr` is the socket address of `path`.
-fn bind_owner_only(
+/// then restricted. Elsewhere it is bound inside a fresh 0700 directory next to `path`, given
+/// its mode and group, and renamed into place. `addr` is the socket address of `path`.
+fn bind_restricted(
     fd: &OwnedFd,
     path: &Path,
     addr: &UnixAddr,
     private: bool,
     name: &PipeName,
+    unix: &UnixOptions,
 ) -> io::Result<()> {
-    let restrict = |p: &Path| fs::set_permissions(p, fs::Permissions::from_mode(0o600));
+    let restrict = |p: &Path| -> io::Result<()> {
+        if let Some(gid) = unix.get_socket_group() {
+            std::os::unix::fs::lchown(p, None, Some(gid)).map_err(|e| {
+                context(
+                    e,
+                    format!("cannot give the socket to group {gid} (is this process in it?)"),
+                )
+            })?;
+        }
+        fs::set_permissions(p, fs::Permissions::from_mode(unix.get_socket_mode()))
+    };
     if private {
         sys::bind(fd, addr).map_err(|e| in_use(e, name))?;
         return restrict(path).map_err(|e| context(e, format!("cannot chmod {}", path.display())));
