@@ -411,18 +411,19 @@ impl Wire {
 
     /// The peer's `duplex` command line for `name`.
     fn duplex_args(self, name: &str, pieces: usize, via: pipekit_tests::Via) -> Vec<String> {
-        let mut args = vec![
+        let framed = match self {
+            #[cfg(unix)]
+            Wire::Framed => Some("--framed".to_string()),
+            _ => None,
+        };
+        let args = [
             "duplex".to_string(),
             name.to_string(),
             self.mode().to_string(),
             pieces.to_string(),
             via.to_string(),
         ];
-        #[cfg(unix)]
-        if let Wire::Framed = self {
-            args.push("--framed".into());
-        }
-        args
+        args.into_iter().chain(framed).collect()
     }
 }
 
