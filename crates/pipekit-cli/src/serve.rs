@@ -39,6 +39,11 @@ pub struct ListenArgs {
     /// Serve over FIFOs instead of a Unix-domain socket (Unix).
     #[arg(long)]
     fifo: bool,
+    /// Serve the listening socket the launcher passed (Unix socket activation: systemd's
+    /// `LISTEN_FDS`, descriptor 3, a stream socket) instead of binding; NAME must be its
+    /// path. Byte mode.
+    #[arg(long, conflicts_with_all = ["fifo", "messages", "inbox", "mode", "group", "max_instances"])]
+    inherited: bool,
     /// Serve at most N clients at once (1-254).
     #[arg(long, value_name = "N")]
     max_instances: Option<NonZeroU8>,
@@ -184,6 +189,10 @@ fn bind(
 ) -> io::Result<Listener> {
     use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
     let mut unix = UnixOptions::new();
+    if args.inherited {
+        unix.peer_policy(policy);
+        return inherited(name, options, &unix);
+    }
     if args.fifo {
         unix.transport(Transport::Fifo);
     }
@@ -199,6 +208,39 @@ fn bind(
     }
     unix.peer_policy(policy);
     Listener::bind_unix(name, options, &unix)
+}
+
+/// `--inherited`: the launcher's listening socket, which must be bound at `name`.
+#[cfg(unix)]
+fn inherited(
+    name: &PipeName,
+    options: &ListenerOptions,
+    unix: &pipekit::os::unix::UnixOptions,
+) -> io::Result<Listener> {
+    use pipekit::os::unix::ListenerExt;
+    let not_passed = || {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "--inherited: no listening socket was passed (LISTEN_FDS and LISTEN_PID are not \
+             set for this process)",
+        )
+    };
+    let socket = listenfd::ListenFd::from_env()
+        .take_unix_listener(0)?
+        .ok_or_else(not_passed)?;
+    let listener = Listener::adopt(std::os::fd::OwnedFd::from(socket), options, unix)?;
+    let expected = pipekit::os::unix::socket_path(name)?;
+    if listener.path() != Some(expected.as_path()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "--inherited: the passed socket is {}, not {}",
+                listener.name(),
+                expected.display()
+            ),
+        ));
+    }
+    Ok(listener)
 }
 
 /// `--mode`: octal permission bits, at most 777.
@@ -280,10 +322,11 @@ fn bind(
             "--fifo: FIFOs are a Unix transport",
         ));
     }
-    if args.mode.is_some() || args.group.is_some() {
+    if args.mode.is_some() || args.group.is_some() || args.inherited {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "--mode and --group are Unix settings; Windows pipes take a security descriptor",
+            "--mode, --group and --inherited are Unix settings; Windows pipes take a security \
+             descriptor and are made by name",
         ));
     }
     Listener::bind_with(name, options)

@@ -1345,3 +1345,58 @@ fn listen_mode_and_group_set_the_socket_permissions() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad.stderr).contains("octal"), "{}", text(&bad.stderr));
 }
+
+/// Socket activation: a launcher (here a Python stand-in for systemd: it binds the socket,
+/// moves it to descriptor 3, sets `LISTEN_FDS` and `LISTEN_PID` and execs) starts `pipekit
+/// listen --inherited --echo`, which serves that socket; a client's bytes come back. Without
+/// a passed socket, `--inherited` says so.
+#[cfg(unix)]
+#[test]
+fn listen_inherited_serves_a_socket_passed_by_socket_activation() {
+    let dir = std::env::temp_dir().join(unique_name("cli-activation"));
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("s.sock");
+    let path_str = path.to_str().unwrap();
+    let launcher = r#"
+import os, socket, sys
+path, exe = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen()
+if s.fileno() == 3:
+    os.set_inheritable(3, True)
+else:
+    os.dup2(s.fileno(), 3)
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(exe, [exe, "listen", "--inherited", "--echo", path])
+"#;
+    let mut server = Command::new("python3")
+        .args(["-c", launcher, path_str, PIPEKIT])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(path_str);
+    let mut conn = pipekit::Stream::connect(path_str).unwrap();
+    let back = {
+        use std::io::{Read, Write};
+        conn.write_all(b"activated").unwrap();
+        let mut back = [0u8; 9];
+        conn.read_exact(&mut back).unwrap();
+        back
+    };
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(&back, b"activated");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let alone = pipekit(&["listen", "--inherited", "/tmp/nothing-passed.sock"]);
+    assert!(!alone.status.success());
+    assert!(
+        text(&alone.stderr).contains("LISTEN_FDS"),
+        "{}",
+        text(&alone.stderr)
+    );
+}

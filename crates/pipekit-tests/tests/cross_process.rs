@@ -514,3 +514,145 @@ fn two_threads_receiving_on_one_stream_take_whole_messages_in_turn() {
         assert!(got.iter().all(|seen| seen.is_sorted()), "fifo {fifo}");
     }
 }
+
+/// Descriptors in and out (Unix): an accepted stream given up as an `OwnedFd` works as a std
+/// `UnixStream` with the peer process, and adopted back it keeps its mode (message mode
+/// detected from `SOCK_SEQPACKET`); a listener given up keeps serving its name through std,
+/// and adopted back serves a pipekit client process. FIFO connections cannot be one
+/// descriptor, and a descriptor that is not a Unix socket is refused with a clear error.
+#[cfg(unix)]
+#[test]
+fn descriptors_go_out_to_std_and_come_back_with_their_mode() {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    // A byte-mode connection out to std and back.
+    let name = unique_name("fd-bytes");
+    let listener = Listener::bind(name.as_str()).unwrap();
+    let child = pipekit_tests::spawn(
+        std::process::Command::new(PEER)
+            .args(["bytes-client", &name, "through std"])
+            .stdout(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    let conn = listener.accept().unwrap();
+    let mut std_conn = UnixStream::from(OwnedFd::try_from(conn).unwrap());
+    let mut got = [0u8; 11];
+    std_conn.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"through std");
+    let mut conn = Stream::try_from(OwnedFd::from(std_conn)).unwrap();
+    assert_eq!(conn.mode(), Mode::Bytes);
+    conn.write_all(&got).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through std\n");
+
+    // Message mode: the socket type says so.
+    if cfg!(any(target_os = "linux", target_os = "android")) {
+        let name = unique_name("fd-messages");
+        let _peer = Peer::start(PEER, &["serve", &name, "messages", "echo"]);
+        let conn = Stream::connect_with(&name, &messages()).unwrap();
+        let conn = Stream::try_from(OwnedFd::try_from(conn).unwrap()).unwrap();
+        assert_eq!(conn.mode(), Mode::Messages);
+        conn.send(b"still one message").unwrap();
+        let mut back = Vec::new();
+        assert_eq!(conn.recv_to_vec(&mut back).unwrap(), Some(17));
+        assert_eq!(back, b"still one message");
+    }
+
+    // A listener out to std (its file stays) and back.
+    let name = unique_name("fd-listener");
+    let listener = Listener::bind(name.as_str()).unwrap();
+    let std_listener = UnixListener::from(OwnedFd::try_from(listener).unwrap());
+    let child = pipekit_tests::spawn(
+        std::process::Command::new(PEER)
+            .args(["bytes-client", &name, "to std"])
+            .stdout(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    let (mut served, _) = std_listener.accept().unwrap();
+    let mut got = [0u8; 6];
+    served.read_exact(&mut got).unwrap();
+    served.write_all(&got).unwrap();
+    assert_eq!(child.wait_with_output().unwrap().stdout, b"to std\n");
+    let listener = Listener::try_from(OwnedFd::from(std_listener)).unwrap();
+    assert_eq!(listener.mode(), Mode::Bytes);
+    let child = pipekit_tests::spawn(
+        std::process::Command::new(PEER)
+            .args(["bytes-client", &name, "adopted"])
+            .stdout(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    let mut conn = listener.accept().unwrap();
+    let mut got = [0u8; 7];
+    conn.read_exact(&mut got).unwrap();
+    conn.write_all(&got).unwrap();
+    assert_eq!(child.wait_with_output().unwrap().stdout, b"adopted\n");
+    let path = pipekit::os::unix::socket_path(name.as_str()).unwrap();
+    drop((conn, listener));
+    assert!(
+        path.exists(),
+        "an adopted listener removed a file it does not own"
+    );
+    std::fs::remove_file(&path).unwrap();
+
+    // What cannot be one descriptor, and what is not a Unix socket.
+    {
+        use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
+        let name = unique_name("fd-fifo");
+        let mut unix = UnixOptions::new();
+        unix.transport(Transport::Fifo);
+        let listener = Listener::bind_unix(name.as_str(), &ListenerOptions::new(), &unix).unwrap();
+        let err = OwnedFd::try_from(listener).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+    }
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let err = Stream::try_from(OwnedFd::from(file)).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = Listener::try_from(OwnedFd::from(tcp)).unwrap_err();
+    assert!(
+        err.to_string().contains("not a Unix-domain socket"),
+        "{err}"
+    );
+}
+
+/// Handles in and out (Windows): an accepted stream given up as an `OwnedHandle` and adopted
+/// back keeps its pipe's mode and its peer process, in byte and message mode; a handle that
+/// is not a named pipe is refused with a clear error.
+#[cfg(windows)]
+#[test]
+fn handles_go_out_and_come_back_with_their_mode() {
+    use std::os::windows::io::OwnedHandle;
+    let name = unique_name("handle-bytes");
+    let listener = Listener::bind(name.as_str()).unwrap();
+    let child = pipekit_tests::spawn(
+        std::process::Command::new(PEER)
+            .args(["bytes-client", &name, "through a handle"])
+            .stdout(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    let conn = listener.accept().unwrap();
+    let mut conn = Stream::try_from(OwnedHandle::try_from(conn).unwrap()).unwrap();
+    assert_eq!(conn.mode(), Mode::Bytes);
+    let mut got = [0u8; 16];
+    conn.read_exact(&mut got).unwrap();
+    conn.write_all(&got).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through a handle\n");
+
+    let name = unique_name("handle-messages");
+    let _peer = Peer::start(PEER, &["serve", &name, "messages", "echo"]);
+    let conn = Stream::connect_with(&name, &messages()).unwrap();
+    let conn = Stream::try_from(OwnedHandle::try_from(conn).unwrap()).unwrap();
+    assert_eq!(conn.mode(), Mode::Messages);
+    conn.send(b"still one message").unwrap();
+    let mut back = Vec::new();
+    assert_eq!(conn.recv_to_vec(&mut back).unwrap(), Some(17));
+    assert_eq!(back, b"still one message");
+
+    let file = std::fs::File::open(PEER).unwrap();
+    let err = Stream::try_from(OwnedHandle::from(file)).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("not a named pipe"), "{err}");
+}

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::thread;
@@ -123,6 +123,44 @@ impl Listener {
             _ => ListenerInner::Socket(SocketListener::bind_with(name, options, unix)?),
         };
         Ok(Listener { inner })
+    }
+
+    /// Adopts `fd`, a listening `AF_UNIX` socket made outside pipekit (socket activation, a
+    /// parent process), in `mode` or, if `None`, the mode its type carries
+    /// (`SOCK_SEQPACKET`: messages; `SOCK_STREAM`: bytes). Peers are checked against
+    /// `unix`'s peer policy as for a bound listener. The listener does not own the socket's
+    /// path: dropping it closes the socket and leaves the file to whoever made it.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `fd` is not a listening Unix-domain socket bound to a name, its
+    /// type cannot carry `mode`, or `options` ask for an instance limit.
+    pub fn from_fd(
+        fd: OwnedFd,
+        mode: Option<Mode>,
+        options: &ListenerOptions,
+        unix: &UnixOptions,
+    ) -> io::Result<Listener> {
+        Ok(Listener {
+            inner: ListenerInner::Socket(SocketListener::from_fd(fd, mode, options, unix)?),
+        })
+    }
+
+    /// Gives up the listening socket, for another owner (a child process): its descriptor
+    /// (a duplicate; the listener's is closed). The socket file stays in place.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for a FIFO server (it is a directory of FIFOs, not one descriptor); the
+    /// OS error of duplicating the descriptor.
+    pub fn into_fd(self) -> io::Result<OwnedFd> {
+        match self.inner {
+            ListenerInner::Socket(l) => l.into_fd(),
+            ListenerInner::Fifo(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a FIFO server is a directory of FIFOs, not one descriptor",
+            )),
+        }
     }
 
     /// Waits for the next client and returns the connection to it.
@@ -337,6 +375,37 @@ impl Stream {
         Ok(Stream {
             inner: StreamInner::Socket(socket),
         })
+    }
+
+    /// Adopts `fd`, a connected `AF_UNIX` socket made outside pipekit (a parent process's,
+    /// one end of a `socketpair`), in `mode` or, if `None`, the mode its type carries
+    /// (`SOCK_SEQPACKET`: messages; `SOCK_STREAM`: bytes; message mode on a `SOCK_STREAM`
+    /// socket is length-prefixed framing).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `fd` is not a connected Unix-domain socket or its type cannot carry
+    /// `mode`, or for a `max_message_size` out of range.
+    pub fn from_fd(fd: OwnedFd, mode: Option<Mode>, max_message_size: usize) -> io::Result<Stream> {
+        Ok(Stream {
+            inner: StreamInner::Socket(SocketStream::from_fd(fd, mode, max_message_size)?),
+        })
+    }
+
+    /// Gives up the connection's socket descriptor, for another owner.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for a FIFO connection (two descriptors); `InvalidData` if a framed
+    /// stream holds part of a message (it would be lost).
+    pub fn into_fd(self) -> io::Result<OwnedFd> {
+        match self.inner {
+            StreamInner::Socket(s) => s.into_fd(),
+            StreamInner::Fifo(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a FIFO connection is two descriptors, not one",
+            )),
+        }
     }
 
     /// The connection's transport: [`Transport::Socket`] or [`Transport::Fifo`].

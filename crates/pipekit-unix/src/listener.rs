@@ -38,6 +38,8 @@ pub(crate) struct SocketListener {
     max_message_size: usize,
     buffers: (usize, usize),
     bound: Option<Bound>,
+    /// An adopted socket's path (not the listener's to remove).
+    adopted_path: Option<PathBuf>,
     /// Set once the bound files are removed (by `remove_files` or drop).
     removed: AtomicBool,
     slots: Option<Arc<Slots>>,
@@ -223,6 +225,7 @@ impl SocketListener {
             max_message_size: options.max_message_size,
             buffers,
             bound,
+            adopted_path: None,
             removed: AtomicBool::new(false),
             slots: options.max_instances.map(|n| match hideout {
                 Some(h) => Slots::with_hook(n, Box::new(move |full| h.set_hidden(full))),
@@ -321,7 +324,10 @@ impl SocketListener {
 
     /// The socket's path, for a name that lives in the filesystem.
     pub fn path(&self) -> Option<&Path> {
-        self.bound.as_ref().map(|b| b.path.as_path())
+        match &self.bound {
+            Some(b) => Some(b.path.as_path()),
+            None => self.adopted_path.as_deref(),
+        }
     }
 
     /// Puts the listening socket in non-blocking mode: `accept` fails with `WouldBlock`
@@ -337,7 +343,123 @@ impl SocketListener {
     }
 }
 
+/// The mode of an adopted socket of type `seqpacket` (or stream): `mode` if given and
+/// possible, else the one its type carries (stream sockets: bytes).
+pub(crate) fn adopted_mode(mode: Option<Mode>, seqpacket: bool, fd: &OwnedFd) -> io::Result<Mode> {
+    match (mode, seqpacket) {
+        (Some(Mode::Bytes), true) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "descriptor {} is a SOCK_SEQPACKET socket, which carries message mode, not \
+                 byte mode",
+                fd.as_raw_fd()
+            ),
+        )),
+        (Some(mode), _) => Ok(mode),
+        (None, true) => Ok(Mode::Messages),
+        (None, false) => Ok(Mode::Bytes),
+    }
+}
+
+/// The name of the address an adopted listener is bound to.
+fn adopted_name(addr: &UnixAddr, fd: &OwnedFd) -> io::Result<PipeName> {
+    if let Some(path) = addr.path() {
+        return PipeName::path(path);
+    }
+    if let Some(name) = abstract_name(addr) {
+        return PipeName::abstract_name(name);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("listening socket {} is not bound to a name", fd.as_raw_fd()),
+    ))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_name(addr: &UnixAddr) -> Option<&[u8]> {
+    addr.as_abstract()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn abstract_name(_addr: &UnixAddr) -> Option<&[u8]> {
+    None
+}
+
 impl SocketListener {
+    /// Adopts `fd`, a listening `AF_UNIX` socket made outside pipekit (socket activation, a
+    /// parent process), in `mode` or the mode its type carries. The listener does not own
+    /// the socket's path: dropping it closes the socket and leaves the file.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `fd` is not a listening Unix-domain socket, its type cannot carry
+    /// `mode`, or `options` ask for an instance limit (which needs a path pipekit bound).
+    pub(crate) fn from_fd(
+        fd: OwnedFd,
+        mode: Option<Mode>,
+        options: &ListenerOptions,
+        unix: &UnixOptions,
+    ) -> io::Result<SocketListener> {
+        options.validate()?;
+        let adopted = sys::adopt(&fd)?;
+        if !adopted.listening {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "descriptor {} is a Unix-domain socket that is not listening; adopt a \
+                     connection as a stream",
+                    fd.as_raw_fd()
+                ),
+            ));
+        }
+        if options.max_instances.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an adopted listener cannot keep an instance limit (that needs a socket path \
+                 pipekit bound itself)",
+            ));
+        }
+        let seqpacket = adopted.ty == nix::sys::socket::SockType::SeqPacket;
+        let mode = adopted_mode(mode, seqpacket, &fd)?;
+        let name = adopted_name(&adopted.addr, &fd)?;
+        Ok(SocketListener {
+            fd,
+            name,
+            mode,
+            seqpacket,
+            max_message_size: options.max_message_size,
+            buffers: (
+                sys::send_buffer_for(
+                    options.out_buffer_size as usize,
+                    seqpacket,
+                    options.max_message_size,
+                ),
+                options.in_buffer_size as usize,
+            ),
+            bound: None,
+            adopted_path: adopted.addr.path().map(Path::to_path_buf),
+            removed: AtomicBool::new(false),
+            slots: None,
+            nonblocking: AtomicBool::new(false),
+            peer_policy: unix.peer_policy.clone(),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// Gives up the listening socket: its descriptor (a duplicate; the listener's own is
+    /// closed) for another owner, such as a child process. The socket file and lock file
+    /// stay: whoever holds the descriptor serves the name now, and a new `bind` of the name
+    /// finds it in use.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of duplicating the descriptor.
+    pub(crate) fn into_fd(self) -> io::Result<OwnedFd> {
+        let fd = self.fd.try_clone()?;
+        self.removed.store(true, Ordering::SeqCst);
+        Ok(fd)
+    }
+
     /// Removes the socket file (if it is still the one bound) and the lock file, once.
     pub(crate) fn remove_files(&self) {
         if self.removed.swap(true, Ordering::SeqCst) {

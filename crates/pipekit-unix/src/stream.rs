@@ -209,6 +209,69 @@ impl SocketStream {
         }
     }
 
+    /// Adopts `fd`, a connected `AF_UNIX` socket made outside pipekit (a parent process's,
+    /// one end of a `socketpair`), in `mode` or the mode its type carries.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `fd` is not a connected Unix-domain socket or its type cannot carry
+    /// `mode`; `max_message_size` out of range.
+    pub(crate) fn from_fd(
+        fd: OwnedFd,
+        mode: Option<Mode>,
+        max_message_size: usize,
+    ) -> io::Result<SocketStream> {
+        pipekit_core::ConnectOptions::new()
+            .max_message_size(max_message_size)
+            .validate()?;
+        let adopted = sys::adopt(&fd)?;
+        if adopted.listening {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "descriptor {} is a listening socket; adopt it as a listener",
+                    fd.as_raw_fd()
+                ),
+            ));
+        }
+        let seqpacket = adopted.ty == nix::sys::socket::SockType::SeqPacket;
+        let mode = crate::listener::adopted_mode(mode, seqpacket, &fd)?;
+        Ok(SocketStream::new(
+            fd,
+            mode,
+            seqpacket,
+            max_message_size,
+            None,
+        ))
+    }
+
+    /// Gives up the socket's descriptor. Its place under a listener's instance limit is
+    /// given back.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` if a framed stream holds part of a message it read or has not yet
+    /// written (the bytes would be lost with it).
+    pub(crate) fn into_fd(self) -> io::Result<OwnedFd> {
+        let read = lock(&self.shared.read)
+            .frames
+            .as_ref()
+            .map_or(0, FrameReader::buffered);
+        let unsent = lock(&self.shared.write)
+            .as_ref()
+            .map_or(0, FrameWriter::pending);
+        if read + unsent > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the stream holds {read} bytes of a message it is reading and {unsent} of \
+                     one it is writing; they would be lost with the descriptor"
+                ),
+            ));
+        }
+        Ok(self.fd)
+    }
+
     /// The connection's mode.
     pub fn mode(&self) -> Mode {
         self.mode

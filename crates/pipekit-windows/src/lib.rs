@@ -80,7 +80,7 @@ pub fn current_user_sid() -> std::io::Result<String> {
 }
 #[cfg(feature = "mio")]
 pub use mio::MioPipe;
-pub use stream::Stream;
+pub use stream::{PipeEnd, Stream};
 
 /// Windows-only options, beside the portable
 /// [`ListenerOptions`](pipekit_core::ListenerOptions).

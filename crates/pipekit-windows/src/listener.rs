@@ -11,7 +11,7 @@ use pipekit_core::slots::{Slot, Slots};
 use pipekit_core::{ListenerOptions, Mode, PipeName};
 
 use crate::WindowsOptions;
-use crate::stream::{End, Stream};
+use crate::stream::{PipeEnd, Stream};
 use crate::sys::{self, Event, PipeConfig, SecurityDescriptor};
 
 /// A server bound to a name; every [`accept`](Self::accept) returns the next client.
@@ -192,7 +192,13 @@ impl Listener {
             waiting.instance = Some((next, next_slot));
         }
         drop(waiting);
-        Stream::new(handle, End::Server, self.mode, self.max_message_size, slot)
+        Stream::new(
+            handle,
+            PipeEnd::Server,
+            self.mode,
+            self.max_message_size,
+            slot,
+        )
     }
 
     /// The waiting instance, or a new one (for the non-blocking listener). `None` when the

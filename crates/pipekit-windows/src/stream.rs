@@ -18,10 +18,12 @@ use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName};
 use crate::listener::millis;
 use crate::sys::{self, Event, Transfer};
 
-/// Which end of the pipe a stream holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum End {
+/// Which end of a named pipe instance a handle is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PipeEnd {
+    /// The server's end (made by `CreateNamedPipeW`, connected by `ConnectNamedPipe`).
     Server,
+    /// A client's end (opened by name).
     Client,
 }
 
@@ -35,7 +37,7 @@ pub struct Stream {
     // Declared before `_slot`: the instance is closed before its place under the instance
     // limit is given back.
     handle: OwnedHandle,
-    end: End,
+    end: PipeEnd,
     mode: Mode,
     max_message_size: usize,
     /// The read side, shared with clones: a read's event and a message held for the
@@ -191,7 +193,7 @@ impl Stream {
         }
         Stream::new(
             handle,
-            End::Client,
+            PipeEnd::Client,
             options.mode,
             options.max_message_size,
             None,
@@ -200,7 +202,7 @@ impl Stream {
 
     pub(crate) fn new(
         handle: OwnedHandle,
-        end: End,
+        end: PipeEnd,
         mode: Mode,
         max_message_size: usize,
         slot: Option<Slot>,
@@ -227,9 +229,11 @@ impl Stream {
     }
 
     /// Takes the stream apart for an event loop: the pipe handle (opened for overlapped
-    /// I/O), whether it is the server end, and its place under the listener's instance limit
-    /// (keep it as long as the handle is in use).
-    pub fn into_parts(self) -> (OwnedHandle, bool, Option<Slot>) {
+    /// I/O), which end it is, and its place under the listener's instance limit (keep it as
+    /// long as the handle is in use). A message held for the caller (one that did not fit a
+    /// `recv` buffer) would be lost: use [`into_handle`](Self::into_handle), which refuses
+    /// then, or receive it first.
+    pub fn into_parts(self) -> (OwnedHandle, PipeEnd, Option<Slot>) {
         let (handle, server_end, slot, _held) = self.into_parts_with_held();
         (handle, server_end, slot)
     }
@@ -238,7 +242,7 @@ impl Stream {
     /// held message (its bytes and whether it is whole), for the non-blocking engine.
     pub(crate) fn into_parts_with_held(
         self,
-    ) -> (OwnedHandle, bool, Option<Slot>, Option<HeldMessage>) {
+    ) -> (OwnedHandle, PipeEnd, Option<Slot>, Option<HeldMessage>) {
         let held = lock(&self.read).held.take();
         let Stream {
             handle, end, _slot, ..
@@ -247,7 +251,64 @@ impl Stream {
             data: h.data,
             complete: h.complete,
         });
-        (handle, end == End::Server, _slot, held)
+        (handle, end, _slot, held)
+    }
+
+    /// Adopts `handle`, an end of a named pipe made outside pipekit (inherited from a
+    /// parent process, or opened by other code), in the pipe's own type: a message-type pipe
+    /// is message mode (its read mode is set to messages), a byte-type pipe byte mode.
+    ///
+    /// The handle must have been opened for overlapped I/O (`FILE_FLAG_OVERLAPPED`), as
+    /// pipekit's own are: the stream's reads and writes are overlapped, with timeouts and
+    /// reading and writing at once, which a synchronous handle cannot do.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `handle` is not a named pipe (the OS code kept) or for a
+    /// `max_message_size` out of range; the OS error of setting the read mode.
+    pub fn from_handle(handle: OwnedHandle, max_message_size: usize) -> io::Result<Stream> {
+        ConnectOptions::new()
+            .max_message_size(max_message_size)
+            .validate()?;
+        let (message, end) = sys::pipe_info(handle.as_handle()).map_err(|e| {
+            context_kind(
+                io::ErrorKind::InvalidInput,
+                e,
+                "the handle is not a named pipe",
+            )
+        })?;
+        if message {
+            sys::set_message_read_mode(handle.as_handle())
+                .map_err(|e| context(e, "cannot set message read mode"))?;
+        }
+        let mode = if message { Mode::Messages } else { Mode::Bytes };
+        Stream::new(handle, end, mode, max_message_size, None)
+    }
+
+    /// Gives up the pipe handle, for another owner. Its place under a listener's instance
+    /// limit is given back.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` if the stream holds a message for the caller (one that did not fit a
+    /// `recv` buffer): it would be lost with the handle.
+    pub fn into_handle(self) -> io::Result<OwnedHandle> {
+        if let Some(held) = &lock(&self.read).held {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the stream holds {} bytes of a message not yet received; it would be lost \
+                     with the handle",
+                    held.data.len()
+                ),
+            ));
+        }
+        Ok(self.into_parts().0)
+    }
+
+    /// Which end of the pipe this stream holds.
+    pub fn end(&self) -> PipeEnd {
+        self.end
     }
 
     /// The largest message this end sends or receives.
@@ -526,7 +587,7 @@ impl Stream {
     ///
     /// The OS error of `GetNamedPipeClientProcessId` / `GetNamedPipeServerProcessId`.
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        let pid = sys::peer_pid(self.handle.as_handle(), self.end == End::Server)?;
+        let pid = sys::peer_pid(self.handle.as_handle(), self.end == PipeEnd::Server)?;
         Ok(PeerCredentials::new(Some(pid), None, None))
     }
 

@@ -93,8 +93,8 @@ impl Stream {
                 _slot: None,
             });
         }
-        let (handle, server_end, slot) = stream.into_parts();
-        Stream::from_handle(handle, server_end, slot)
+        let (handle, end, slot) = stream.into_parts();
+        Stream::from_handle(handle, end, slot)
     }
 
     fn from_nonblocking(stream: nonblocking::Stream) -> io::Result<Stream> {
@@ -104,16 +104,16 @@ impl Stream {
                 _slot: None,
             });
         }
-        let (handle, server_end, slot) = stream.into_parts()?;
-        Stream::from_handle(handle, server_end, slot)
+        let (handle, end, slot) = stream.into_parts()?;
+        Stream::from_handle(handle, end, slot)
     }
 
     fn from_handle(
         handle: OwnedHandle,
-        server_end: bool,
+        end: crate::PipeEnd,
         slot: Option<Slot>,
     ) -> io::Result<Stream> {
-        let pipe = if server_end {
+        let pipe = if end == crate::PipeEnd::Server {
             Pipe::Server(sys::tokio_server(handle)?)
         } else {
             Pipe::Client(sys::tokio_client(handle)?)

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::socket::{self, MsgFlags, SockType, UnixAddr, sockopt};
+use nix::sys::socket::{self, MsgFlags, SockType, SockaddrLike, UnixAddr, sockopt};
 use nix::sys::time::TimeVal;
 
 pub(crate) mod fifo;
@@ -57,6 +57,61 @@ pub(crate) fn socket(ty: SockType) -> io::Result<OwnedFd> {
 
 pub(crate) fn bind(fd: &OwnedFd, addr: &UnixAddr) -> io::Result<()> {
     cvt(socket::bind(fd.as_raw_fd(), addr))
+}
+
+/// What an adopted descriptor is, once it is known to be an `AF_UNIX` socket.
+pub(crate) struct Adopted {
+    pub(crate) ty: SockType,
+    pub(crate) listening: bool,
+    /// The address it is bound to (a listener's name).
+    pub(crate) addr: UnixAddr,
+}
+
+/// Checks that `fd`, made outside pipekit, is an `AF_UNIX` stream or seqpacket socket, and
+/// sets it up as pipekit's own sockets are (close-on-exec, blocking, `SIGPIPE` suppressed,
+/// credentials passed where needed).
+///
+/// # Errors
+///
+/// `InvalidInput` saying what `fd` is instead; the OS error of a set-up call.
+pub(crate) fn adopt(fd: &OwnedFd) -> io::Result<Adopted> {
+    let not_unix = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "descriptor {} is not a Unix-domain socket: {why}",
+                fd.as_raw_fd()
+            ),
+        )
+    };
+    let addr = match socket::getsockname::<socket::SockaddrStorage>(fd.as_raw_fd()) {
+        Ok(addr) => addr,
+        Err(Errno::ENOTSOCK) => return Err(not_unix("not a socket")),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(addr) = addr.as_unix_addr().copied() else {
+        return Err(not_unix(&format!("its family is {:?}", addr.family())));
+    };
+    let ty = cvt(socket::getsockopt(fd, sockopt::SockType))?;
+    if ty != SockType::Stream && ty != SockType::SeqPacket {
+        return Err(not_unix(&format!(
+            "its type is {ty:?}, not stream or seqpacket"
+        )));
+    }
+    let listening = cvt(socket::getsockopt(fd, sockopt::AcceptConn))?;
+    let flags = cvt(nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD))?;
+    let cloexec = nix::fcntl::FdFlag::from_bits_retain(flags) | nix::fcntl::FdFlag::FD_CLOEXEC;
+    cvt(nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(cloexec),
+    ))?;
+    set_nonblocking(fd.as_fd(), false)?;
+    os::after_socket(fd, ty)?;
+    Ok(Adopted {
+        ty,
+        listening,
+        addr,
+    })
 }
 
 pub(crate) fn listen(fd: &OwnedFd) -> io::Result<()> {

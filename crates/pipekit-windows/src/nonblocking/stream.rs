@@ -48,8 +48,8 @@ impl Stream {
     pub fn new(stream: crate::Stream) -> io::Result<Stream> {
         let mode = stream.mode();
         let max = stream.max_message_size();
-        let (handle, server_end, slot, held) = stream.into_parts_with_held();
-        let conn = Conn::new(handle, server_end, mode, max, slot)?;
+        let (handle, end, slot, held) = stream.into_parts_with_held();
+        let conn = Conn::new(handle, end == crate::PipeEnd::Server, mode, max, slot)?;
         if let Some(held) = held {
             let mut st = conn.lock();
             conn.resume(&mut st, held.data, held.complete);
@@ -211,14 +211,19 @@ impl Stream {
     ///
     /// `InvalidInput` for a message-mode stream (its read-ahead owns the pipe's reads, and
     /// may hold a message).
-    pub fn into_parts(self) -> io::Result<(OwnedHandle, bool, Option<Slot>)> {
+    pub fn into_parts(self) -> io::Result<(OwnedHandle, crate::PipeEnd, Option<Slot>)> {
         if self.conn.mode == Mode::Messages {
             return Err(invalid_input(
                 "a non-blocking message-mode stream cannot be taken apart",
             ));
         }
         let (handle, slot) = self.conn.take_parts()?;
-        Ok((handle, self.conn.server_end, slot))
+        let end = if self.conn.server_end {
+            crate::PipeEnd::Server
+        } else {
+            crate::PipeEnd::Client
+        };
+        Ok((handle, end, slot))
     }
 
     fn drain_signal(&self) {

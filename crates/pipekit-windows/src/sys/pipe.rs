@@ -20,7 +20,8 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::IO::{CancelIoEx, OVERLAPPED};
 use windows_sys::Win32::System::Pipes::{
     ConnectNamedPipe, CreateNamedPipeW, GetNamedPipeClientProcessId, GetNamedPipeInfo,
-    GetNamedPipeServerProcessId, PeekNamedPipe, SetNamedPipeHandleState, WaitNamedPipeW,
+    GetNamedPipeServerProcessId, PIPE_SERVER_END, PeekNamedPipe, SetNamedPipeHandleState,
+    WaitNamedPipeW,
 };
 use windows_sys::Win32::System::Threading::{INFINITE, WaitForSingleObject};
 
@@ -189,6 +190,11 @@ pub(crate) fn set_message_read_mode(handle: BorrowedHandle<'_>) -> io::Result<()
 
 /// Whether the pipe behind `handle` is of message type.
 pub(crate) fn is_message_pipe(handle: BorrowedHandle<'_>) -> io::Result<bool> {
+    Ok(pipe_info(handle)?.0)
+}
+
+/// Whether the pipe behind `handle` is of message type, and which end `handle` is.
+pub(crate) fn pipe_info(handle: BorrowedHandle<'_>) -> io::Result<(bool, crate::PipeEnd)> {
     let mut flags = 0u32;
     // SAFETY: `flags` is a valid out-pointer; the other outputs are not asked for.
     cvt(unsafe {
@@ -200,7 +206,12 @@ pub(crate) fn is_message_pipe(handle: BorrowedHandle<'_>) -> io::Result<bool> {
             ptr::null_mut(),
         )
     })?;
-    Ok(flags & PIPE_TYPE_MESSAGE != 0)
+    let end = if flags & PIPE_SERVER_END != 0 {
+        crate::PipeEnd::Server
+    } else {
+        crate::PipeEnd::Client
+    };
+    Ok((flags & PIPE_TYPE_MESSAGE != 0, end))
 }
 
 /// The process id of the other end: the client's if `server_end`, else the server's.

@@ -11,7 +11,7 @@
 //! listening. Peers can be checked with [`Stream::peer_credentials`](crate::Stream::peer_credentials).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 pub use pipekit_core::{UnixAddress, UnixEnv};
@@ -94,6 +94,44 @@ pub trait ListenerExt: Sized {
     /// How many peers the listener's [`PeerPolicy`] refused so far (closed at once, never
     /// returned from `accept`).
     fn refused_peers(&self) -> u64;
+
+    /// Adopts `fd`, a listening `AF_UNIX` socket made outside pipekit — by systemd's socket
+    /// activation (`LISTEN_FDS`), launchd or a parent process — in `options.mode`, with
+    /// `unix`'s peer policy. ([`Listener::try_from`] takes the mode from the socket's type
+    /// instead.) The listener does not own the socket's path: dropping it closes the socket
+    /// and leaves the file to whoever made it. A raw descriptor becomes an `OwnedFd` with
+    /// `OwnedFd::from_raw_fd`, whose safety promise (the descriptor is open and owned by
+    /// nobody else) is the caller's.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `fd` is not a listening Unix-domain socket bound to a name, its
+    /// type cannot carry the mode (a `SOCK_SEQPACKET` socket in byte mode), or `options`
+    /// ask for an instance limit (which needs a socket path pipekit bound itself).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::OwnedFd;
+    /// use pipekit::os::unix::{ListenerExt, UnixOptions};
+    /// use pipekit::{Listener, ListenerOptions, Mode};
+    /// # let dir = std::env::temp_dir().join(format!("doc-adopt-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("s.sock");
+    ///
+    /// // A socket someone else made and bound (here std's, as a stand-in).
+    /// let made = std::os::unix::net::UnixListener::bind(&path)?;
+    /// let listener = Listener::adopt(
+    ///     OwnedFd::from(made),
+    ///     ListenerOptions::new().mode(Mode::Bytes),
+    ///     &UnixOptions::new(),
+    /// )?;
+    /// assert_eq!(listener.name().to_string(), path.display().to_string());
+    /// # drop(listener);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn adopt(fd: OwnedFd, options: &ListenerOptions, unix: &UnixOptions) -> io::Result<Self>;
 }
 
 impl ListenerExt for Listener {
@@ -127,6 +165,63 @@ impl ListenerExt for Listener {
     fn refused_peers(&self) -> u64 {
         self.inner.refused_peers()
     }
+
+    fn adopt(fd: OwnedFd, options: &ListenerOptions, unix: &UnixOptions) -> io::Result<Listener> {
+        Ok(Listener {
+            inner: pipekit_unix::Listener::from_fd(fd, Some(options.mode), options, unix)?,
+        })
+    }
+}
+
+/// Adopts a listening `AF_UNIX` socket in the mode its type carries (`SOCK_SEQPACKET`:
+/// messages, `SOCK_STREAM`: bytes), with the default options; see [`ListenerExt::adopt`].
+impl TryFrom<OwnedFd> for Listener {
+    type Error = io::Error;
+
+    fn try_from(fd: OwnedFd) -> io::Result<Listener> {
+        Ok(Listener {
+            inner: pipekit_unix::Listener::from_fd(
+                fd,
+                None,
+                &ListenerOptions::new(),
+                &UnixOptions::new(),
+            )?,
+        })
+    }
+}
+
+/// Gives up a listening socket (a duplicate of its descriptor; the listener's is closed), for
+/// another owner such as a child process. The socket file stays: whoever holds the
+/// descriptor serves the name now. A FIFO server is `Unsupported` (it is no one descriptor).
+impl TryFrom<Listener> for OwnedFd {
+    type Error = io::Error;
+
+    fn try_from(listener: Listener) -> io::Result<OwnedFd> {
+        listener.inner.into_fd()
+    }
+}
+
+/// Adopts a connected `AF_UNIX` socket (a parent's, one end of a `socketpair`) in the mode
+/// its type carries (`SOCK_SEQPACKET`: messages, `SOCK_STREAM`: bytes); see
+/// [`StreamExt::adopt`] to choose the mode.
+impl TryFrom<OwnedFd> for Stream {
+    type Error = io::Error;
+
+    fn try_from(fd: OwnedFd) -> io::Result<Stream> {
+        Ok(Stream {
+            inner: pipekit_unix::Stream::from_fd(fd, None, crate::DEFAULT_MAX_MESSAGE_SIZE)?,
+        })
+    }
+}
+
+/// Gives up a connection's socket. A FIFO connection is `Unsupported` (two descriptors); a
+/// framed stream holding part of a message is `InvalidData` (the bytes would be lost).
+impl TryFrom<Stream> for OwnedFd {
+    type Error = io::Error;
+
+    fn try_from(stream: Stream) -> io::Result<OwnedFd> {
+        stream.inner.into_fd()
+    }
 }
 
 /// Unix-only constructors and settings for [`Stream`].
@@ -155,6 +250,35 @@ pub trait StreamExt: Sized {
     /// A FIFO connection's write FIFO, which is not the descriptor `AsFd` gives (`None` for
     /// sockets and after `shutdown_write`); for event loops that watch both.
     fn raw_write_fd(&self) -> Option<RawFd>;
+
+    /// Adopts `fd`, a connected `AF_UNIX` socket made outside pipekit (a parent process's,
+    /// one end of a `socketpair`), in `options.mode` with `options.max_message_size`
+    /// (message mode on a `SOCK_STREAM` socket is length-prefixed framing).
+    /// [`Stream::try_from`] takes the mode from the socket's type instead.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `fd` is not a connected Unix-domain socket or its type cannot carry
+    /// the mode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::OwnedFd;
+    /// use std::os::unix::net::UnixStream;
+    /// use pipekit::os::unix::StreamExt;
+    /// use pipekit::{ConnectOptions, Mode, Stream};
+    ///
+    /// let (a, b) = UnixStream::pair()?;
+    /// let options = ConnectOptions::new().mode(Mode::Messages).clone();
+    /// let a = Stream::adopt(OwnedFd::from(a), &options)?;
+    /// let b = Stream::adopt(OwnedFd::from(b), &options)?;
+    /// a.send(b"one message")?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(b.recv_to_vec(&mut buf)?, Some(11));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn adopt(fd: OwnedFd, options: &ConnectOptions) -> io::Result<Self>;
 }
 
 impl StreamExt for Stream {
@@ -179,6 +303,12 @@ impl StreamExt for Stream {
 
     fn raw_write_fd(&self) -> Option<RawFd> {
         self.inner.raw_write_fd()
+    }
+
+    fn adopt(fd: OwnedFd, options: &ConnectOptions) -> io::Result<Stream> {
+        Ok(Stream {
+            inner: pipekit_unix::Stream::from_fd(fd, Some(options.mode), options.max_message_size)?,
+        })
     }
 }
 

@@ -16,12 +16,12 @@
 //! the peer has read it all.
 
 use std::io;
-use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, RawHandle};
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle, RawHandle};
 
 #[cfg(feature = "mio")]
 pub use pipekit_windows::MioPipe;
 pub use pipekit_windows::nonblocking;
-pub use pipekit_windows::{CLIENT_ACCESS, WindowsOptions, current_user_sid};
+pub use pipekit_windows::{CLIENT_ACCESS, PipeEnd, WindowsOptions, current_user_sid};
 
 use crate::{IntoPipeName, Listener, ListenerOptions, Stream};
 
@@ -116,6 +116,31 @@ impl StreamExt for Stream {
 
     fn flush_buffers(&self) -> io::Result<()> {
         self.inner.flush_buffers()
+    }
+}
+
+/// Adopts a named pipe handle made outside pipekit (inherited from a parent, opened by other
+/// code) in the pipe's own type: a message-type pipe is message mode, a byte-type pipe byte
+/// mode. The handle must have been opened for overlapped I/O (`FILE_FLAG_OVERLAPPED`), as
+/// pipekit's own are. A handle that is not a named pipe is `InvalidInput`.
+impl TryFrom<OwnedHandle> for Stream {
+    type Error = io::Error;
+
+    fn try_from(handle: OwnedHandle) -> io::Result<Stream> {
+        Ok(Stream {
+            inner: pipekit_windows::Stream::from_handle(handle, crate::DEFAULT_MAX_MESSAGE_SIZE)?,
+        })
+    }
+}
+
+/// Gives up the pipe handle, for another owner. A stream that holds a message not yet
+/// received (one that did not fit a `recv` buffer) is `InvalidData`: the message would be
+/// lost with it.
+impl TryFrom<Stream> for OwnedHandle {
+    type Error = io::Error;
+
+    fn try_from(stream: Stream) -> io::Result<OwnedHandle> {
+        stream.inner.into_handle()
     }
 }
 
