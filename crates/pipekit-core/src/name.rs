@@ -488,6 +488,17 @@ impl IntoPipeName for &PathBuf {
     }
 }
 
+/// Text is parsed by the naming rules, as for `&str`; an `OsStr` that is not UTF-8 can only
+/// be a filesystem path ([`PipeName::path`]).
+impl IntoPipeName for &std::ffi::OsStr {
+    fn into_pipe_name(self) -> io::Result<PipeName> {
+        match self.to_str() {
+            Some(text) => PipeName::parse(text),
+            None => PipeName::path(self),
+        }
+    }
+}
+
 /// What a Unix name resolves to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

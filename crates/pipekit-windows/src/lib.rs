@@ -121,9 +121,9 @@ impl WindowsOptions {
     /// let me = current_user_sid()?;
     /// let mut options = WindowsOptions::new();
     /// // SYSTEM and this user: everything; every signed-in user: connect.
-    /// options.security(Some(format!(
+    /// options.security(format!(
     ///     "D:P(A;;GA;;;SY)(A;;GA;;;{me})(A;;{CLIENT_ACCESS:#x};;;AU)"
-    /// )));
+    /// ));
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///
@@ -131,8 +131,14 @@ impl WindowsOptions {
     /// `GENERIC_READ | GENERIC_WRITE` (.NET's `NamedPipeClientStream` with
     /// `PipeDirection.InOut`, `win32file.CreateFile` as usually written): against such a
     /// descriptor they are refused, unless they run as a user granted more.
-    pub fn security(&mut self, sddl: Option<String>) -> &mut Self {
-        self.security = sddl;
+    pub fn security(&mut self, sddl: impl Into<String>) -> &mut Self {
+        self.security = Some(sddl.into());
+        self
+    }
+
+    /// Goes back to the owner-only default security descriptor.
+    pub fn owner_only(&mut self) -> &mut Self {
+        self.security = None;
         self
     }
 }

@@ -151,8 +151,8 @@ fn accept_hands_out_connected_clients_in_both_modes() -> io::Result<()> {
     let mut byte_stream = stream;
     let err = byte_stream.try_recv(&mut [0u8; 4]).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
-    let (handle, server_end, _slot) = byte_stream.into_parts()?;
-    assert!(server_end);
+    let (handle, end, _slot) = byte_stream.into_parts()?;
+    assert_eq!(end, pipekit_windows::PipeEnd::Server);
     drop(handle);
 
     Ok(())

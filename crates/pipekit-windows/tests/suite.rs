@@ -210,7 +210,7 @@ fn mode_mismatch_is_invalid_input() {
 #[test]
 fn a_bad_security_descriptor_is_invalid_input() {
     let mut windows = WindowsOptions::new();
-    windows.security(Some("not sddl".into()));
+    windows.security("not sddl");
     let err = Listener::bind_with(&unique_name(), &ListenerOptions::new(), &windows).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("not sddl"), "{err}");
@@ -219,7 +219,7 @@ fn a_bad_security_descriptor_is_invalid_input() {
 #[test]
 fn a_caller_supplied_descriptor_admits_clients() {
     let mut windows = WindowsOptions::new();
-    windows.security(Some("D:P(A;;GA;;;WD)".into()));
+    windows.security("D:P(A;;GA;;;WD)");
     let name = unique_name();
     let listener = Listener::bind_with(&name, &ListenerOptions::new(), &windows).unwrap();
     let mut client = Stream::connect(&name).unwrap();
@@ -256,7 +256,7 @@ fn a_client_needs_only_the_rights_a_multi_user_descriptor_grants() {
     let mut options = ListenerOptions::new();
     options.mode(Mode::Messages);
     let mut windows = WindowsOptions::new();
-    windows.security(Some(sddl));
+    windows.security(sddl);
     let listener = Listener::bind_with(&name, &options, &windows).unwrap();
     let client = thread::spawn({
         let name = name.clone();

@@ -65,7 +65,7 @@
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::time::Duration;
 
-pub use pipekit_core::error::{self, MessageTooLarge};
+pub use pipekit_core::MessageTooLarge;
 pub use pipekit_core::{
     ByteStream, ConnectOptions, Connection, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_TIMEOUT, IntoPipeName, ListenerOptions, MessagePipe, Mode, NameForm, PeerCredentials,
@@ -73,6 +73,7 @@ pub use pipekit_core::{
 };
 
 pub mod dialect;
+pub mod error;
 pub mod nonblocking;
 pub mod os;
 #[cfg(feature = "tokio")]
@@ -178,9 +179,55 @@ impl Listener {
         self.inner.name()
     }
 
-    /// An iterator over accepted connections; it never ends by itself.
-    pub fn incoming(&self) -> impl Iterator<Item = io::Result<Stream>> + '_ {
-        std::iter::repeat_with(move || self.accept())
+    /// An iterator over accepted connections: each item is one [`accept`](Self::accept). It
+    /// never ends by itself; an error is an item, and the next item tries again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use pipekit::{Listener, Stream};
+    /// # let name = format!("doc-incoming-{}", std::process::id());
+    ///
+    /// let listener = Listener::bind(&name)?;
+    /// let client = std::thread::spawn(move || -> std::io::Result<()> {
+    ///     Stream::connect(&name)?.write_all(b"hi")
+    /// });
+    /// for conn in listener.incoming().take(1) {
+    ///     let mut text = String::new();
+    ///     conn?.read_to_string(&mut text)?;
+    ///     assert_eq!(text, "hi");
+    /// }
+    /// client.join().unwrap()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+}
+
+/// The iterator of [`Listener::incoming`]: each item is the next accepted connection.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a Listener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<Stream>;
+
+    fn next(&mut self) -> Option<io::Result<Stream>> {
+        Some(self.listener.accept())
+    }
+}
+
+impl std::iter::FusedIterator for Incoming<'_> {}
+
+impl<'a> IntoIterator for &'a Listener {
+    type Item = io::Result<Stream>;
+    type IntoIter = Incoming<'a>;
+
+    fn into_iter(self) -> Incoming<'a> {
+        self.incoming()
     }
 }
 

@@ -61,9 +61,9 @@ pub trait ListenerExt: Sized {
     /// let me = current_user_sid()?;
     /// let mut windows = WindowsOptions::new();
     /// // Every authenticated user may connect (and only connect), not only this one.
-    /// windows.security(Some(format!(
+    /// windows.security(format!(
     ///     "D:P(A;;GA;;;SY)(A;;GA;;;{me})(A;;{CLIENT_ACCESS:#x};;;AU)"
-    /// )));
+    /// ));
     /// let listener = Listener::bind_windows(&name, &ListenerOptions::new(), &windows)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
