@@ -166,6 +166,9 @@ for target in "$WINDOWS_TARGET" "${CHECK_TARGETS[@]}"; do
     cargo clippy --workspace --all-targets --locked --target "$target" -- -D warnings
 done
 
+step "cargo package: every published crate packs and builds from its package"
+cargo package --workspace --locked --exclude pipekit-tests --exclude pipekit-examples
+
 step "cargo test (unit, integration, cross-process, interop, doc)"
 cargo test --workspace --all-features --locked
 
@@ -173,9 +176,9 @@ step "real peers on Linux: C# on .NET Core and on Mono"
 real_peer "$(peer_version dotnet-linux) (Linux)" dotnet_core:: --all-features
 real_peer "$(peer_version mono) (Linux)" mono:: --all-features
 
-step "cargo doc (warnings denied), host and Windows"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude pipekit-windows --no-deps --locked --features pipekit/mio,pipekit/tokio
-RUSTDOCFLAGS="-D warnings" cargo doc -p pipekit -p pipekit-windows --no-deps --locked --target "$WINDOWS_TARGET" --features pipekit/mio,pipekit/tokio
+step "cargo doc --workspace --all-features (warnings denied), host and Windows"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --target "$WINDOWS_TARGET"
 
 step "cargo bench --no-run (the benches build)"
 cargo bench --workspace --no-run --locked

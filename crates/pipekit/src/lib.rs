@@ -153,6 +153,29 @@ impl Listener {
     /// # Errors
     ///
     /// The OS error.
+    ///
+    /// # Examples
+    ///
+    /// A server that serves each client on a thread of its own:
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::thread;
+    /// use pipekit::{Listener, Stream};
+    /// # let name = format!("doc-accept-{}", std::process::id());
+    ///
+    /// let listener = Listener::bind(&name)?;
+    /// # let client = { let name = name.clone(); thread::spawn(move || -> std::io::Result<()> {
+    /// #     let mut c = Stream::connect(&name)?; c.write_all(b"ping")?;
+    /// #     let mut back = [0u8; 4]; c.read_exact(&mut back)?; assert_eq!(&back, b"ping");
+    /// #     Ok(()) }) };
+    /// # for _ in 0..1 {
+    /// let conn = listener.accept()?;
+    /// thread::spawn(move || std::io::copy(&mut &conn, &mut &conn)); // echo until EOF
+    /// # }
+    /// # client.join().unwrap()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn accept(&self) -> io::Result<Stream> {
         Ok(Stream {
             inner: self.inner.accept()?,
@@ -349,6 +372,29 @@ impl Stream {
     /// `InvalidInput` naming the size if `msg` is over [`max_message_size`](Self::max_message_size)
     /// (nothing is sent; the connection stays usable) or the stream is in byte mode;
     /// `BrokenPipe` if the peer is gone; `TimedOut` after the write timeout.
+    ///
+    /// # Examples
+    ///
+    /// Messages keep their boundaries, empty ones included:
+    ///
+    /// ```
+    /// use pipekit::{ConnectOptions, Listener, ListenerOptions, Mode, Stream};
+    /// # let name = format!("doc-send-{}", std::process::id());
+    ///
+    /// let listener = Listener::bind_with(&name, ListenerOptions::new().mode(Mode::Messages))?;
+    /// let client = Stream::connect_with(&name, ConnectOptions::new().mode(Mode::Messages))?;
+    /// let server = listener.accept()?;
+    /// client.send(b"one")?;
+    /// client.send(b"")?;
+    /// client.send(b"three")?;
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(server.recv(&mut buf)?, Some(3));
+    /// assert_eq!(server.recv(&mut buf)?, Some(0));
+    /// assert_eq!(server.recv(&mut buf)?, Some(5));
+    /// drop(client);
+    /// assert_eq!(server.recv(&mut buf)?, None); // the end
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn send(&self, msg: &[u8]) -> io::Result<()> {
         self.inner.send(msg)
     }
@@ -361,6 +407,27 @@ impl Stream {
     /// If the message does not fit `buf`: an `InvalidInput` error carrying a
     /// [`MessageTooLarge`] with the message's size; the message stays readable. `TimedOut`
     /// after the read timeout; `InvalidData` if the peer breaks the protocol.
+    ///
+    /// # Examples
+    ///
+    /// A message too large for the buffer is reported with its size and stays readable:
+    ///
+    /// ```
+    /// use pipekit::{ConnectOptions, Listener, ListenerOptions, MessageTooLarge, Mode, Stream};
+    /// # let name = format!("doc-recv-{}", std::process::id());
+    ///
+    /// let listener = Listener::bind_with(&name, ListenerOptions::new().mode(Mode::Messages))?;
+    /// let client = Stream::connect_with(&name, ConnectOptions::new().mode(Mode::Messages))?;
+    /// let server = listener.accept()?;
+    /// client.send(&[7u8; 100])?;
+    /// let mut small = [0u8; 10];
+    /// let err = server.recv(&mut small).unwrap_err();
+    /// let too_large = err.get_ref().and_then(|e| e.downcast_ref::<MessageTooLarge>());
+    /// assert_eq!(too_large.map(|t| t.size), Some(100));
+    /// let mut big = vec![0u8; 100];
+    /// assert_eq!(server.recv(&mut big)?, Some(100));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         self.inner.recv(buf)
     }
@@ -370,6 +437,22 @@ impl Stream {
     /// # Errors
     ///
     /// As [`recv`](Self::recv), but no message is too large for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipekit::{ConnectOptions, Listener, ListenerOptions, Mode, Stream};
+    /// # let name = format!("doc-recv-vec-{}", std::process::id());
+    ///
+    /// let listener = Listener::bind_with(&name, ListenerOptions::new().mode(Mode::Messages))?;
+    /// let client = Stream::connect_with(&name, ConnectOptions::new().mode(Mode::Messages))?;
+    /// let server = listener.accept()?;
+    /// client.send(&vec![1u8; 200_000])?;
+    /// let mut msg = Vec::new(); // reused from message to message
+    /// assert_eq!(server.recv_to_vec(&mut msg)?, Some(200_000));
+    /// assert_eq!(msg.len(), 200_000);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         self.inner.recv_to_vec(buf)
     }
@@ -385,11 +468,26 @@ impl Stream {
         self.inner.shutdown_write()
     }
 
-    /// Who is on the other end.
+    /// Who is on the other end: its process id (Linux, macOS, Windows) and, on Unix, its
+    /// user and group ids.
     ///
     /// # Errors
     ///
     /// The OS error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipekit::{Listener, Stream};
+    /// # let name = format!("doc-peer-{}", std::process::id());
+    ///
+    /// let listener = Listener::bind(&name)?;
+    /// let _client = Stream::connect(&name)?;
+    /// let peer = listener.accept()?.peer_credentials()?;
+    /// # #[cfg(any(windows, target_os = "linux", target_os = "macos"))]
+    /// assert_eq!(peer.pid, Some(std::process::id())); // the client is this process
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         self.inner.peer_credentials()
     }
@@ -452,6 +550,23 @@ impl Stream {
     /// # Errors
     ///
     /// `InvalidInput` for a zero duration.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::time::Duration;
+    /// use pipekit::{Listener, Stream};
+    /// # let name = format!("doc-timeout-{}", std::process::id());
+    ///
+    /// let listener = Listener::bind(&name)?;
+    /// let mut client = Stream::connect(&name)?;
+    /// let _server = listener.accept()?; // says nothing
+    /// client.set_read_timeout(Some(Duration::from_millis(50)))?;
+    /// let err = client.read(&mut [0u8; 8]).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.inner.set_read_timeout(timeout)
     }
