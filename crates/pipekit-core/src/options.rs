@@ -20,8 +20,10 @@ const MAX_MESSAGE_LIMIT: usize = u32::MAX as usize;
 
 /// How a listener is made. One value makes every later instance.
 ///
-/// Fields are public to read; set them with the builder methods of the same name. Create the
-/// listener with the facade's `Listener::bind_with(name, &options)`.
+/// Fields are public to read; set them with the builder methods of the same name. Whichever
+/// way a value got in, `bind` checks the options ([`validate`](Self::validate)) before it
+/// makes anything, so no value skips the checks. Create the listener with the facade's
+/// `Listener::bind_with(name, &options)`.
 ///
 /// # Examples
 ///
@@ -153,6 +155,9 @@ impl Default for ListenerOptions {
 }
 
 /// How a client connects. One value makes every later connection.
+///
+/// Fields are public to read; set them with the builder methods of the same name. `connect`
+/// checks the options ([`validate`](Self::validate)) before it opens anything.
 ///
 /// # Examples
 ///

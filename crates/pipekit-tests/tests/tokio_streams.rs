@@ -404,18 +404,21 @@ async fn read_pieces(rx: &mut pipekit::tokio::ReadHalf<'_>, seed: u8, pieces: us
     }
 }
 
-/// Both ends write 6 MiB and read 6 MiB at once, in byte and message mode: this process
-/// through the halves of `split` (one task, `join!`) and of `into_split` (two tasks), the
-/// peer process through `&Stream` from two threads.
+/// Both ends write 6 MiB and read 6 MiB at once, in byte and message mode (and on Unix over
+/// FIFOs too): this process through the halves of `split` (one task, `join!`) and of
+/// `into_split` (two tasks), the peer process through `&Stream` from two threads.
 #[test]
 fn tokio_halves_write_and_read_6_mib_at_once() {
     let pieces = (6 << 20) / pipekit_tests::DUPLEX_PIECE;
-    for mode in [Mode::Bytes, Mode::Messages] {
+    let fifos: &[bool] = if cfg!(unix) { &[false, true] } else { &[false] };
+    for (&fifo, mode) in fifos
+        .iter()
+        .flat_map(|f| [(f, Mode::Bytes), (f, Mode::Messages)])
+    {
         for owned in [false, true] {
             let name = unique_name("tokio-duplex");
             runtime().block_on(async {
-                let listener =
-                    Listener::bind_with(name.as_str(), ListenerOptions::new().mode(mode)).unwrap();
+                let listener = Listener::from_blocking(bind(&name, mode, fifo)).unwrap();
                 let child = spawn(
                     Command::new(PEER)
                         .args(["duplex", &name, &mode.to_string()])
@@ -446,4 +449,19 @@ fn tokio_halves_write_and_read_6_mib_at_once() {
             });
         }
     }
+}
+
+/// A blocking listener for `name` in `mode`, over FIFOs if `fifo` (Unix).
+fn bind(name: &str, mode: Mode, fifo: bool) -> pipekit::Listener {
+    let mut options = ListenerOptions::new();
+    options.mode(mode);
+    #[cfg(unix)]
+    if fifo {
+        use pipekit::os::unix::{ListenerExt, Transport, UnixOptions};
+        let mut unix = UnixOptions::new();
+        unix.transport(Transport::Fifo);
+        return pipekit::Listener::bind_unix(name, &options, &unix).unwrap();
+    }
+    assert!(!fifo, "FIFOs are a Unix transport");
+    pipekit::Listener::bind_with(name, &options).unwrap()
 }
