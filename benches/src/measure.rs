@@ -100,7 +100,10 @@ pub struct Session {
     conn: Box<dyn Conn>,
     peer: Option<PeerProcess>,
     role: Role,
+    /// What every chunk holds ([`crate::peer::pattern`]).
     chunk: Vec<u8>,
+    /// Where an echoed chunk arrives.
+    back: Vec<u8>,
 }
 
 impl Session {
@@ -136,7 +139,8 @@ impl Session {
             conn,
             peer: Some(peer),
             role,
-            chunk: (0..size).map(|i| i as u8).collect(),
+            chunk: crate::peer::pattern(size),
+            back: vec![0u8; size],
         })
     }
 
@@ -165,17 +169,24 @@ impl Session {
         Ok(elapsed)
     }
 
-    /// One chunk out and back; returns its round-trip time.
+    /// One chunk out and back; returns its round-trip time (the comparison with what was
+    /// sent comes after the clock stops).
     ///
     /// # Errors
     ///
-    /// An I/O error.
+    /// An I/O error; `InvalidData` if the echo differs.
     pub fn round_trip(&mut self) -> io::Result<Duration> {
         let start = Instant::now();
         self.conn.send(&self.chunk)?;
-        let chunk = &mut self.chunk;
-        self.conn.recv_exact(chunk)?;
-        Ok(start.elapsed())
+        self.conn.recv_exact(&mut self.back)?;
+        let elapsed = start.elapsed();
+        if self.back != self.chunk {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "an echoed chunk came back with different bytes",
+            ));
+        }
+        Ok(elapsed)
     }
 
     /// The kernel buffer sizes in effect on this end, for the report.
@@ -184,7 +195,8 @@ impl Session {
     }
 
     /// Ends the session. A sink peer is told the session is over and must exit cleanly; an
-    /// echo peer is stopped.
+    /// echo peer sees the end of the connection and exits (removing what it made), or, on a
+    /// transport with no end of stream, is stopped after a short wait.
     ///
     /// # Errors
     ///
@@ -197,7 +209,9 @@ impl Session {
             return peer.map_or(Ok(()), PeerProcess::wait);
         }
         drop(self);
-        drop(peer);
+        if let Some(mut peer) = peer {
+            peer.wait_a_while();
+        }
         Ok(())
     }
 }
@@ -348,12 +362,39 @@ impl Connector {
     ///
     /// The transport's error.
     pub fn once(&self) -> io::Result<Duration> {
-        let mut one = [7u8; 1];
+        let mut one = [CONNECT_PING; 1];
         let start = Instant::now();
         let mut conn = self.transport.connect(&self.peer.addr, 1)?;
         conn.send(&one)?;
         conn.recv_exact(&mut one)?;
         Ok(start.elapsed())
+    }
+}
+
+/// The byte a connect-time client sends (the peer answers it); [`CONNECT_STOP`] ends the
+/// peer instead.
+pub(crate) const CONNECT_PING: u8 = 7;
+
+/// The byte that tells a connect peer to stop: it drops its listener, which removes the
+/// files it made, and exits.
+pub(crate) const CONNECT_STOP: u8 = 0xFF;
+
+impl Drop for Connector {
+    /// Stops the peer by a last connection (so it removes its files); a peer that cannot be
+    /// reached is killed when the `PeerProcess` drops.
+    fn drop(&mut self) {
+        let stopped = self
+            .transport
+            .connect(&self.peer.addr, 1)
+            .and_then(|mut conn| {
+                conn.send(&[CONNECT_STOP])?;
+                let mut one = [0u8; 1];
+                conn.recv_exact(&mut one)
+            });
+        if stopped.is_ok() {
+            self.peer.wait_a_while();
+        }
+        // Otherwise the `PeerProcess` kills it when it drops.
     }
 }
 

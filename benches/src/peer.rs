@@ -76,7 +76,13 @@ fn run_peer(spec: &str) -> io::Result<()> {
             "echo" => echo(&mut *conn, &mut buf[..size]),
             "connect" => {
                 let mut one = [0u8; 1];
-                conn.recv_exact(&mut one).and_then(|()| conn.send(&one))
+                conn.recv_exact(&mut one)?;
+                conn.send(&one)?;
+                if one[0] == crate::measure::CONNECT_STOP {
+                    // Dropping the listener on return removes its files.
+                    return Ok(());
+                }
+                Ok(())
             }
             _ => return Err(bad()),
         };
@@ -91,7 +97,22 @@ fn run_peer(spec: &str) -> io::Result<()> {
     }
 }
 
+/// The bytes of every benchmark chunk of `size` bytes: byte `i` is `i as u8`. Both ends check
+/// what arrives against it, so a transport that loses or mixes up data fails instead of
+/// measuring.
+pub(crate) fn pattern(size: usize) -> Vec<u8> {
+    (0..size).map(|i| i as u8).collect()
+}
+
+fn corrupt(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{what} arrived with different bytes than were sent"),
+    )
+}
+
 fn sink(conn: &mut dyn crate::Conn, chunk: &mut [u8]) -> io::Result<()> {
+    let expected = pattern(chunk.len());
     loop {
         let mut count = [0u8; 8];
         conn.recv_exact(&mut count)?;
@@ -102,6 +123,9 @@ fn sink(conn: &mut dyn crate::Conn, chunk: &mut [u8]) -> io::Result<()> {
         let mut total = 0u64;
         for _ in 0..count {
             conn.recv_exact(chunk)?;
+            if *chunk != *expected {
+                return Err(corrupt("a chunk"));
+            }
             total += chunk.len() as u64;
         }
         conn.send(&total.to_be_bytes())?;
@@ -109,8 +133,12 @@ fn sink(conn: &mut dyn crate::Conn, chunk: &mut [u8]) -> io::Result<()> {
 }
 
 fn echo(conn: &mut dyn crate::Conn, chunk: &mut [u8]) -> io::Result<()> {
+    let expected = pattern(chunk.len());
     loop {
         conn.recv_exact(chunk)?;
+        if *chunk != *expected {
+            return Err(corrupt("a chunk"));
+        }
         conn.send(chunk)?;
     }
 }
@@ -154,6 +182,18 @@ impl PeerProcess {
             addr: addr.trim().to_string(),
             child,
         })
+    }
+
+    /// Waits up to half a second for the peer to exit by itself (it was told to stop, or saw
+    /// the end of its connection); a peer still running then is killed on drop.
+    pub(crate) fn wait_a_while(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while std::time::Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                _ => return,
+            }
+        }
     }
 
     /// Waits for the peer to exit by itself.

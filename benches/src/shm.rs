@@ -65,8 +65,12 @@ impl Transport for ShmRing {
 
     fn connect(&self, addr: &str, _size: usize) -> io::Result<Box<dyn Conn>> {
         let fd = shm_open(addr, OFlag::O_RDWR, Mode::empty())?;
+        let map = Map::new(&fd)?;
+        // Both ends have the region now: its name can go, so that nothing is left behind
+        // even if a peer is killed (the mappings stay valid until unmapped).
+        let _ = shm_unlink(addr);
         Ok(Box::new(Rings {
-            map: Map::new(&fd)?,
+            map,
             rx: RING,
             tx: 0,
             unlink: None,

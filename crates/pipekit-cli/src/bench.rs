@@ -54,6 +54,8 @@ struct Row {
     baseline: Option<String>,
     size: usize,
     gb_per_s: Option<f64>,
+    /// Each round's throughput, for the spread.
+    rounds_gb_per_s: Vec<f64>,
     p50_us: Option<f64>,
     p99_us: Option<f64>,
     p999_us: Option<f64>,
@@ -111,7 +113,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     };
 
     let rounds = if args.quick { 1 } else { args.rounds.max(1) };
-    let progress = std::io::stderr().is_terminal();
+    if args.quick {
+        eprintln!(
+            "pipekit bench: --quick measures each transport once for 50 ms: it checks that the \
+             harness runs; its figures and ratios are not measurements"
+        );
+    }
+    // On a terminal one line is rewritten; elsewhere (CI, a pipe) a line per step.
+    let terminal = std::io::stderr().is_terminal();
     let total = chosen.len() * sizes.len() * rounds;
     let mut rows: Vec<Row> = Vec::new();
     let mut memcpy = BTreeMap::new();
@@ -123,8 +132,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             *best = f64::max(*best, copy);
             for t in &chosen {
                 step += 1;
-                if progress {
+                if terminal {
                     eprint!("\r[{step}/{total}] {} {size} B            ", t.name());
+                } else {
+                    eprintln!("pipekit bench: [{step}/{total}] {} {size} B", t.name());
                 }
                 let row = measure(*t, size, duration, connects, pinning);
                 match rows
@@ -137,7 +148,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if progress {
+    if terminal {
         eprintln!("\r{:60}", "");
     }
 
@@ -177,6 +188,7 @@ fn measure(
     match pipekit_benches::throughput(t, size, duration, pinning) {
         Ok(r) => {
             row.gb_per_s = Some(r.gb_per_s());
+            row.rounds_gb_per_s.push(r.gb_per_s());
             row.settings = r.settings;
         }
         Err(e) => row
@@ -209,6 +221,7 @@ impl Row {
     /// Keeps the better of this round and `other`: highest throughput, the latency figures of
     /// the round with the lowest median, the lowest connect median.
     fn keep_best(&mut self, other: Row) {
+        self.rounds_gb_per_s.extend(&other.rounds_gb_per_s);
         if other.gb_per_s > self.gb_per_s {
             self.gb_per_s = other.gb_per_s;
         }
@@ -324,6 +337,7 @@ fn to_json(
                 "baseline": row.baseline,
                 "size": row.size,
                 "gb_per_s": row.gb_per_s,
+                "throughput_spread": spread(&row.rounds_gb_per_s),
                 "latency_us": {
                     "p50": row.p50_us, "p99": row.p99_us, "p99_9": row.p999_us, "max": row.max_us,
                 },
@@ -337,6 +351,10 @@ fn to_json(
         })
         .collect();
     json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": option_env!("PIPEKIT_COMMIT"),
+        "rustc": env!("PIPEKIT_RUSTC"),
+        "timestamp": timestamp(),
         "machine": machine,
         "pinning": pinning_label(pinning),
         "duration_s": duration.as_secs_f64(),
@@ -344,6 +362,31 @@ fn to_json(
         "memcpy_gb_per_s": memcpy.iter().map(|(s, g)| json!({"size": s, "gb_per_s": g})).collect::<Vec<_>>(),
         "results": results,
     })
+}
+
+/// The rounds' throughput as `{min, median, max, rounds}` (null if none ran).
+fn spread(rounds: &[f64]) -> Value {
+    let mut sorted = rounds.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let (Some(&min), Some(&max)) = (sorted.first(), sorted.last()) else {
+        return Value::Null;
+    };
+    let mid = sorted.len() / 2;
+    let median = if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    };
+    json!({"min": min, "median": median, "max": max, "rounds": sorted.len()})
+}
+
+/// Now, as seconds since the Unix epoch and as RFC 3339 text (UTC).
+fn timestamp() -> Value {
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({"unix": secs, "utc": humantime::format_rfc3339_seconds(now).to_string()})
 }
 
 fn write_csv(path: &Path, rows: &[Row], memcpy: &BTreeMap<usize, f64>) -> anyhow::Result<()> {

@@ -1400,3 +1400,76 @@ os.execv(exe, [exe, "listen", "--inherited", "--echo", path])
         text(&alone.stderr)
     );
 }
+
+/// `pipekit bench --quick` with stderr not a terminal: a warning that the figures are not
+/// measurements, a progress line per step, JSON with the run's metadata and each result's
+/// spread over rounds, and nothing left in the per-user directory afterwards (the connect
+/// peers are stopped, not killed).
+#[test]
+fn bench_quick_reports_progress_metadata_and_leaves_nothing_behind() {
+    let dir = std::env::temp_dir().join(unique_name("cli-bench"));
+    std::fs::create_dir(&dir).unwrap();
+    let json = dir.join("b.json");
+    let transports = if cfg!(windows) {
+        "pipekit-pipe-bytes,tcp-nodelay"
+    } else {
+        "pipekit-uds-bytes,raw-uds"
+    };
+    let listed = text(&pipekit(&["bench", "--list"]).stdout);
+    let transports: Vec<&str> = transports
+        .split(',')
+        .filter(|t| listed.lines().any(|l| l.split(' ').next() == Some(*t)))
+        .collect();
+    assert!(!transports.is_empty(), "{listed}");
+    let user_dir = std::path::Path::new(&path_of("x"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let before = std::fs::read_dir(&user_dir).map_or(0, |d| {
+        d.filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("pkb-"))
+        })
+        .count()
+    });
+    let out = pipekit(&[
+        "bench",
+        "--quick",
+        "--transports",
+        &transports.join(","),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("not measurements"), "{err}");
+    for (i, t) in transports.iter().enumerate() {
+        let line = format!("[{}/{}] {t} 65535 B", i + 1, transports.len());
+        assert!(err.contains(&line), "no {line:?} in {err}");
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        doc["rustc"].as_str().unwrap().starts_with("rustc "),
+        "{doc}"
+    );
+    assert!(
+        doc["timestamp"]["utc"].as_str().unwrap().ends_with('Z'),
+        "{doc}"
+    );
+    for result in doc["results"].as_array().unwrap() {
+        let spread = &result["throughput_spread"];
+        assert_eq!(spread["rounds"], 1, "{result}");
+        assert!(spread["min"].as_f64().unwrap() > 0.0, "{result}");
+    }
+    let after = std::fs::read_dir(&user_dir).map_or(0, |d| {
+        d.filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("pkb-"))
+        })
+        .count()
+    });
+    assert_eq!(after, before, "bench left files in {}", user_dir.display());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
