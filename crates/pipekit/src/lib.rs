@@ -447,10 +447,12 @@ impl Stream {
     /// let listener = Listener::bind_with(&name, ListenerOptions::new().mode(Mode::Messages))?;
     /// let client = Stream::connect_with(&name, ConnectOptions::new().mode(Mode::Messages))?;
     /// let server = listener.accept()?;
-    /// client.send(&vec![1u8; 200_000])?;
+    /// // Larger than the pipe's buffers: sent from another thread while this one receives.
+    /// let sending = std::thread::spawn(move || client.send(&vec![1u8; 200_000]));
     /// let mut msg = Vec::new(); // reused from message to message
     /// assert_eq!(server.recv_to_vec(&mut msg)?, Some(200_000));
     /// assert_eq!(msg.len(), 200_000);
+    /// sending.join().unwrap()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
