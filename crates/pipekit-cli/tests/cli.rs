@@ -1425,13 +1425,16 @@ fn bench_quick_reports_progress_metadata_and_leaves_nothing_behind() {
         .parent()
         .unwrap()
         .to_path_buf();
-    let before = std::fs::read_dir(&user_dir).map_or(0, |d| {
-        d.filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("pkb-"))
+    let bench_files = || {
+        std::fs::read_dir(&user_dir).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("pkb-"))
+            })
+            .count()
         })
-        .count()
-    });
+    };
+    let before = bench_files();
     let out = pipekit(&[
         "bench",
         "--quick",
@@ -1463,13 +1466,11 @@ fn bench_quick_reports_progress_metadata_and_leaves_nothing_behind() {
         assert_eq!(spread["rounds"], 1, "{result}");
         assert!(spread["min"].as_f64().unwrap() > 0.0, "{result}");
     }
-    let after = std::fs::read_dir(&user_dir).map_or(0, |d| {
-        d.filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("pkb-"))
-        })
-        .count()
-    });
-    assert_eq!(after, before, "bench left files in {}", user_dir.display());
+    assert_eq!(
+        bench_files(),
+        before,
+        "bench left files in {}",
+        user_dir.display()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

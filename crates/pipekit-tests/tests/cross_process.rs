@@ -529,12 +529,7 @@ fn descriptors_go_out_to_std_and_come_back_with_their_mode() {
     // A byte-mode connection out to std and back.
     let name = unique_name("fd-bytes");
     let listener = Listener::bind(name.as_str()).unwrap();
-    let child = pipekit_tests::spawn(
-        std::process::Command::new(PEER)
-            .args(["bytes-client", &name, "through std"])
-            .stdout(std::process::Stdio::piped()),
-    )
-    .unwrap();
+    let child = bytes_client(&name, "through std");
     let conn = listener.accept().unwrap();
     let mut std_conn = UnixStream::from(OwnedFd::try_from(conn).unwrap());
     let mut got = [0u8; 11];
@@ -563,12 +558,7 @@ fn descriptors_go_out_to_std_and_come_back_with_their_mode() {
     let name = unique_name("fd-listener");
     let listener = Listener::bind(name.as_str()).unwrap();
     let std_listener = UnixListener::from(OwnedFd::try_from(listener).unwrap());
-    let child = pipekit_tests::spawn(
-        std::process::Command::new(PEER)
-            .args(["bytes-client", &name, "to std"])
-            .stdout(std::process::Stdio::piped()),
-    )
-    .unwrap();
+    let child = bytes_client(&name, "to std");
     let (mut served, _) = std_listener.accept().unwrap();
     let mut got = [0u8; 6];
     served.read_exact(&mut got).unwrap();
@@ -576,12 +566,7 @@ fn descriptors_go_out_to_std_and_come_back_with_their_mode() {
     assert_eq!(child.wait_with_output().unwrap().stdout, b"to std\n");
     let listener = Listener::try_from(OwnedFd::from(std_listener)).unwrap();
     assert_eq!(listener.mode(), Mode::Bytes);
-    let child = pipekit_tests::spawn(
-        std::process::Command::new(PEER)
-            .args(["bytes-client", &name, "adopted"])
-            .stdout(std::process::Stdio::piped()),
-    )
-    .unwrap();
+    let child = bytes_client(&name, "adopted");
     let mut conn = listener.accept().unwrap();
     let mut got = [0u8; 7];
     conn.read_exact(&mut got).unwrap();
@@ -626,12 +611,7 @@ fn handles_go_out_and_come_back_with_their_mode() {
     use std::os::windows::io::OwnedHandle;
     let name = unique_name("handle-bytes");
     let listener = Listener::bind(name.as_str()).unwrap();
-    let child = pipekit_tests::spawn(
-        std::process::Command::new(PEER)
-            .args(["bytes-client", &name, "through a handle"])
-            .stdout(std::process::Stdio::piped()),
-    )
-    .unwrap();
+    let child = bytes_client(&name, "through a handle");
     let conn = listener.accept().unwrap();
     let mut conn = Stream::try_from(OwnedHandle::try_from(conn).unwrap()).unwrap();
     assert_eq!(conn.mode(), Mode::Bytes);
@@ -655,4 +635,15 @@ fn handles_go_out_and_come_back_with_their_mode() {
     let err = Stream::try_from(OwnedHandle::from(file)).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("not a named pipe"), "{err}");
+}
+
+/// A peer process that connects to `name` in byte mode, writes `text`, reads as much back and
+/// prints it.
+fn bytes_client(name: &str, text: &str) -> std::process::Child {
+    pipekit_tests::spawn(
+        std::process::Command::new(PEER)
+            .args(["bytes-client", name, text])
+            .stdout(std::process::Stdio::piped()),
+    )
+    .unwrap()
 }
