@@ -624,9 +624,7 @@ pub mod python_mp {
 
         fn mac(self, key: &[u8], message: &[u8]) -> Vec<u8> {
             fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
-                let mut mac = <M as Mac>::new_from_slice(key).expect("HMAC takes any key");
-                mac.update(message);
-                mac.finalize().into_bytes().to_vec()
+                keyed::<M>(key, message).finalize().into_bytes().to_vec()
             }
             match self {
                 Digest::Md5 => run::<Hmac<md5::Md5>>(key, message),
@@ -634,6 +632,26 @@ pub mod python_mp {
                 Digest::Sha384 => run::<Hmac<sha2::Sha384>>(key, message),
             }
         }
+
+        /// Whether `tag` is the MAC of `message` under `key`, compared in constant time
+        /// (`Mac::verify_slice`).
+        fn verifies(self, key: &[u8], message: &[u8], tag: &[u8]) -> bool {
+            fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8], tag: &[u8]) -> bool {
+                keyed::<M>(key, message).verify_slice(tag).is_ok()
+            }
+            match self {
+                Digest::Md5 => run::<Hmac<md5::Md5>>(key, message, tag),
+                Digest::Sha256 => run::<Hmac<sha2::Sha256>>(key, message, tag),
+                Digest::Sha384 => run::<Hmac<sha2::Sha384>>(key, message, tag),
+            }
+        }
+    }
+
+    /// An HMAC keyed with `key` over `message`.
+    fn keyed<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> M {
+        let mut mac = <M as Mac>::new_from_slice(key).expect("HMAC takes any key");
+        mac.update(message);
+        mac
     }
 
     /// The digest a challenge or response names, and its payload; `None` for the legacy
@@ -679,14 +697,7 @@ pub mod python_mp {
     /// Checks the answer to `message` (CPython's `_verify_challenge`), in constant time.
     fn verify(key: &[u8], message: &[u8], answer: &[u8]) -> io::Result<()> {
         let (digest, mac) = digest_and_payload(answer)?;
-        let expected = digest.unwrap_or(Digest::Md5).mac(key, message);
-        let same = expected.len() == mac.len()
-            && expected
-                .iter()
-                .zip(mac)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
+        if digest.unwrap_or(Digest::Md5).verifies(key, message, mac) {
             Ok(())
         } else {
             Err(auth_error("the digest received was wrong (wrong authkey?)"))
