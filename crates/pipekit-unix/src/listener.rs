@@ -375,12 +375,12 @@ fn adopted_name(addr: &UnixAddr, fd: &OwnedFd) -> io::Result<PipeName> {
     ))
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_android)]
 fn abstract_name(addr: &UnixAddr) -> Option<&[u8]> {
     addr.as_abstract()
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_android))]
 fn abstract_name(_addr: &UnixAddr) -> Option<&[u8]> {
     None
 }
@@ -664,7 +664,7 @@ fn reclaim_stale(
 /// Whether Linux lists a listening Unix socket bound at `path` in `/proc/net/unix`. `false`
 /// where there is no such list or it does not name `path` (a server that bound another
 /// spelling of the path, or lives in another network namespace): the caller then probes.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_android)]
 fn listed_as_listening(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     /// `__SO_ACCEPTCON` in the table's flags: the socket listens.
@@ -691,7 +691,7 @@ fn listed_as_listening(path: &Path) -> bool {
     })
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_android))]
 fn listed_as_listening(_path: &Path) -> bool {
     false
 }

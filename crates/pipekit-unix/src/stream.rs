@@ -97,12 +97,12 @@ pub(crate) fn socket_addr(addr: &UnixAddress) -> io::Result<UnixAddr> {
     result.map_err(|e| context(e.into(), "cannot build the socket address"))
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_android)]
 fn abstract_addr(name: &[u8]) -> nix::Result<UnixAddr> {
     UnixAddr::new_abstract(name)
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_android))]
 fn abstract_addr(_name: &[u8]) -> nix::Result<UnixAddr> {
     Err(Errno::EAFNOSUPPORT)
 }

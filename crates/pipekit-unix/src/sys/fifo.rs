@@ -215,7 +215,7 @@ fn reader_gone(result: io::Result<usize>) -> io::Result<usize> {
 /// Raises the capacity of the pipe behind `fd` towards 1 MiB (Linux `F_SETPIPE_SZ`, capped
 /// by `pipe-max-size`), halving the request while the kernel refuses it (the per-user pipe
 /// limit); returns the capacity in effect. Elsewhere returns `None` and changes nothing.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_android)]
 pub(crate) fn enlarge_pipe(fd: BorrowedFd<'_>) -> Option<usize> {
     use nix::fcntl::FcntlArg;
     /// The capacity asked for: 1 MiB, or `pipe-max-size` if lower.
@@ -236,13 +236,13 @@ pub(crate) fn enlarge_pipe(fd: BorrowedFd<'_>) -> Option<usize> {
 }
 
 /// Raises the capacity of the pipe behind `fd` (Linux only; `None` here).
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_android))]
 pub(crate) fn enlarge_pipe(_fd: BorrowedFd<'_>) -> Option<usize> {
     None
 }
 
 /// The capacity of the pipe behind `fd`, where the OS reports it (Linux).
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_android)]
 pub(crate) fn pipe_capacity(fd: BorrowedFd<'_>) -> Option<usize> {
     fcntl::fcntl(fd, fcntl::FcntlArg::F_GETPIPE_SZ)
         .ok()
@@ -250,7 +250,7 @@ pub(crate) fn pipe_capacity(fd: BorrowedFd<'_>) -> Option<usize> {
 }
 
 /// The capacity of the pipe behind `fd` (Linux only; `None` here).
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_android))]
 pub(crate) fn pipe_capacity(_fd: BorrowedFd<'_>) -> Option<usize> {
     None
 }
