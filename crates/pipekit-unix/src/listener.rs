@@ -366,23 +366,13 @@ fn adopted_name(addr: &UnixAddr, fd: &OwnedFd) -> io::Result<PipeName> {
     if let Some(path) = addr.path() {
         return PipeName::path(path);
     }
-    if let Some(name) = abstract_name(addr) {
+    if let Some(name) = sys::abstract_name(addr) {
         return PipeName::abstract_name(name);
     }
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
         format!("listening socket {} is not bound to a name", fd.as_raw_fd()),
     ))
-}
-
-#[cfg(linux_android)]
-fn abstract_name(addr: &UnixAddr) -> Option<&[u8]> {
-    addr.as_abstract()
-}
-
-#[cfg(not(linux_android))]
-fn abstract_name(_addr: &UnixAddr) -> Option<&[u8]> {
-    None
 }
 
 impl SocketListener {
@@ -631,7 +621,7 @@ fn reclaim_stale(
     };
     // Where the kernel lists listening sockets, a live server is told without connecting to
     // it (a connect would look like a client to a server that is not pipekit's).
-    if listed_as_listening(path) {
+    if sys::listed_as_listening(path) {
         return Err(in_use());
     }
     let probe = sys::socket(ty)?;
@@ -659,41 +649,6 @@ fn reclaim_stale(
             _ => Err(context(e, format!("cannot probe {}", path.display()))),
         },
     }
-}
-
-/// Whether Linux lists a listening Unix socket bound at `path` in `/proc/net/unix`. `false`
-/// where there is no such list or it does not name `path` (a server that bound another
-/// spelling of the path, or lives in another network namespace): the caller then probes.
-#[cfg(linux_android)]
-fn listed_as_listening(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    /// `__SO_ACCEPTCON` in the table's flags: the socket listens.
-    const ACCEPTING: u32 = 1 << 16;
-    let Ok(table) = fs::read("/proc/net/unix") else {
-        return false;
-    };
-    let path = path.as_os_str().as_bytes();
-    table.split(|&b| b == b'\n').skip(1).any(|line| {
-        // "Num: RefCount Protocol Flags Type St Inode Path"
-        let Some(head) = line
-            .strip_suffix(path)
-            .and_then(|head| head.strip_suffix(b" "))
-        else {
-            return false;
-        };
-        let mut fields = head.split(|&b| b == b' ').filter(|f| !f.is_empty());
-        let flags = fields.nth(3).and_then(|f| std::str::from_utf8(f).ok());
-        // Exactly seven fields before the path: the path is the whole last field.
-        fields.count() == 3
-            && flags
-                .and_then(|f| u32::from_str_radix(f, 16).ok())
-                .is_some_and(|f| f & ACCEPTING != 0)
-    })
-}
-
-#[cfg(not(linux_android))]
-fn listed_as_listening(_path: &Path) -> bool {
-    false
 }
 
 /// Refuses socket permissions that cannot apply to `addr`, and bits beyond `0o777`.

@@ -91,20 +91,10 @@ pub(crate) fn uses_seqpacket(mode: Mode, unix: &UnixOptions) -> bool {
 pub(crate) fn socket_addr(addr: &UnixAddress) -> io::Result<UnixAddr> {
     let result = match addr {
         UnixAddress::Path { path, .. } => UnixAddr::new(path.as_path()),
-        UnixAddress::Abstract(name) => abstract_addr(name),
+        UnixAddress::Abstract(name) => sys::abstract_addr(name),
         _ => Err(Errno::EINVAL),
     };
     result.map_err(|e| context(e.into(), "cannot build the socket address"))
-}
-
-#[cfg(linux_android)]
-fn abstract_addr(name: &[u8]) -> nix::Result<UnixAddr> {
-    UnixAddr::new_abstract(name)
-}
-
-#[cfg(not(linux_android))]
-fn abstract_addr(_name: &[u8]) -> nix::Result<UnixAddr> {
-    Err(Errno::EAFNOSUPPORT)
 }
 
 impl SocketStream {

@@ -71,6 +71,7 @@ pub(crate) fn is_fifo(st: &FileStat) -> bool {
 }
 
 /// Sets or clears `O_NONBLOCK`.
+pub(crate) use super::os::{enlarge_pipe, pipe_capacity};
 pub(crate) use super::set_nonblocking;
 
 /// Waits until `fd` is readable (or `writable`), or hung up, or `deadline` passes
@@ -210,47 +211,4 @@ fn reader_gone(result: io::Result<usize>) -> io::Result<usize> {
             e
         }
     })
-}
-
-/// Raises the capacity of the pipe behind `fd` towards 1 MiB (Linux `F_SETPIPE_SZ`, capped
-/// by `pipe-max-size`), halving the request while the kernel refuses it (the per-user pipe
-/// limit); returns the capacity in effect. Elsewhere returns `None` and changes nothing.
-#[cfg(linux_android)]
-pub(crate) fn enlarge_pipe(fd: BorrowedFd<'_>) -> Option<usize> {
-    use nix::fcntl::FcntlArg;
-    /// The capacity asked for: 1 MiB, or `pipe-max-size` if lower.
-    const WANTED_CAPACITY: usize = 1 << 20;
-    let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-        .unwrap_or(WANTED_CAPACITY);
-    let mut want = WANTED_CAPACITY.min(max);
-    let current = fcntl::fcntl(fd, FcntlArg::F_GETPIPE_SZ).ok()? as usize;
-    while want > current {
-        if let Ok(got) = fcntl::fcntl(fd, FcntlArg::F_SETPIPE_SZ(want as i32)) {
-            return Some(got as usize);
-        }
-        want /= 2;
-    }
-    Some(current)
-}
-
-/// Raises the capacity of the pipe behind `fd` (Linux only; `None` here).
-#[cfg(not(linux_android))]
-pub(crate) fn enlarge_pipe(_fd: BorrowedFd<'_>) -> Option<usize> {
-    None
-}
-
-/// The capacity of the pipe behind `fd`, where the OS reports it (Linux).
-#[cfg(linux_android)]
-pub(crate) fn pipe_capacity(fd: BorrowedFd<'_>) -> Option<usize> {
-    fcntl::fcntl(fd, fcntl::FcntlArg::F_GETPIPE_SZ)
-        .ok()
-        .map(|n| n as usize)
-}
-
-/// The capacity of the pipe behind `fd` (Linux only; `None` here).
-#[cfg(not(linux_android))]
-pub(crate) fn pipe_capacity(_fd: BorrowedFd<'_>) -> Option<usize> {
-    None
 }

@@ -17,9 +17,11 @@ mod os;
 
 // `after_accept`: per-OS set-up of an accepted socket. `peer_credentials`: who is on the other
 // end. `recv_packet`: receives (or with `peek`, looks at) the next `SOCK_SEQPACKET` message,
-// reporting its full length even when the buffer is shorter.
+// reporting its full length even when the buffer is shorter. `abstract_addr`/`abstract_name`:
+// the abstract namespace (Linux). `listed_as_listening`: `/proc/net/unix` (Linux).
 pub(crate) use os::{
-    ABSTRACT_NAMESPACE, NATIVE_MESSAGES, SUN_PATH_LEN, after_accept, peer_credentials, recv_packet,
+    ABSTRACT_NAMESPACE, NATIVE_MESSAGES, SUN_PATH_LEN, abstract_addr, abstract_name, after_accept,
+    listed_as_listening, peer_credentials, recv_packet,
 };
 
 /// The `errno` an I/O error carries (`UnknownErrno` for errors that carry none).

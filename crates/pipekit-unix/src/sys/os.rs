@@ -6,11 +6,11 @@ cfg_if::cfg_if! {
         pub(crate) use linux::*;
     } else if #[cfg(apple_targets)] {
         mod apple;
-        mod no_seqpacket;
+        mod not_linux;
         pub(crate) use apple::*;
     } else {
         mod bsd;
-        mod no_seqpacket;
+        mod not_linux;
         pub(crate) use bsd::*;
     }
 }

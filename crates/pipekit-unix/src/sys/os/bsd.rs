@@ -31,7 +31,9 @@ pub(crate) fn accept(listener: RawFd) -> nix::Result<RawFd> {
     socket::accept4(listener, SockFlag::SOCK_CLOEXEC)
 }
 
-pub(crate) use super::no_seqpacket::recv_packet;
+pub(crate) use super::not_linux::{
+    abstract_addr, abstract_name, enlarge_pipe, listed_as_listening, pipe_capacity, recv_packet,
+};
 
 pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
     let (uid, gid) = cvt(nix::unistd::getpeereid(fd))?;

@@ -100,3 +100,71 @@ pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials
         Some(cred.gid()),
     ))
 }
+
+/// The address of the abstract name `name`.
+pub(crate) fn abstract_addr(name: &[u8]) -> nix::Result<socket::UnixAddr> {
+    socket::UnixAddr::new_abstract(name)
+}
+
+/// The abstract name `addr` is bound to, if it is one.
+pub(crate) fn abstract_name(addr: &socket::UnixAddr) -> Option<&[u8]> {
+    addr.as_abstract()
+}
+
+/// Whether Linux lists a listening Unix socket bound at `path` in `/proc/net/unix`. `false`
+/// where the table does not name `path` (a server that bound another spelling of the path,
+/// or lives in another network namespace): the caller then probes.
+pub(crate) fn listed_as_listening(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    /// `__SO_ACCEPTCON` in the table's flags: the socket listens.
+    const ACCEPTING: u32 = 1 << 16;
+    let Ok(table) = std::fs::read("/proc/net/unix") else {
+        return false;
+    };
+    let path = path.as_os_str().as_bytes();
+    table.split(|&b| b == b'\n').skip(1).any(|line| {
+        // "Num: RefCount Protocol Flags Type St Inode Path"
+        let Some(head) = line
+            .strip_suffix(path)
+            .and_then(|head| head.strip_suffix(b" "))
+        else {
+            return false;
+        };
+        let mut fields = head.split(|&b| b == b' ').filter(|f| !f.is_empty());
+        let flags = fields.nth(3).and_then(|f| std::str::from_utf8(f).ok());
+        // Exactly seven fields before the path: the path is the whole last field.
+        fields.count() == 3
+            && flags
+                .and_then(|f| u32::from_str_radix(f, 16).ok())
+                .is_some_and(|f| f & ACCEPTING != 0)
+    })
+}
+
+/// Raises the capacity of the pipe behind `fd` towards 1 MiB (`F_SETPIPE_SZ`, capped by
+/// `pipe-max-size`), halving the request while the kernel refuses it (the per-user pipe
+/// limit); returns the capacity in effect.
+pub(crate) fn enlarge_pipe(fd: BorrowedFd<'_>) -> Option<usize> {
+    use nix::fcntl::{self, FcntlArg};
+    /// The capacity asked for: 1 MiB, or `pipe-max-size` if lower.
+    const WANTED_CAPACITY: usize = 1 << 20;
+    let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(WANTED_CAPACITY);
+    let mut want = WANTED_CAPACITY.min(max);
+    let current = fcntl::fcntl(fd, FcntlArg::F_GETPIPE_SZ).ok()? as usize;
+    while want > current {
+        if let Ok(got) = fcntl::fcntl(fd, FcntlArg::F_SETPIPE_SZ(want as i32)) {
+            return Some(got as usize);
+        }
+        want /= 2;
+    }
+    Some(current)
+}
+
+/// The capacity of the pipe behind `fd`.
+pub(crate) fn pipe_capacity(fd: BorrowedFd<'_>) -> Option<usize> {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETPIPE_SZ)
+        .ok()
+        .map(|n| n as usize)
+}
