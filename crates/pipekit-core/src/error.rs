@@ -154,6 +154,16 @@ pub fn os_code(err: &io::Error) -> Option<i32> {
     None
 }
 
+/// The peer closed the connection `so_far` bytes into a message (of `len` bytes, when the
+/// length is known): `UnexpectedEof`, the same error on every OS and transport.
+pub fn closed_mid_message(so_far: usize, len: Option<usize>) -> io::Error {
+    let of = len.map_or_else(String::new, |len| format!(" of {len}"));
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the peer closed the connection {so_far} bytes into a message{of}"),
+    )
+}
+
 /// An [`io::ErrorKind::InvalidInput`] error with `message`.
 pub fn invalid_input(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message.into())

@@ -448,10 +448,8 @@ impl FrameReader {
                 if have == 0 {
                     return Ok(None);
                 }
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("peer closed inside a message header ({have} of {HEADER_LEN} bytes)"),
-                ));
+                // Inside the length prefix: the message's length is not known yet.
+                return Err(crate::error::closed_mid_message(have, None));
             }
         }
         self.decode(self.header()).map(Some)
@@ -506,10 +504,7 @@ enum Speculative {
 }
 
 fn closed_inside(len: usize, got: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!("peer closed inside a {len}-byte message after {got} bytes"),
-    )
+    crate::error::closed_mid_message(got, Some(len))
 }
 
 #[cfg(test)]

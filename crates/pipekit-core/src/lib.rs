@@ -17,6 +17,7 @@
 // docs.rs builds with `--cfg docsrs` (see Cargo.toml): OS- and feature-gated items get badges.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod backoff;
 pub mod error;
 pub mod framing;
 mod mode;

@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use pipekit_core::backoff::Backoff;
 use pipekit_core::error::context_kind;
 use pipekit_core::{
     ConnectOptions, ListenerOptions, Mode, NameForm, PeerCredentials, PipeName, UnixAddress,
@@ -303,7 +304,7 @@ impl Stream {
         dotnet_is_bytes(name, options.mode)?;
         let addr = name.resolve_unix(&dir::env())?;
         let deadline = options.wait.map(|wait| Instant::now() + wait);
-        let mut backoff = Duration::from_millis(1);
+        let mut backoff = deadline.map(Backoff::until);
         loop {
             let err = match Stream::connect_once(name, &addr, options, unix, deadline) {
                 Ok(stream) => return Ok(stream),
@@ -313,11 +314,12 @@ impl Stream {
                 err.kind(),
                 io::ErrorKind::NotFound | io::ErrorKind::WouldBlock
             );
-            let Some(deadline) = deadline.filter(|_| retry) else {
+            let Some(backoff) = backoff.as_mut().filter(|_| retry) else {
                 return Err(err);
             };
-            let now = Instant::now();
-            if now >= deadline {
+            if let Some(pause) = backoff.next_pause() {
+                thread::sleep(pause);
+            } else {
                 let wait = options.wait.unwrap_or_default();
                 let why = if err.kind() == io::ErrorKind::WouldBlock {
                     format!("the server of {name} stayed busy for the whole wait of {wait:?}")
@@ -326,8 +328,6 @@ impl Stream {
                 };
                 return Err(context_kind(io::ErrorKind::TimedOut, err, why));
             }
-            thread::sleep(backoff.min(deadline - now));
-            backoff = (backoff * 2).min(Duration::from_millis(50));
         }
     }
 

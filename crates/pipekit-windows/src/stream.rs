@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use pipekit_core::backoff::Backoff;
 use pipekit_core::error::{
     MessageTooLarge, context, context_kind, invalid_input, message_discarded, message_over_limit,
     wrong_mode,
@@ -117,7 +118,7 @@ impl Stream {
         let full = name.resolve_windows()?;
         let path = sys::wide(&full)?;
         let deadline = options.wait.map(|wait| Instant::now() + wait);
-        let mut backoff = Duration::from_millis(1);
+        let mut backoff = deadline.map(Backoff::until);
         loop {
             let err = match sys::open_client(&path) {
                 Ok(handle) => return Stream::client(handle, &full, options),
@@ -126,14 +127,13 @@ impl Stream {
             let now = Instant::now();
             match sys::code(&err) {
                 Some(sys::ERROR_FILE_NOT_FOUND) => {
-                    let Some(deadline) = deadline else {
+                    let Some(backoff) = backoff.as_mut() else {
                         return Err(context(err, format!("no server is listening on {full}")));
                     };
-                    if now >= deadline {
-                        return Err(timed_out(err, &full, options));
+                    match backoff.next_pause() {
+                        Some(pause) => thread::sleep(pause),
+                        None => return Err(timed_out(err, &full, options)),
                     }
-                    thread::sleep(backoff.min(deadline - now));
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
                 }
                 Some(sys::ERROR_PIPE_BUSY) => {
                     let wait_ms = match deadline {
@@ -643,10 +643,7 @@ pub(crate) fn is_gone(err: &io::Error) -> bool {
 
 /// The peer closed `so_far` bytes into a message: `UnexpectedEof`, as on every OS.
 pub(crate) fn peer_closed_mid_message(so_far: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!("the peer closed the pipe {so_far} bytes into a message"),
-    )
+    pipekit_core::error::closed_mid_message(so_far, None)
 }
 
 /// A write-side error: `BrokenPipe` when the peer is gone (the OS code is kept).
