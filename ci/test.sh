@@ -167,6 +167,11 @@ for target in "$WINDOWS_TARGET" "${CHECK_TARGETS[@]}"; do
 done
 
 step "cargo package: every published crate packs and builds from its package"
+# Cargo unpacks the workspace's packages from a local registry under the target directory
+# and keeps what it unpacked in CARGO_HOME, keyed by that registry's path; a later run from
+# the same path would verify against the old sources. Those copies are dropped first.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/pipekit* \
+    "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/-*/pipekit*
 cargo package --workspace --locked --exclude pipekit-tests --exclude pipekit-examples
 
 step "cargo test (unit, integration, cross-process, interop, doc)"
