@@ -218,9 +218,15 @@ impl FifoStream {
         }
     }
 
+    /// The write FIFO (`None` after `shutdown_write`), held so that it is not closed under
+    /// the caller.
+    fn write_fd(&self) -> RwLockReadGuard<'_, Option<OwnedFd>> {
+        self.shared.write.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn writer(&self) -> Writer<'_> {
         Writer {
-            fd: self.shared.write.read().unwrap_or_else(|e| e.into_inner()),
+            fd: self.write_fd(),
             timeout: timeout(&self.shared.write_timeout, self.nonblocking()),
         }
     }
@@ -317,7 +323,7 @@ impl FifoStream {
 
     /// The write FIFO's descriptor, until the write side is shut down.
     pub fn raw_write_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.writer().fd.as_ref().map(|fd| fd.as_raw_fd())
+        self.write_fd().as_ref().map(|fd| fd.as_raw_fd())
     }
 
     /// Closes the FIFO this end writes: the peer reads EOF after everything sent before. A
@@ -371,7 +377,7 @@ impl FifoStream {
     /// The OS error.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         sys::set_nonblocking(self.shared.read.as_fd(), nonblocking)?;
-        if let Some(fd) = &*self.writer().fd {
+        if let Some(fd) = &*self.write_fd() {
             sys::set_nonblocking(fd.as_fd(), nonblocking)?;
         }
         self.shared
