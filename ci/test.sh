@@ -72,17 +72,44 @@ check_async_echo() {
     done
 }
 
-# A few seconds of `pipekit bench --quick`; every transport must have a result or a reason.
+# A few seconds of `pipekit bench --quick --report`: every transport must have a result or a
+# stated reason, every result its CPU and rate figures, and the report's HTML and SVG charts
+# must parse.
 check_bench() {
-    local json=target/bench-quick.json
-    cargo run --locked -q -p pipekit-cli -- bench --quick --json "$json" --csv target/bench-quick.csv --svg target/bench-quick.svg
-    python3 - "$json" <<'PY'
-import json, sys
+    local json=target/bench-quick.json report=target/bench-report
+    rm -rf "$report"
+    cargo run --locked -q -p pipekit-cli -- bench --quick --json "$json" --csv target/bench-quick.csv \
+        --svg target/bench-quick.svg --report "$report"
+    python3 - "$json" "$report" target/bench-quick.svg <<'PY'
+import glob, html.parser, json, os, sys
+import xml.etree.ElementTree as ET
 doc = json.load(open(sys.argv[1]))
-bad = [r["transport"] for r in doc["results"] if not (r["gb_per_s"] or r["notes"])]
-if bad or not doc["results"]:
+results = doc["results"]
+bad = [r["transport"] for r in results if not (r["gb_per_s"] or r["not_run"])]
+if bad or not results:
     sys.exit("bench --quick: no result and no reason for %s" % bad)
-print("bench --quick: %d results" % len(doc["results"]))
+for r in results:
+    if r["gb_per_s"] and not all(r[k] for k in ("msgs_per_s", "cpu_s_per_gb", "cpu_s_per_msg")):
+        sys.exit("bench --quick: %s has no CPU or message-rate figures" % r["transport"])
+svgs = glob.glob(os.path.join(sys.argv[2], "*.svg")) + [sys.argv[3]]
+for path in svgs:
+    root = ET.parse(path).getroot()
+    if not root.tag.endswith("svg"):
+        sys.exit("bench --report: %s is not an SVG document" % path)
+class Page(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = {}
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+page = Page()
+page.feed(open(os.path.join(sys.argv[2], "index.html"), encoding="utf-8").read())
+page.close()
+if page.tags.get("svg", 0) < 3 or page.tags.get("table", 0) < 2:
+    sys.exit("bench --report: index.html lacks its charts or tables: %s" % page.tags)
+ran = sum(1 for r in results if r["gb_per_s"])
+print("bench --quick: %d results (%d ran, %d with a reason), report: %d SVGs parse"
+      % (len(results), ran, len(results) - ran, len(svgs)))
 PY
 }
 
@@ -134,7 +161,7 @@ if [ "$CROSS" = 0 ]; then
     exit 0
 fi
 
-step "install: python3, node, Mono (interop peers), Wine + MinGW (Windows tests), rustfmt, clippy, targets"
+step "install: python3, node, Mono (interop peers), Wine + MinGW (Windows tests), libzmq + libnng (bench), rustfmt, clippy, targets"
 apt_install() {
     local sudo=
     [ "$(id -u)" = 0 ] || sudo=sudo
@@ -149,6 +176,10 @@ command -v mcs >/dev/null || missing+=(mono-mcs)
 command -v mono >/dev/null || missing+=(mono-runtime)
 command -v wine >/dev/null || missing+=(wine64 wine)
 command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(gcc-mingw-w64-x86-64)
+# The bench's ZeroMQ and nng rows link the system libraries.
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists libzmq 2>/dev/null || missing+=(libzmq3-dev)
+pkg-config --exists nng 2>/dev/null || missing+=(libnng-dev)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 rustup component add rustfmt clippy
 rustup target add "${CHECK_TARGETS[@]}" "$WINDOWS_TARGET"
@@ -197,7 +228,7 @@ check_async_echo
 step "the seed examples run (server, client; the greeting variant)"
 check_seed
 
-step "pipekit bench --quick (the harness runs every transport)"
+step "pipekit bench --quick --report (the harness runs every transport, the report parses)"
 check_bench
 
 step "Wine prefix for the Windows tests ($WINEPREFIX)"

@@ -21,7 +21,7 @@ fn main() {
 }
 
 /// A ready session, or why the transport cannot run at this size here.
-fn session(t: &dyn Transport, size: usize) -> Result<Session, String> {
+fn session(t: &'static dyn Transport, size: usize) -> Result<Session, String> {
     t.check(size)?;
     let mut session = Session::sink(t, size, Pinning::None).map_err(|e| e.to_string())?;
     session.batch(4).map_err(|e| e.to_string())?;
@@ -42,7 +42,7 @@ fn group(c: &mut Criterion, name: &str, sizes: &[usize], time: Duration) {
                 }
             };
             group.bench_function(format!("{}/{size}", t.name()), |b| {
-                b.iter_custom(|iters| session.batch(iters).expect("batch"))
+                b.iter_custom(|iters| session.batch(iters).expect("batch").elapsed)
             });
             session.finish().expect("the reader confirmed every batch");
         }

@@ -1,4 +1,5 @@
-//! The three measurements, and CPU pinning.
+//! The measurements: throughput (with its CPU cost), round-trip latency (closed or open
+//! loop, one client or several), connect time, and the memcpy reference.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -6,92 +7,48 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::peer::{PeerProcess, Role};
-use crate::transports::{Conn, Transport};
-
-/// Where the two processes run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Pinning {
-    /// Wherever the scheduler puts them.
-    #[default]
-    None,
-    /// Both on CPU 0.
-    SameCore,
-    /// The measuring process on CPU 0, the peer on CPU 1.
-    SplitCores,
-}
-
-impl Pinning {
-    /// `none`, `same` or `split`, as the command line spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pinning::None => "none",
-            Pinning::SameCore => "same",
-            Pinning::SplitCores => "split",
-        }
-    }
-
-    /// Parses [`as_str`](Self::as_str)'s spelling.
-    pub fn parse(s: &str) -> Option<Pinning> {
-        match s {
-            "none" => Some(Pinning::None),
-            "same" => Some(Pinning::SameCore),
-            "split" => Some(Pinning::SplitCores),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn own_cpu(self) -> Option<usize> {
-        match self {
-            Pinning::None => None,
-            _ => Some(0),
-        }
-    }
-
-    pub(crate) fn peer_cpu(self) -> Option<usize> {
-        match self {
-            Pinning::None => None,
-            Pinning::SameCore => Some(0),
-            Pinning::SplitCores => Some(1),
-        }
-    }
-}
-
-/// Pins this process to `cpu`, or lets it run anywhere with `None` (Linux; elsewhere pinning
-/// is not done).
-#[cfg(target_os = "linux")]
-pub(crate) fn pin_self(cpu: Option<usize>) -> io::Result<()> {
-    use nix::sched::{CpuSet, sched_setaffinity};
-    use nix::unistd::{Pid, SysconfVar, sysconf};
-    // The CPUs online, not the ones this process may use now (it may be pinned already).
-    let cpus = sysconf(SysconfVar::_NPROCESSORS_ONLN)
-        .ok()
-        .flatten()
-        .map_or(1, |n| n.max(1) as usize)
-        .min(CpuSet::count());
-    let mut set = CpuSet::new();
-    match cpu {
-        Some(cpu) => set.set(cpu % cpus).map_err(io::Error::from)?,
-        None => {
-            for c in 0..cpus {
-                set.set(c).map_err(io::Error::from)?;
-            }
-        }
-    }
-    sched_setaffinity(Pid::from_raw(0), &set).map_err(io::Error::from)
-}
-
-/// Pinning is done on Linux only.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn pin_self(_cpu: Option<usize>) -> io::Result<()> {
-    Ok(())
-}
+use crate::peer::{CONNECT_PING, CONNECT_STOP, END, PeerProcess, Role, Spec};
+use crate::pin::{Pinning, pin_self};
+use crate::transport::{Conn, Transport};
 
 /// A unique address for a transport's listener in this run.
 fn fresh_addr(transport: &dyn Transport) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     transport.addr(&format!("pkb-{}-{n}", std::process::id()))
+}
+
+/// How many clients load the server, and at what rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Load {
+    /// Client connections at once; more than one means as many client processes.
+    pub clients: usize,
+    /// Open-loop latency: round trips started at this total rate (per second), each timed
+    /// from when it was due. `None`: closed loop, each round trip as soon as the last ended.
+    pub rate: Option<f64>,
+}
+
+impl Default for Load {
+    fn default() -> Load {
+        Load {
+            clients: 1,
+            rate: None,
+        }
+    }
+}
+
+/// A server peer's spec for `transport`.
+fn server(transport: &'static dyn Transport, role: Role, size: usize, conns: usize) -> Spec {
+    Spec {
+        role,
+        transport,
+        addr: fresh_addr(transport),
+        size,
+        cpu: None,
+        conns,
+        duration: Duration::ZERO,
+        rate: None,
+    }
 }
 
 /// A connection to a running peer, for throughput batches or round trips.
@@ -106,13 +63,28 @@ pub struct Session {
     back: Vec<u8>,
 }
 
+/// One throughput batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch {
+    /// Bytes moved.
+    pub bytes: u64,
+    /// From the first byte out to the reader's confirmation.
+    pub elapsed: Duration,
+    /// The reading peer's CPU time so far (all its threads), as its confirmation said.
+    pub peer_cpu: Duration,
+}
+
 impl Session {
     /// Starts a sink peer (for [`batch`](Self::batch)) and connects to it.
     ///
     /// # Errors
     ///
     /// Starting the peer or connecting failed.
-    pub fn sink(transport: &dyn Transport, size: usize, pinning: Pinning) -> io::Result<Session> {
+    pub fn sink(
+        transport: &'static dyn Transport,
+        size: usize,
+        pinning: Pinning,
+    ) -> io::Result<Session> {
         Session::start(transport, Role::Sink, size, pinning)
     }
 
@@ -121,52 +93,84 @@ impl Session {
     /// # Errors
     ///
     /// Starting the peer or connecting failed.
-    pub fn echo(transport: &dyn Transport, size: usize, pinning: Pinning) -> io::Result<Session> {
+    pub fn echo(
+        transport: &'static dyn Transport,
+        size: usize,
+        pinning: Pinning,
+    ) -> io::Result<Session> {
         Session::start(transport, Role::Echo, size, pinning)
     }
 
     fn start(
-        transport: &dyn Transport,
+        transport: &'static dyn Transport,
         role: Role,
         size: usize,
         pinning: Pinning,
     ) -> io::Result<Session> {
         transport.check(size).map_err(io::Error::other)?;
         pin_self(pinning.own_cpu())?;
-        let peer = PeerProcess::start(transport, role, &fresh_addr(transport), size, pinning)?;
-        let conn = transport.connect(&peer.addr, size)?;
+        let peer = PeerProcess::start(&server(transport, role, size, 1), pinning)?;
+        let mut session = Session::connect(transport, &peer.addr, size)?;
+        session.role = role;
+        session.peer = Some(peer);
+        Ok(session)
+    }
+
+    /// Connects to a server peer that is already running (a client peer does this).
+    pub(crate) fn connect(
+        transport: &dyn Transport,
+        addr: &str,
+        size: usize,
+    ) -> io::Result<Session> {
         Ok(Session {
-            conn,
-            peer: Some(peer),
-            role,
+            conn: transport.connect(addr, size)?,
+            peer: None,
+            role: Role::Sink,
             chunk: crate::peer::pattern(size),
             back: vec![0u8; size],
         })
     }
 
-    /// Sends `count` chunks and waits for the peer to confirm it got them all; returns the
-    /// time from the first byte to the confirmation.
+    /// Sends `count` chunks and waits for the peer to confirm it got them all.
     ///
     /// # Errors
     ///
     /// An I/O error, or a confirmation with the wrong total.
-    pub fn batch(&mut self, count: u64) -> io::Result<Duration> {
+    pub fn batch(&mut self, count: u64) -> io::Result<Batch> {
         let start = Instant::now();
         self.conn.send(&count.to_be_bytes())?;
         for _ in 0..count {
             self.conn.send(&self.chunk)?;
         }
-        let mut total = [0u8; 8];
-        self.conn.recv_exact(&mut total)?;
+        let mut answer = [0u8; 16];
+        self.conn.recv_exact(&mut answer)?;
         let elapsed = start.elapsed();
+        let total = u64::from_be_bytes(answer[..8].try_into().expect("8 bytes"));
+        let cpu = Duration::from_nanos(u64::from_be_bytes(answer[8..].try_into().expect("8")));
         let expected = count * self.chunk.len() as u64;
-        if u64::from_be_bytes(total) != expected {
+        if total != expected {
             return Err(io::Error::other(format!(
-                "the reader confirmed {} bytes of {expected}",
-                u64::from_be_bytes(total)
+                "the reader confirmed {total} bytes of {expected}"
             )));
         }
-        Ok(elapsed)
+        Ok(Batch {
+            bytes: total,
+            elapsed,
+            peer_cpu: cpu,
+        })
+    }
+
+    /// Grows the batch until one takes a tenth of `duration` (also the warm-up); returns
+    /// the count and the last warm-up batch.
+    pub(crate) fn calibrate(&mut self, duration: Duration) -> io::Result<(u64, Batch)> {
+        let mut count = 16u64;
+        loop {
+            let batch = self.batch(count)?;
+            if batch.elapsed >= duration / 10 || count >= 1 << 40 {
+                return Ok((count, batch));
+            }
+            count *= 2;
+        }
     }
 
     /// One chunk out and back; returns its round-trip time (the comparison with what was
@@ -177,14 +181,16 @@ impl Session {
     /// An I/O error; `InvalidData` if the echo differs.
     pub fn round_trip(&mut self) -> io::Result<Duration> {
         let start = Instant::now();
+        self.round_trip_from(start)
+    }
+
+    /// One round trip, timed from `due` (open loop: when it should have started).
+    fn round_trip_from(&mut self, due: Instant) -> io::Result<Duration> {
         self.conn.send(&self.chunk)?;
         self.conn.recv_exact(&mut self.back)?;
-        let elapsed = start.elapsed();
+        let elapsed = due.elapsed();
         if self.back != self.chunk {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "an echoed chunk came back with different bytes",
-            ));
+            return Err(crate::peer::corrupt("an echoed chunk"));
         }
         Ok(elapsed)
     }
@@ -192,6 +198,15 @@ impl Session {
     /// The kernel buffer sizes in effect on this end, for the report.
     pub fn settings(&self) -> String {
         self.conn.settings()
+    }
+
+    /// A client's end: the sink is told the session is over (an echo sees the connection
+    /// close).
+    pub(crate) fn end(mut self) -> io::Result<()> {
+        if self.role == Role::Sink {
+            self.conn.send(&END.to_be_bytes())?;
+        }
+        Ok(())
     }
 
     /// Ends the session. A sink peer is told the session is over and must exit cleanly; an
@@ -204,7 +219,7 @@ impl Session {
     pub fn finish(mut self) -> io::Result<()> {
         let peer = self.peer.take();
         if self.role == Role::Sink {
-            self.conn.send(&crate::peer::END.to_be_bytes())?;
+            self.conn.send(&END.to_be_bytes())?;
             drop(self);
             return peer.map_or(Ok(()), PeerProcess::wait);
         }
@@ -221,8 +236,12 @@ impl Session {
 pub struct Throughput {
     /// Bytes moved.
     pub bytes: u64,
+    /// Chunks moved.
+    pub messages: u64,
     /// Time taken.
     pub elapsed: Duration,
+    /// CPU time (user + system) of every process taking part, over the measured batches.
+    pub cpu: Duration,
     /// The kernel buffer sizes the writing end had (see [`Session::settings`]).
     pub settings: String,
 }
@@ -232,42 +251,152 @@ impl Throughput {
     pub fn gb_per_s(&self) -> f64 {
         self.bytes as f64 / self.elapsed.as_secs_f64() / 1e9
     }
+
+    /// Chunks per second.
+    pub fn msgs_per_s(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPU seconds spent per gigabyte moved.
+    pub fn cpu_s_per_gb(&self) -> f64 {
+        self.cpu.as_secs_f64() / (self.bytes as f64 / 1e9)
+    }
+
+    /// CPU seconds spent per chunk moved.
+    pub fn cpu_s_per_msg(&self) -> f64 {
+        self.cpu.as_secs_f64() / self.messages.max(1) as f64
+    }
 }
 
 /// Measures one-way throughput: chunks of `size` bytes for about `duration` (after a short
-/// warm-up that also picks the batch size).
+/// warm-up that also picks the batch size), from `load.clients` writers at once.
 ///
 /// # Errors
 ///
 /// The transport could not run (see [`Transport::check`]) or failed.
 pub fn throughput(
-    transport: &dyn Transport,
+    transport: &'static dyn Transport,
     size: usize,
     duration: Duration,
     pinning: Pinning,
+    load: Load,
 ) -> io::Result<Throughput> {
+    if load.clients > 1 {
+        return throughput_of_clients(transport, size, duration, pinning, load.clients);
+    }
     let mut session = Session::sink(transport, size, pinning)?;
-    // Warm up and calibrate: grow the batch until it takes a tenth of the duration.
-    let mut count = 16u64;
-    loop {
-        let took = session.batch(count)?;
-        if took >= duration / 10 || count >= 1 << 40 {
-            break;
-        }
-        count *= 2;
-    }
+    let (count, warm) = session.calibrate(duration)?;
     let batches = 8;
-    let mut total = Duration::ZERO;
+    let own = crate::cpu::process_time();
+    let (mut bytes, mut elapsed, mut reader) = (0, Duration::ZERO, warm.peer_cpu);
     for _ in 0..batches {
-        total += session.batch(count)?;
+        let b = session.batch(count)?;
+        bytes += b.bytes;
+        elapsed += b.elapsed;
+        reader = b.peer_cpu;
     }
+    let own = crate::cpu::process_time().saturating_sub(own);
     let settings = session.settings();
     session.finish()?;
     Ok(Throughput {
-        bytes: count * batches * size as u64,
-        elapsed: total,
+        bytes,
+        messages: count * batches,
+        elapsed,
+        // The reader's CPU from its answer to the last warm-up batch to its last answer.
+        cpu: own + reader.saturating_sub(warm.peer_cpu),
         settings,
     })
+}
+
+/// Throughput of `clients` client processes writing to one server at once.
+fn throughput_of_clients(
+    transport: &'static dyn Transport,
+    size: usize,
+    duration: Duration,
+    pinning: Pinning,
+    clients: usize,
+) -> io::Result<Throughput> {
+    let (_server, mut peers) = start_clients(
+        transport,
+        Role::SinkClient,
+        size,
+        duration,
+        pinning,
+        clients,
+        None,
+    )?;
+    // Each client reports its own CPU time and the server's over its interval; the server's
+    // covers all its connections, so the intervals' largest counts once.
+    let (mut bytes, mut elapsed, mut cpu, mut server) = (0u64, Duration::ZERO, Duration::ZERO, 0);
+    for peer in &mut peers {
+        let line = peer.result()?;
+        let v: Vec<u64> = line.split(' ').filter_map(|f| f.parse().ok()).collect();
+        let [b, nanos, own, reader] = v[..] else {
+            return Err(io::Error::other(format!("bad client result {line:?}")));
+        };
+        bytes += b;
+        elapsed = elapsed.max(Duration::from_nanos(nanos));
+        cpu += Duration::from_nanos(own);
+        server = server.max(reader);
+    }
+    let cpu = cpu + Duration::from_nanos(server);
+    Ok(Throughput {
+        bytes,
+        messages: bytes / size.max(1) as u64,
+        elapsed,
+        cpu,
+        settings: format!("{clients} client processes"),
+    })
+}
+
+/// Starts a server for `clients` connections and that many client peers, and tells them to
+/// start once all are connected and calibrated.
+fn start_clients(
+    transport: &'static dyn Transport,
+    role: Role,
+    size: usize,
+    duration: Duration,
+    pinning: Pinning,
+    clients: usize,
+    rate: Option<f64>,
+) -> io::Result<(PeerProcess, Vec<PeerProcess>)> {
+    transport.check(size).map_err(io::Error::other)?;
+    if !transport.reconnects() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{} serves a single session", transport.name()),
+        ));
+    }
+    let served = if role == Role::SinkClient {
+        Role::Sink
+    } else {
+        Role::Echo
+    };
+    pin_self(pinning.own_cpu())?;
+    let server = PeerProcess::start(&server(transport, served, size, clients), pinning)?;
+    let mut peers = Vec::new();
+    for _ in 0..clients {
+        let spec = Spec {
+            role,
+            transport,
+            addr: server.addr.clone(),
+            size,
+            cpu: None,
+            conns: 1,
+            duration,
+            rate: rate.map(|r| r / clients as f64),
+        };
+        // Clients run on the measuring process's CPU: it only waits for them.
+        let pin = match pinning {
+            Pinning::None => Pinning::None,
+            _ => Pinning::SameCore,
+        };
+        peers.push(PeerProcess::start(&spec, pin)?);
+    }
+    for peer in &mut peers {
+        peer.go()?;
+    }
+    Ok((server, peers))
 }
 
 /// Round-trip latency percentiles.
@@ -298,26 +427,90 @@ fn record(histogram: &mut Histogram<u64>, d: Duration) {
     histogram.saturating_record(nanos);
 }
 
-/// Measures ping-pong latency: round trips of `size` bytes for about `duration`.
+/// Round trips for `duration` after 100 to warm up: back to back, or with `rate` set, one
+/// due every `1/rate` seconds and timed from when it was due (a round trip that ends late
+/// delays the next one's start, never its clock: coordinated omission is counted, not
+/// hidden).
+pub(crate) fn round_trips(
+    session: &mut Session,
+    duration: Duration,
+    rate: Option<f64>,
+) -> io::Result<Histogram<u64>> {
+    for _ in 0..100 {
+        session.round_trip()?;
+    }
+    let mut samples = histogram();
+    let start = Instant::now();
+    let end = start + duration;
+    match rate {
+        None => {
+            while Instant::now() < end {
+                record(&mut samples, session.round_trip()?);
+            }
+        }
+        Some(rate) => {
+            let period = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+            let mut due = start;
+            while due < end {
+                wait_until(due);
+                record(&mut samples, session.round_trip_from(due)?);
+                due += period;
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// Sleeps until shortly before `when`, then spins to it.
+fn wait_until(when: Instant) {
+    let now = Instant::now();
+    if when > now + Duration::from_micros(200) {
+        std::thread::sleep(when - now - Duration::from_micros(100));
+    }
+    while Instant::now() < when {
+        std::hint::spin_loop();
+    }
+}
+
+/// Measures round-trip latency with chunks of `size` bytes for about `duration`.
 ///
 /// # Errors
 ///
 /// The transport could not run or failed.
 pub fn latency(
-    transport: &dyn Transport,
+    transport: &'static dyn Transport,
     size: usize,
     duration: Duration,
     pinning: Pinning,
+    load: Load,
 ) -> io::Result<Latency> {
+    if load.clients > 1 {
+        let (_server, mut peers) = start_clients(
+            transport,
+            Role::EchoClient,
+            size,
+            duration,
+            pinning,
+            load.clients,
+            load.rate,
+        )?;
+        let mut samples = histogram();
+        for peer in &mut peers {
+            let line = peer.result()?;
+            for pair in line.split(' ').filter(|p| !p.is_empty()) {
+                let parsed = pair
+                    .split_once(':')
+                    .and_then(|(v, n)| Some((v.parse().ok()?, n.parse().ok()?)));
+                let Some((value, count)) = parsed else {
+                    return Err(io::Error::other(format!("bad client histogram {pair:?}")));
+                };
+                samples.saturating_record_n(value, count);
+            }
+        }
+        return Ok(Latency { histogram: samples });
+    }
     let mut session = Session::echo(transport, size, pinning)?;
-    for _ in 0..100 {
-        session.round_trip()?;
-    }
-    let mut samples = histogram();
-    let end = Instant::now() + duration;
-    while Instant::now() < end {
-        record(&mut samples, session.round_trip()?);
-    }
+    let samples = round_trips(&mut session, duration, load.rate)?;
     session.finish()?;
     Ok(Latency { histogram: samples })
 }
@@ -351,8 +544,7 @@ impl Connector {
             ));
         }
         pin_self(pinning.own_cpu())?;
-        let peer =
-            PeerProcess::start(transport, Role::Connect, &fresh_addr(transport), 1, pinning)?;
+        let peer = PeerProcess::start(&server(transport, Role::Connect, 1, 1), pinning)?;
         Ok(Connector { transport, peer })
     }
 
@@ -371,17 +563,9 @@ impl Connector {
     }
 }
 
-/// The byte a connect-time client sends (the peer answers it); [`CONNECT_STOP`] ends the
-/// peer instead.
-pub(crate) const CONNECT_PING: u8 = 7;
-
-/// The byte that tells a connect peer to stop: it drops its listener, which removes the
-/// files it made, and exits.
-pub(crate) const CONNECT_STOP: u8 = 0xFF;
-
 impl Drop for Connector {
     /// Stops the peer by a last connection (so it removes its files); a peer that cannot be
-    /// reached is killed when the `PeerProcess` drops.
+    /// reached is stopped when the `PeerProcess` drops.
     fn drop(&mut self) {
         let stopped = self
             .transport
@@ -394,7 +578,6 @@ impl Drop for Connector {
         if stopped.is_ok() {
             self.peer.wait_a_while();
         }
-        // Otherwise the `PeerProcess` kills it when it drops.
     }
 }
 
@@ -428,6 +611,7 @@ pub fn memcpy(size: usize, duration: Duration) -> Throughput {
     let mut dst = vec![1u8; region];
     let mut bytes = 0u64;
     let start = Instant::now();
+    let cpu = crate::cpu::process_time();
     while start.elapsed() < duration {
         for d in dst.chunks_exact_mut(size) {
             d.copy_from_slice(std::hint::black_box(&src));
@@ -437,7 +621,9 @@ pub fn memcpy(size: usize, duration: Duration) -> Throughput {
     }
     Throughput {
         bytes,
+        messages: bytes / size as u64,
         elapsed: start.elapsed(),
+        cpu: crate::cpu::process_time().saturating_sub(cpu),
         settings: String::new(),
     }
 }

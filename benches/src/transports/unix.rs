@@ -1,22 +1,26 @@
-//! Unix transports: pipekit's sockets and FIFOs, and the raw system calls beneath them.
+//! Unix transports: pipekit's sockets and FIFOs, and the raw system calls beneath them —
+//! stream and sequenced-packet sockets, FIFOs, and anonymous pipes and datagram socket pairs
+//! handed to the peer over a socket.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
-use nix::sys::socket::{self, sockopt};
-
-use super::{TokioConn, TokioListen};
+use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 use pipekit::Mode;
 use pipekit::os::unix::{Framing, ListenerExt, StreamExt, Transport as Kind, UnixOptions};
 
-use super::{Conn, Listen, PipekitListen, Transport, pipekit_conn, pipekit_options};
+use crate::cleanup;
+use crate::transport::{Conn, Listen, Transport};
+use crate::transports::fd;
+use crate::transports::pipekit::{self as pk, Api};
 
 /// pipekit over one of its Unix transports.
 pub(crate) struct Pipekit {
     name: &'static str,
+    about: &'static str,
     mode: Mode,
     kind: Kind,
     framing: Framing,
@@ -26,6 +30,7 @@ pub(crate) struct Pipekit {
 pub(crate) static PIPEKIT: [Pipekit; 5] = [
     Pipekit {
         name: "pipekit-uds-bytes",
+        about: "pipekit byte mode on a Unix stream socket",
         mode: Mode::Bytes,
         kind: Kind::Socket,
         framing: Framing::Native,
@@ -33,6 +38,7 @@ pub(crate) static PIPEKIT: [Pipekit; 5] = [
     },
     Pipekit {
         name: "pipekit-seqpacket",
+        about: "pipekit message mode on SOCK_SEQPACKET (Linux)",
         mode: Mode::Messages,
         kind: Kind::Socket,
         framing: Framing::Native,
@@ -40,6 +46,7 @@ pub(crate) static PIPEKIT: [Pipekit; 5] = [
     },
     Pipekit {
         name: "pipekit-framed",
+        about: "pipekit message mode, length-prefixed frames on a stream socket",
         mode: Mode::Messages,
         kind: Kind::Socket,
         framing: Framing::LengthPrefixed,
@@ -47,6 +54,7 @@ pub(crate) static PIPEKIT: [Pipekit; 5] = [
     },
     Pipekit {
         name: "pipekit-fifo-bytes",
+        about: "pipekit byte mode on a pair of FIFOs",
         mode: Mode::Bytes,
         kind: Kind::Fifo,
         framing: Framing::Native,
@@ -54,6 +62,7 @@ pub(crate) static PIPEKIT: [Pipekit; 5] = [
     },
     Pipekit {
         name: "pipekit-fifo-messages",
+        about: "pipekit message mode on a pair of FIFOs",
         mode: Mode::Messages,
         kind: Kind::Fifo,
         framing: Framing::Native,
@@ -69,9 +78,21 @@ impl Pipekit {
     }
 }
 
+fn no_seqpacket() -> Result<(), String> {
+    if pipekit::os::unix::NATIVE_MESSAGES {
+        Ok(())
+    } else {
+        Err(String::from("this OS has no SOCK_SEQPACKET message mode"))
+    }
+}
+
 impl Transport for Pipekit {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn about(&self) -> &'static str {
+        self.about
     }
 
     fn baseline(&self) -> Option<&'static str> {
@@ -79,8 +100,8 @@ impl Transport for Pipekit {
     }
 
     fn check(&self, _size: usize) -> Result<(), String> {
-        if self.name == "pipekit-seqpacket" && !pipekit::os::unix::NATIVE_MESSAGES {
-            return Err(String::from("this OS has no SOCK_SEQPACKET message mode"));
+        if self.name == "pipekit-seqpacket" {
+            return no_seqpacket();
         }
         Ok(())
     }
@@ -90,20 +111,15 @@ impl Transport for Pipekit {
     }
 
     fn listen(&self, addr: &str, size: usize) -> io::Result<Box<dyn Listen>> {
-        let (options, _) = pipekit_options(self.mode, size);
-        Ok(Box::new(PipekitListen {
-            listener: pipekit::Listener::bind_unix(addr, &options, &self.unix())?,
-            addr: addr.to_string(),
-        }))
+        let (options, _) = pk::options(self.mode, size);
+        let listener = pipekit::Listener::bind_unix(addr, &options, &self.unix())?;
+        Ok(pk::listen(listener, addr, Api::Blocking))
     }
 
     fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
-        let (_, options) = pipekit_options(self.mode, size);
-        Ok(pipekit_conn(pipekit::Stream::connect_unix(
-            addr,
-            &options,
-            &self.unix(),
-        )?))
+        let (_, options) = pk::options(self.mode, size);
+        let stream = pipekit::Stream::connect_unix(addr, &options, &self.unix())?;
+        Ok(pk::conn(stream))
     }
 }
 
@@ -111,6 +127,7 @@ impl Transport for Pipekit {
 /// what the async layer costs over the blocking API underneath it.
 pub(crate) struct PipekitTokio {
     name: &'static str,
+    about: &'static str,
     kind: Kind,
     baseline: &'static str,
 }
@@ -118,11 +135,13 @@ pub(crate) struct PipekitTokio {
 pub(crate) static TOKIO: [PipekitTokio; 2] = [
     PipekitTokio {
         name: "pipekit-seqpacket-tokio",
+        about: "pipekit's Tokio API, message mode on SOCK_SEQPACKET (Linux)",
         kind: Kind::Socket,
         baseline: "pipekit-seqpacket",
     },
     PipekitTokio {
         name: "pipekit-fifo-messages-tokio",
+        about: "pipekit's Tokio API, message mode on a pair of FIFOs",
         kind: Kind::Fifo,
         baseline: "pipekit-fifo-messages",
     },
@@ -133,15 +152,18 @@ impl Transport for PipekitTokio {
         self.name
     }
 
+    fn about(&self) -> &'static str {
+        self.about
+    }
+
     fn baseline(&self) -> Option<&'static str> {
         Some(self.baseline)
     }
 
-    fn check(&self, size: usize) -> Result<(), String> {
-        if self.kind == Kind::Socket && !pipekit::os::unix::NATIVE_MESSAGES {
-            return Err(String::from("this OS has no SOCK_SEQPACKET message mode"));
+    fn check(&self, _size: usize) -> Result<(), String> {
+        if self.kind == Kind::Socket {
+            return no_seqpacket();
         }
-        let _ = size;
         Ok(())
     }
 
@@ -150,31 +172,31 @@ impl Transport for PipekitTokio {
     }
 
     fn listen(&self, addr: &str, size: usize) -> io::Result<Box<dyn Listen>> {
-        let (options, _) = pipekit_options(Mode::Messages, size);
+        let (options, _) = pk::options(Mode::Messages, size);
         let mut unix = UnixOptions::new();
         unix.transport(self.kind);
-        Ok(Box::new(TokioListen(
-            pipekit::Listener::bind_unix(addr, &options, &unix)?,
-            addr.to_string(),
-        )))
+        let listener = pipekit::Listener::bind_unix(addr, &options, &unix)?;
+        Ok(pk::listen(listener, addr, Api::Tokio))
     }
 
     fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
-        let (_, options) = pipekit_options(Mode::Messages, size);
-        TokioConn::boxed(pipekit::Stream::connect_with(addr, &options)?)
+        let (_, options) = pk::options(Mode::Messages, size);
+        pk::TokioConn::boxed(pipekit::Stream::connect_with(addr, &options)?)
     }
 }
 
-/// The raw baselines on this OS.
+/// The raw baselines of this module on this OS.
 pub(crate) static RAW: &[&dyn Transport] = &[
     &RawUds,
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(target_os = "linux")]
     &RawSeqpacket,
     &RawFifo { enlarged: false },
     &RawFifo { enlarged: true },
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    &PosixMq,
-    &crate::shm::ShmRing,
+    &Handoff::Pipe,
+    #[cfg(target_os = "linux")]
+    &Handoff::Vmsplice,
+    #[cfg(target_os = "linux")]
+    &Handoff::Datagrams,
 ];
 
 fn temp_path(unique: &str) -> String {
@@ -184,18 +206,32 @@ fn temp_path(unique: &str) -> String {
         .into_owned()
 }
 
-/// The kernel buffer sizes of `fd`: a pipe's capacity, or a socket's send/receive buffers.
-pub(crate) fn fd_settings(fd: BorrowedFd<'_>) -> String {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Ok(n) = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETPIPE_SZ) {
-        return format!("pipe capacity {n}");
+/// Removes `paths` when dropped, and if the run is stopped before.
+struct Files {
+    paths: Vec<PathBuf>,
+    _guard: cleanup::Guard,
+}
+
+impl Files {
+    fn new(paths: Vec<PathBuf>) -> Files {
+        let removed = paths.clone();
+        let guard = cleanup::on_exit(move || {
+            for path in &removed {
+                let _ = std::fs::remove_file(path);
+            }
+        });
+        Files {
+            paths,
+            _guard: guard,
+        }
     }
-    match (
-        socket::getsockopt(&fd, sockopt::SndBuf),
-        socket::getsockopt(&fd, sockopt::RcvBuf),
-    ) {
-        (Ok(snd), Ok(rcv)) => format!("SO_SNDBUF {snd}, SO_RCVBUF {rcv}"),
-        _ => String::new(),
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        for path in &self.paths {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -207,27 +243,36 @@ impl Transport for RawUds {
         "raw-uds"
     }
 
+    fn about(&self) -> &'static str {
+        "std's UnixStream, read/write"
+    }
+
     fn addr(&self, unique: &str) -> String {
         temp_path(unique)
     }
 
     fn listen(&self, addr: &str, _size: usize) -> io::Result<Box<dyn Listen>> {
         let _ = std::fs::remove_file(addr);
-        struct L(UnixListener, String);
+        struct L {
+            listener: UnixListener,
+            addr: String,
+            _files: Files,
+        }
         impl Listen for L {
             fn addr(&self) -> String {
-                self.1.clone()
+                self.addr.clone()
             }
             fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
-                Ok(Box::new(Uds(self.0.accept()?.0)))
+                Ok(Box::new(Uds(self.listener.accept()?.0)))
             }
         }
-        impl Drop for L {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.1);
-            }
-        }
-        Ok(Box::new(L(UnixListener::bind(addr)?, addr.to_string())))
+        let listener = UnixListener::bind(addr)?;
+        let files = Files::new(vec![addr.into()]);
+        Ok(Box::new(L {
+            listener,
+            addr: addr.to_string(),
+            _files: files,
+        }))
     }
 
     fn connect(&self, addr: &str, _size: usize) -> io::Result<Box<dyn Conn>> {
@@ -247,18 +292,30 @@ impl Conn for Uds {
     }
 
     fn settings(&self) -> String {
-        fd_settings(self.0.as_fd())
+        fd::settings(self.0.as_fd())
     }
 }
 
+/// Takes ownership of a descriptor a system call just returned.
+#[allow(unsafe_code)]
+fn own(raw: RawFd) -> OwnedFd {
+    // SAFETY: called only on a descriptor a system call (accept, recvmsg with SCM_RIGHTS)
+    // has just made for this process, which nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
 /// A raw `SOCK_SEQPACKET` socket with plain `send`/`recv`.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(target_os = "linux")]
 struct RawSeqpacket;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(target_os = "linux")]
 impl Transport for RawSeqpacket {
     fn name(&self) -> &'static str {
         "raw-seqpacket"
+    }
+
+    fn about(&self) -> &'static str {
+        "a SOCK_SEQPACKET Unix socket, plain send/recv"
     }
 
     fn addr(&self, unique: &str) -> String {
@@ -274,28 +331,31 @@ impl Transport for RawSeqpacket {
             SockFlag::SOCK_CLOEXEC,
             None,
         )?;
-        socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(addr)?)?;
+        socket::bind(fd.as_raw_fd(), &UnixAddr::new(addr)?)?;
+        let files = Files::new(vec![addr.into()]);
         socket::listen(&fd, Backlog::new(128)?)?;
-        struct L(std::os::fd::OwnedFd, String, usize);
+        struct L {
+            fd: OwnedFd,
+            addr: String,
+            size: usize,
+            _files: Files,
+        }
         impl Listen for L {
             fn addr(&self) -> String {
-                self.1.clone()
+                self.addr.clone()
             }
             fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
-                use std::os::fd::{AsRawFd, FromRawFd};
-                let raw = socket::accept(self.0.as_raw_fd())?;
-                // SAFETY: accept returned a new descriptor that nothing else owns.
-                let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
-                raise_buffers(&fd, self.2);
+                let fd = own(socket::accept(self.fd.as_raw_fd())?);
+                raise_buffers(&fd, self.size);
                 Ok(Box::new(Packets(fd)))
             }
         }
-        impl Drop for L {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.1);
-            }
-        }
-        Ok(Box::new(L(fd, addr.to_string(), size)))
+        Ok(Box::new(L {
+            fd,
+            addr: addr.to_string(),
+            size,
+            _files: files,
+        }))
     }
 
     fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
@@ -306,57 +366,49 @@ impl Transport for RawSeqpacket {
             SockFlag::SOCK_CLOEXEC,
             None,
         )?;
-        socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(addr)?)?;
+        socket::connect(fd.as_raw_fd(), &UnixAddr::new(addr)?)?;
         raise_buffers(&fd, size);
         Ok(Box::new(Packets(fd)))
     }
 }
 
 /// Sets the socket buffers to fit a few messages of `size` bytes, as pipekit does.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn raise_buffers(fd: &std::os::fd::OwnedFd, size: usize) {
+#[cfg(target_os = "linux")]
+fn raise_buffers(fd: &OwnedFd, size: usize) {
+    use socket::sockopt;
     let want = (size * 4).max(65535);
-    for opt in [true, false] {
-        let current = if opt {
-            socket::getsockopt(fd, sockopt::SndBuf)
-        } else {
-            socket::getsockopt(fd, sockopt::RcvBuf)
-        };
-        if current.is_ok_and(|c| c < want) {
-            let _ = if opt {
-                socket::setsockopt(fd, sockopt::SndBuf, &want)
-            } else {
-                socket::setsockopt(fd, sockopt::RcvBuf, &want)
-            };
-        }
+    if socket::getsockopt(fd, sockopt::SndBuf).is_ok_and(|c| c < want) {
+        let _ = socket::setsockopt(fd, sockopt::SndBuf, &want);
+    }
+    if socket::getsockopt(fd, sockopt::RcvBuf).is_ok_and(|c| c < want) {
+        let _ = socket::setsockopt(fd, sockopt::RcvBuf, &want);
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-struct Packets(std::os::fd::OwnedFd);
+/// A message socket (sequenced packets or datagrams) with plain `send`/`recv`.
+#[cfg(target_os = "linux")]
+struct Packets(OwnedFd);
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(target_os = "linux")]
 impl Conn for Packets {
     fn send(&mut self, buf: &[u8]) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        socket::send(self.0.as_raw_fd(), buf, socket::MsgFlags::MSG_NOSIGNAL)?;
+        socket::send(self.0.as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL)?;
         Ok(())
     }
 
     fn recv_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let n = socket::recv(self.0.as_raw_fd(), buf, socket::MsgFlags::empty())?;
+        let n = socket::recv(self.0.as_raw_fd(), buf, MsgFlags::empty())?;
         if n == buf.len() {
             Ok(())
         } else if n == 0 {
             Err(io::ErrorKind::UnexpectedEof.into())
         } else {
-            Err(io::Error::new(io::ErrorKind::InvalidData, "short message"))
+            Err(crate::transports::pipekit::wrong_length(buf.len(), n))
         }
     }
 
     fn settings(&self) -> String {
-        fd_settings(self.0.as_fd())
+        fd::settings(self.0.as_fd())
     }
 }
 
@@ -374,6 +426,14 @@ impl Transport for RawFifo {
         }
     }
 
+    fn about(&self) -> &'static str {
+        if self.enlarged {
+            "two FIFOs, read/write, F_SETPIPE_SZ 1 MiB (Linux)"
+        } else {
+            "two FIFOs, read/write, default capacity"
+        }
+    }
+
     fn reconnects(&self) -> bool {
         false
     }
@@ -388,14 +448,14 @@ impl Transport for RawFifo {
             PathBuf::from(format!("{addr}.c2s")),
             PathBuf::from(format!("{addr}.s2c")),
         );
+        let files = Files::new(vec![c2s.clone(), s2c.clone()]);
         for path in [&c2s, &s2c] {
             let _ = std::fs::remove_file(path);
             nix::unistd::mkfifo(path, mode)?;
         }
         struct L {
             addr: String,
-            c2s: PathBuf,
-            s2c: PathBuf,
+            files: Files,
             enlarged: bool,
         }
         impl Listen for L {
@@ -403,17 +463,21 @@ impl Transport for RawFifo {
                 self.addr.clone()
             }
             fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
-                let read = File::open(&self.c2s)?;
-                let write = OpenOptions::new().write(true).open(&self.s2c)?;
-                let _ = std::fs::remove_file(&self.c2s);
-                let _ = std::fs::remove_file(&self.s2c);
-                Ok(Box::new(Fifos::new(read, write, self.enlarged)))
+                let read = File::open(&self.files.paths[0])?;
+                let write = OpenOptions::new().write(true).open(&self.files.paths[1])?;
+                for path in &self.files.paths {
+                    let _ = std::fs::remove_file(path);
+                }
+                Ok(Box::new(Pipes::new(
+                    read.into(),
+                    write.into(),
+                    self.enlarged,
+                )))
             }
         }
         Ok(Box::new(L {
             addr: addr.to_string(),
-            c2s,
-            s2c,
+            files,
             enlarged: self.enlarged,
         }))
     }
@@ -421,18 +485,23 @@ impl Transport for RawFifo {
     fn connect(&self, addr: &str, _size: usize) -> io::Result<Box<dyn Conn>> {
         let write = OpenOptions::new().write(true).open(format!("{addr}.c2s"))?;
         let read = File::open(format!("{addr}.s2c"))?;
-        Ok(Box::new(Fifos::new(read, write, self.enlarged)))
+        Ok(Box::new(Pipes::new(
+            read.into(),
+            write.into(),
+            self.enlarged,
+        )))
     }
 }
 
-struct Fifos {
+/// A pipe (or FIFO) each way, plain `read`/`write`.
+struct Pipes {
     read: File,
     write: File,
 }
 
-impl Fifos {
-    fn new(read: File, write: File, enlarged: bool) -> Fifos {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+impl Pipes {
+    fn new(read: OwnedFd, write: OwnedFd, enlarged: bool) -> Pipes {
+        #[cfg(target_os = "linux")]
         if enlarged {
             let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
                 .ok()
@@ -443,13 +512,16 @@ impl Fifos {
                 let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(max));
             }
         }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        #[cfg(not(target_os = "linux"))]
         let _ = enlarged;
-        Fifos { read, write }
+        Pipes {
+            read: read.into(),
+            write: write.into(),
+        }
     }
 }
 
-impl Conn for Fifos {
+impl Conn for Pipes {
     fn send(&mut self, buf: &[u8]) -> io::Result<()> {
         self.write.write_all(buf)
     }
@@ -459,35 +531,46 @@ impl Conn for Fifos {
     }
 
     fn settings(&self) -> String {
-        fd_settings(self.read.as_fd())
+        fd::settings(self.read.as_fd())
     }
 }
 
-/// POSIX message queues (`mq_send`/`mq_receive`), one queue each way.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-struct PosixMq;
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn mq_limit(what: &str) -> Option<usize> {
-    std::fs::read_to_string(format!("/proc/sys/fs/mqueue/{what}"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// Transports with no name in the file system: the client makes the descriptors (two
+/// anonymous pipes, or a datagram socket pair) and hands the peer its ends with
+/// `SCM_RIGHTS` over a Unix socket, which then closes — as a parent passes pipes to a child.
+#[derive(Clone, Copy)]
+enum Handoff {
+    /// Two anonymous pipes, `read`/`write`.
+    Pipe,
+    /// Two anonymous pipes; the writer maps its pages into the pipe with `vmsplice`.
+    #[cfg(target_os = "linux")]
+    Vmsplice,
+    /// A `SOCK_DGRAM` socket pair, `send`/`recv`.
+    #[cfg(target_os = "linux")]
+    Datagrams,
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-impl Transport for PosixMq {
+impl Transport for Handoff {
     fn name(&self) -> &'static str {
-        "posix-mq"
+        match self {
+            Handoff::Pipe => "raw-pipe",
+            #[cfg(target_os = "linux")]
+            Handoff::Vmsplice => "vmsplice",
+            #[cfg(target_os = "linux")]
+            Handoff::Datagrams => "raw-uds-dgram",
+        }
     }
 
-    fn check(&self, size: usize) -> Result<(), String> {
-        match mq_limit("msgsize_max") {
-            Some(max) if size.max(8) > max => Err(format!(
-                "message size {size} is above /proc/sys/fs/mqueue/msgsize_max ({max})"
-            )),
-            _ => Ok(()),
+    fn about(&self) -> &'static str {
+        match self {
+            Handoff::Pipe => "two anonymous pipes, read/write, default capacity",
+            #[cfg(target_os = "linux")]
+            Handoff::Vmsplice => {
+                "two anonymous pipes; chunks of 4 KiB and more go in with vmsplice (no copy \
+                 on the writing side), the reader copies with read"
+            }
+            #[cfg(target_os = "linux")]
+            Handoff::Datagrams => "a SOCK_DGRAM Unix socket pair, plain send/recv",
         }
     }
 
@@ -496,94 +579,172 @@ impl Transport for PosixMq {
     }
 
     fn addr(&self, unique: &str) -> String {
-        format!("/{unique}")
+        temp_path(unique)
     }
 
     fn listen(&self, addr: &str, size: usize) -> io::Result<Box<dyn Listen>> {
-        use nix::mqueue::{MQ_OFlag, MqAttr, mq_open};
-        let msgsize = size.max(8);
-        let maxmsg = mq_limit("msg_max").unwrap_or(10).min(10);
-        let attr = MqAttr::new(0, maxmsg as _, msgsize as _, 0);
-        let flags = MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_RDWR;
-        let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
-        let c2s = mq_open(format!("{addr}-c2s").as_str(), flags, mode, Some(&attr))?;
-        let s2c = mq_open(format!("{addr}-s2c").as_str(), flags, mode, Some(&attr))?;
-        struct L(Option<MqConn>, String);
+        let _ = std::fs::remove_file(addr);
+        let listener = UnixListener::bind(addr)?;
+        let files = Files::new(vec![addr.into()]);
+        struct L {
+            listener: UnixListener,
+            addr: String,
+            kind: Handoff,
+            size: usize,
+            _files: Files,
+        }
         impl Listen for L {
             fn addr(&self) -> String {
-                self.1.clone()
+                self.addr.clone()
             }
             fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
-                let conn = self.0.take().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::Unsupported, "one session per queue pair")
-                })?;
-                Ok(Box::new(conn))
+                let (socket, _) = self.listener.accept()?;
+                let fds = receive_fds(&socket)?;
+                self.kind.conn(fds, self.size)
             }
         }
-        let conn = MqConn {
-            rx: c2s,
-            tx: s2c,
-            scratch: vec![0u8; msgsize],
-            unlink: vec![format!("{addr}-c2s"), format!("{addr}-s2c")],
-            settings: format!("mq_maxmsg {maxmsg}, mq_msgsize {msgsize}"),
-        };
-        Ok(Box::new(L(Some(conn), addr.to_string())))
+        Ok(Box::new(L {
+            listener,
+            addr: addr.to_string(),
+            kind: *self,
+            size,
+            _files: files,
+        }))
     }
 
     fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
-        use nix::mqueue::{MQ_OFlag, mq_getattr, mq_open};
-        let mode = nix::sys::stat::Mode::empty();
-        let tx = mq_open(format!("{addr}-c2s").as_str(), MQ_OFlag::O_RDWR, mode, None)?;
-        let rx = mq_open(format!("{addr}-s2c").as_str(), MQ_OFlag::O_RDWR, mode, None)?;
-        let attr = mq_getattr(&rx)?;
-        Ok(Box::new(MqConn {
-            rx,
-            tx,
-            scratch: vec![0u8; size.max(8)],
-            unlink: Vec::new(),
-            settings: format!("mq_maxmsg {}, mq_msgsize {}", attr.maxmsg(), attr.msgsize()),
-        }))
+        let socket = UnixStream::connect(addr)?;
+        let (mine, theirs) = match self {
+            #[cfg(target_os = "linux")]
+            Handoff::Datagrams => {
+                use socket::{AddressFamily, SockFlag, SockType};
+                let (a, b) = socket::socketpair(
+                    AddressFamily::Unix,
+                    SockType::Datagram,
+                    None,
+                    SockFlag::SOCK_CLOEXEC,
+                )?;
+                (vec![a], vec![b])
+            }
+            _ => {
+                let (c2s_read, c2s_write) = pipe()?;
+                let (s2c_read, s2c_write) = pipe()?;
+                (vec![s2c_read, c2s_write], vec![c2s_read, s2c_write])
+            }
+        };
+        send_fds(&socket, &theirs)?;
+        drop(theirs);
+        self.conn(mine, size)
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-struct MqConn {
-    rx: nix::mqueue::MqdT,
-    tx: nix::mqueue::MqdT,
-    scratch: Vec<u8>,
-    unlink: Vec<String>,
-    settings: String,
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-impl Conn for MqConn {
-    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
-        Ok(nix::mqueue::mq_send(&self.tx, buf, 0)?)
-    }
-
-    fn recv_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        let mut prio = 0;
-        let n = nix::mqueue::mq_receive(&self.rx, &mut self.scratch, &mut prio)?;
-        if n != buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "wrong message size",
-            ));
+impl Handoff {
+    /// This end's connection from its descriptors: `[read, write]` pipes, or one socket.
+    fn conn(self, fds: Vec<OwnedFd>, size: usize) -> io::Result<Box<dyn Conn>> {
+        let short = || io::Error::new(io::ErrorKind::InvalidData, "descriptors missing");
+        let mut fds = fds.into_iter();
+        match self {
+            #[cfg(target_os = "linux")]
+            Handoff::Datagrams => {
+                let fd = fds.next().ok_or_else(short)?;
+                raise_buffers(&fd, size);
+                Ok(Box::new(Packets(fd)))
+            }
+            _ => {
+                let (Some(read), Some(write)) = (fds.next(), fds.next()) else {
+                    return Err(short());
+                };
+                let _ = size;
+                let pipes = Pipes::new(read, write, false);
+                #[cfg(target_os = "linux")]
+                if matches!(self, Handoff::Vmsplice) {
+                    return Ok(Box::new(Vmspliced(pipes)));
+                }
+                Ok(Box::new(pipes))
+            }
         }
-        buf.copy_from_slice(&self.scratch[..n]);
+    }
+}
+
+/// An anonymous pipe, `(read, write)`, both ends close-on-exec (so later peers do not hold
+/// them open).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let (read, write) = nix::unistd::pipe()?;
+    for fd in [&read, &write] {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    }
+    Ok((read, write))
+}
+
+/// Sends `fds` over `socket` with `SCM_RIGHTS` (one byte of data carries them).
+fn send_fds(socket: &UnixStream, fds: &[OwnedFd]) -> io::Result<()> {
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    socket::sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[IoSlice::new(&[1])],
+        &[ControlMessage::ScmRights(&raw)],
+        MsgFlags::empty(),
+        None,
+    )?;
+    Ok(())
+}
+
+/// Receives up to two descriptors sent with [`send_fds`].
+fn receive_fds(socket: &UnixStream) -> io::Result<Vec<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let msg = socket::recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )?;
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            fds.extend(raw.into_iter().map(own));
+        }
+    }
+    // Close-on-exec, like every descriptor the harness makes.
+    for fd in &fds {
+        use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    }
+    Ok(fds)
+}
+
+/// Pipes whose writer uses `vmsplice` for chunks of a page or more. The pipe then refers to
+/// the writer's pages instead of a copy, so those pages must not change until the reader has
+/// read them: the harness sends the same unchanging chunk, and an echo waits for the answer
+/// before it reuses its buffer. Small writes (counts, totals — often from the stack) are
+/// copied with `write`.
+#[cfg(target_os = "linux")]
+struct Vmspliced(Pipes);
+
+#[cfg(target_os = "linux")]
+impl Conn for Vmspliced {
+    fn send(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        if buf.len() < 4096 {
+            return self.0.send(buf);
+        }
+        while !buf.is_empty() {
+            let n = nix::fcntl::vmsplice(
+                self.0.write.as_fd(),
+                &[IoSlice::new(buf)],
+                nix::fcntl::SpliceFFlags::empty(),
+            )?;
+            buf = &buf[n..];
+        }
         Ok(())
     }
 
-    fn settings(&self) -> String {
-        self.settings.clone()
+    fn recv_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        self.0.recv_exact(buf)
     }
-}
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-impl Drop for MqConn {
-    fn drop(&mut self) {
-        for name in &self.unlink {
-            let _ = nix::mqueue::mq_unlink(name.as_str());
-        }
+    fn settings(&self) -> String {
+        self.0.settings()
     }
 }

@@ -1,0 +1,77 @@
+//! What a run must remove if it is stopped: the files, queues and segments transports made,
+//! and the peer processes it started.
+//!
+//! Each is registered as a closure while it exists ([`on_exit`]); [`run_all`] runs what is
+//! registered, and is what a signal handler calls (the `pipekit bench` command installs one
+//! for SIGINT and SIGTERM, and every peer process does the same). The normal path — a
+//! listener dropped, a peer that exits — removes its own and unregisters.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+type Action = Box<dyn Fn() + Send + Sync>;
+
+static ACTIONS: Mutex<Vec<(u64, Action)>> = Mutex::new(Vec::new());
+
+/// Set once a signal handler has started to clean up and exit.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the process is being stopped by a signal (so an error of a call the clean-up cut
+/// short is expected, not worth reporting).
+pub(crate) fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
+/// A registered clean-up action; dropping it unregisters the action without running it.
+#[must_use = "the action is unregistered when the guard drops"]
+#[derive(Debug)]
+pub struct Guard(u64);
+
+/// Registers `action` to run if the process is stopped while the guard lives.
+pub fn on_exit(action: impl Fn() + Send + Sync + 'static) -> Guard {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    actions().push((id, Box::new(action)));
+    Guard(id)
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        actions().retain(|(id, _)| *id != self.0);
+    }
+}
+
+/// Runs every registered action, newest first (peers are stopped before the files they use
+/// are removed), and unregisters them.
+pub fn run_all() {
+    let taken = std::mem::take(&mut *actions());
+    for (_, action) in taken.iter().rev() {
+        action();
+    }
+}
+
+fn actions() -> std::sync::MutexGuard<'static, Vec<(u64, Action)>> {
+    ACTIONS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// In a peer process: on SIGINT or SIGTERM, runs [`run_all`] and exits with 128 + the
+/// signal.
+#[cfg(unix)]
+pub(crate) fn on_signal_exit() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            STOPPING.store(true, Ordering::SeqCst);
+            run_all();
+            std::process::exit(128 + signal);
+        }
+    });
+    Ok(())
+}
+
+/// Windows transports leave nothing in a file system; a peer ends with its console.
+#[cfg(not(unix))]
+pub(crate) fn on_signal_exit() -> std::io::Result<()> {
+    Ok(())
+}
