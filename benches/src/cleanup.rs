@@ -13,11 +13,11 @@ type Action = Box<dyn Fn() + Send + Sync>;
 
 static ACTIONS: Mutex<Vec<(u64, Action)>> = Mutex::new(Vec::new());
 
-/// Set once a signal handler has started to clean up and exit.
+/// Set once [`run_all`] has begun.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
-/// Whether the process is being stopped by a signal (so an error of a call the clean-up cut
-/// short is expected, not worth reporting).
+/// Whether the process is being stopped (so an error of a call the clean-up cut short is
+/// expected, not worth reporting).
 pub(crate) fn stopping() -> bool {
     STOPPING.load(Ordering::SeqCst)
 }
@@ -27,11 +27,19 @@ pub(crate) fn stopping() -> bool {
 #[derive(Debug)]
 pub struct Guard(u64);
 
-/// Registers `action` to run if the process is stopped while the guard lives.
+/// Registers `action` to run if the process is stopped while the guard lives. Once the
+/// process is being stopped ([`run_all`] has begun), the action runs at once instead: what
+/// the rest of the program makes meanwhile is removed too.
 pub fn on_exit(action: impl Fn() + Send + Sync + 'static) -> Guard {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    actions().push((id, Box::new(action)));
+    let mut actions = actions();
+    if STOPPING.load(Ordering::SeqCst) {
+        drop(actions);
+        action();
+    } else {
+        actions.push((id, Box::new(action)));
+    }
     Guard(id)
 }
 
@@ -42,9 +50,14 @@ impl Drop for Guard {
 }
 
 /// Runs every registered action, newest first (peers are stopped before the files they use
-/// are removed), and unregisters them.
+/// are removed), and unregisters them. From then on the process counts as stopping:
+/// actions registered later run at once, and no new peer starts.
 pub fn run_all() {
-    let taken = std::mem::take(&mut *actions());
+    let taken = {
+        let mut actions = actions();
+        STOPPING.store(true, Ordering::SeqCst);
+        std::mem::take(&mut *actions)
+    };
     for (_, action) in taken.iter().rev() {
         action();
     }
@@ -62,7 +75,6 @@ pub(crate) fn on_signal_exit() -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            STOPPING.store(true, Ordering::SeqCst);
             run_all();
             std::process::exit(128 + signal);
         }

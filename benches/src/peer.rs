@@ -315,6 +315,12 @@ pub(crate) struct PeerProcess {
 impl PeerProcess {
     /// Starts a peer and waits for its `ready` line.
     pub(crate) fn start(spec: &Spec, pinning: Pinning) -> io::Result<PeerProcess> {
+        if cleanup::stopping() {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the run is being stopped",
+            ));
+        }
         let spec = Spec {
             cpu: pinning.peer_cpu(),
             ..spec.clone()

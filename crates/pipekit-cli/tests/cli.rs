@@ -1474,3 +1474,215 @@ fn bench_quick_reports_progress_metadata_and_leaves_nothing_behind() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Entries of `dir` whose names start with `prefix` (none if `dir` cannot be read).
+#[cfg(target_os = "linux")]
+fn entries(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir).map_or_else(
+        |_| Vec::new(),
+        |d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        },
+    )
+}
+
+/// The System V message queues this user owns (`/proc/sysvipc/msg`: key msqid perms ... uid).
+#[cfg(target_os = "linux")]
+fn own_sysv_queues() -> Vec<String> {
+    let uid = nix::unistd::geteuid().as_raw().to_string();
+    std::fs::read_to_string("/proc/sysvipc/msg")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(7) == Some(uid.as_str()))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+        .collect()
+}
+
+/// Processes whose environment says they are a benchmark peer of the run with pid `pid`
+/// (their listener address holds `pkb-PID-`).
+#[cfg(target_os = "linux")]
+fn peers_of(pid: u32) -> Vec<String> {
+    let mark = format!("pkb-{pid}-");
+    let own = nix::unistd::getpid().as_raw().to_string();
+    entries(std::path::Path::new("/proc"), "")
+        .into_iter()
+        .filter(|p| p.chars().all(|c| c.is_ascii_digit()) && *p != own)
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ")).is_ok_and(|env| {
+                String::from_utf8_lossy(&env)
+                    .split('\0')
+                    .any(|v| v.starts_with("PIPEKIT_BENCH_PEER=") && v.contains(&mark))
+            })
+        })
+        .collect()
+}
+
+/// A bench stopped with SIGINT in the middle of a run exits 130 and leaves nothing: no
+/// socket, FIFO or lock file (in its temporary directory or the per-user one), no POSIX queue
+/// or shared-memory segment, no System V queue, and no peer process. Before, Ctrl-C killed
+/// the bench and left its peers running and their files behind.
+#[cfg(target_os = "linux")]
+#[test]
+fn bench_stopped_by_sigint_leaves_no_file_queue_segment_or_process() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::{BufRead, BufReader};
+    let tmp = std::env::temp_dir().join(unique_name("cli-bench-stop"));
+    std::fs::create_dir(&tmp).unwrap();
+    let user_dir = std::path::Path::new(&path_of("x"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let queues_before = own_sysv_queues();
+    // Each transport leaves something else if it is not removed; several rounds and long
+    // measurements, so that the signal comes in the middle.
+    let transports = "raw-uds,raw-fifo-1m,pipekit-fifo-bytes,pipekit-uds-bytes,sysv-mq,\
+                      posix-mq,shm-ring,zeromq-ipc,raw-pipe";
+    let mut bench = Command::new(PIPEKIT)
+        .args([
+            "bench",
+            "--transports",
+            transports,
+            "--rounds",
+            "20",
+            "--duration",
+            "0.2",
+        ])
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = bench.id();
+    let mut lines = BufReader::new(bench.stderr.take().unwrap()).lines();
+    // Step 11 is the second round's raw-fifo-1m: ten steps have run, one is under way.
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("[11/") {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("[11/")),
+        "the bench ended early: {seen:?}"
+    );
+    kill(Pid::from_raw(pid as i32), Signal::SIGINT).unwrap();
+    // What it prints from now on, read aside: a peer left running would hold the pipe open.
+    let rest = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let rest = std::sync::Arc::clone(&rest);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                rest.lock().unwrap().push(line);
+            }
+        });
+    }
+    let status = bench.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{:?}", rest.lock().unwrap());
+    assert_eq!(peers_of(pid), Vec::<String>::new(), "peers still running");
+    // pipekit's per-user directory (under TMPDIR when there is no XDG_RUNTIME_DIR) stays;
+    // nothing of the run may be in it.
+    let mark = format!("pkb-{pid}-");
+    for dir in entries(&tmp, "pipekit-") {
+        assert_eq!(entries(&tmp.join(dir), ""), Vec::<String>::new());
+    }
+    let left: Vec<String> = entries(&tmp, "")
+        .into_iter()
+        .filter(|e| !e.starts_with("pipekit-"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "left in TMPDIR");
+    assert_eq!(entries(&user_dir, &mark), Vec::<String>::new());
+    assert_eq!(
+        entries(std::path::Path::new("/dev/shm"), &mark),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        entries(std::path::Path::new("/dev/mqueue"), &mark),
+        Vec::<String>::new()
+    );
+    assert_eq!(own_sysv_queues(), queues_before, "System V queues left");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// `--clients 2 --rate R`: two client processes on one server, their aggregate throughput
+/// with its CPU cost, and open-loop latency; a single-session transport says why it did not
+/// run. `--report` writes the page and its charts.
+#[test]
+fn bench_with_clients_and_a_rate_reports_the_load_and_a_report() {
+    let dir = std::env::temp_dir().join(unique_name("cli-bench-load"));
+    std::fs::create_dir(&dir).unwrap();
+    let json = dir.join("b.json");
+    let report = dir.join("report");
+    let (server, single) = if cfg!(windows) {
+        ("pipekit-pipe-messages", "udp")
+    } else {
+        ("pipekit-uds-bytes", "raw-fifo-1m")
+    };
+    let out = pipekit(&[
+        "bench",
+        "--quick",
+        "--clients",
+        "2",
+        "--rate",
+        "2000",
+        "--transports",
+        &format!("{server},{single}"),
+        "--json",
+        json.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["clients"], 2);
+    assert_eq!(doc["rate"], 2000.0);
+    let result = |name: &str| {
+        doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["transport"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let served = result(server);
+    assert_eq!(served["clients"], 2, "{served}");
+    for key in ["gb_per_s", "msgs_per_s", "cpu_s_per_gb", "cpu_s_per_msg"] {
+        assert!(served[key].as_f64().unwrap() > 0.0, "{key}: {served}");
+    }
+    // Open loop at 1000 round trips/s per client for 50 ms: the p50 is a round trip, not a
+    // queue that grew.
+    assert!(
+        served["latency_us"]["p50"].as_f64().unwrap() > 0.0,
+        "{served}"
+    );
+    let skipped = result(single);
+    assert!(
+        skipped["not_run"]
+            .as_str()
+            .unwrap()
+            .contains("single session"),
+        "{skipped}"
+    );
+    let page = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(page.contains("<svg") && page.contains(server), "{page}");
+    assert!(page.contains("single session"), "the reason is shown");
+    for chart in [
+        "throughput.svg",
+        "latency-65535.svg",
+        "cpu-65535.svg",
+        "ratio.svg",
+    ] {
+        let svg = std::fs::read_to_string(report.join(chart)).unwrap();
+        assert!(svg.trim_end().ends_with("</svg>"), "{chart}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
