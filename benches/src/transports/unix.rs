@@ -372,16 +372,15 @@ impl Transport for RawSeqpacket {
     }
 }
 
-/// Sets the socket buffers to fit a few messages of `size` bytes, as pipekit does.
+/// Makes the send buffer fit one `size`-byte message if the default does not (a larger
+/// message fails with `EMSGSIZE`) — pipekit's rule, so that the baseline runs with the
+/// buffers pipekit's socket has.
 #[cfg(target_os = "linux")]
 fn raise_buffers(fd: &OwnedFd, size: usize) {
     use socket::sockopt;
-    let want = (size * 4).max(65535);
+    let want = size + 64;
     if socket::getsockopt(fd, sockopt::SndBuf).is_ok_and(|c| c < want) {
         let _ = socket::setsockopt(fd, sockopt::SndBuf, &want);
-    }
-    if socket::getsockopt(fd, sockopt::RcvBuf).is_ok_and(|c| c < want) {
-        let _ = socket::setsockopt(fd, sockopt::RcvBuf, &want);
     }
 }
 
