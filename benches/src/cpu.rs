@@ -25,17 +25,11 @@ pub(crate) fn process_time() -> Duration {
         dwHighDateTime: 0,
     };
     let [mut created, mut exited, mut kernel, mut user] = [zero; 4];
-    // SAFETY: the pseudo-handle of this process, and four FILETIMEs to write to that live
-    // across the call.
-    let ok = unsafe {
-        GetProcessTimes(
-            GetCurrentProcess(),
-            &mut created,
-            &mut exited,
-            &mut kernel,
-            &mut user,
-        )
-    };
+    // SAFETY: returns the pseudo-handle of this process, which needs no closing.
+    let process = unsafe { GetCurrentProcess() };
+    // SAFETY: a valid process handle, and four FILETIMEs to write to that live across the
+    // call.
+    let ok = unsafe { GetProcessTimes(process, &mut created, &mut exited, &mut kernel, &mut user) };
     if ok == 0 {
         return Duration::ZERO;
     }

@@ -150,21 +150,29 @@ impl Map {
         Ok(Map(ptr.cast()))
     }
 
+    /// The address `offset` bytes into the mapping (`offset < 2 * RING`).
+    fn at(&self, offset: usize) -> *mut u8 {
+        debug_assert!(offset < 2 * RING);
+        // SAFETY: every caller's offset lies within the mapping of `2 * RING` bytes.
+        unsafe { self.0.as_ptr().add(offset) }
+    }
+
     fn u64_at(&self, ring: usize, offset: usize) -> &AtomicU64 {
+        let p = self.at(ring + offset).cast::<AtomicU64>();
         // SAFETY: `ring + offset` is 8-aligned (page-aligned base, 8-aligned offsets) and
         // inside the mapping, which lives as long as `self`; the other process only touches
         // it atomically too.
-        unsafe { &*self.0.as_ptr().add(ring + offset).cast::<AtomicU64>() }
+        unsafe { &*p }
     }
 
     fn u32_at(&self, ring: usize, offset: usize) -> &AtomicU32 {
+        let p = self.at(ring + offset).cast::<AtomicU32>();
         // SAFETY: as `u64_at`, 4-aligned.
-        unsafe { &*self.0.as_ptr().add(ring + offset).cast::<AtomicU32>() }
+        unsafe { &*p }
     }
 
     fn data(&self, ring: usize) -> *mut u8 {
-        // SAFETY: within the mapping.
-        unsafe { self.0.as_ptr().add(ring + HEADER) }
+        self.at(ring + HEADER)
     }
 }
 
@@ -266,8 +274,9 @@ impl Conn for Rings {
             }
             let at = h as usize % CAP;
             let n = buf.len().min(free()).min(CAP - at);
-            // SAFETY: `at..at + n` is inside the data area and free (the reader is past it).
-            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), data.add(at), n) };
+            let dst = data.wrapping_add(at);
+            // SAFETY: `dst..dst + n` is inside the data area and free (the reader is past it).
+            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, n) };
             head.store(h + n as u64, Ordering::Release);
             self.announce(map.u32_at(ring, HEAD_SEQ), map.u32_at(ring, READER_WAITING));
             buf = &buf[n..];
@@ -292,8 +301,9 @@ impl Conn for Rings {
             }
             let at = t as usize % CAP;
             let n = buf.len().min(ready()).min(CAP - at);
-            // SAFETY: `at..at + n` is inside the data area and written (the writer is past it).
-            unsafe { std::ptr::copy_nonoverlapping(data.add(at), buf.as_mut_ptr(), n) };
+            let src = data.wrapping_add(at);
+            // SAFETY: `src..src + n` is inside the data area and written (the writer is past it).
+            unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), n) };
             tail.store(t + n as u64, Ordering::Release);
             self.announce(map.u32_at(ring, TAIL_SEQ), map.u32_at(ring, WRITER_WAITING));
             buf = &mut buf[n..];

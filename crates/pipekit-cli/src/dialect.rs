@@ -5,7 +5,7 @@ use pipekit::PipeName;
 
 /// Peers written without pipekit in mind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Dialect {
+pub(crate) enum Dialect {
     /// .NET System.IO.Pipes naming: $TMPDIR/CoreFxPipe_NAME on Unix (byte mode only there),
     /// \\.\pipe\NAME on Windows.
     Dotnet,
@@ -15,7 +15,7 @@ pub enum Dialect {
 }
 
 #[derive(Debug, Args)]
-pub struct DialectArgs {
+pub(crate) struct DialectArgs {
     /// Speak to peers written without pipekit: dotnet or python-mp.
     #[arg(long, value_enum, value_name = "DIALECT")]
     pub dialect: Option<Dialect>,
@@ -26,7 +26,7 @@ pub struct DialectArgs {
 
 impl DialectArgs {
     /// `name` as this dialect reads it.
-    pub fn pipe_name(&self, name: &str) -> anyhow::Result<PipeName> {
+    pub(crate) fn pipe_name(&self, name: &str) -> anyhow::Result<PipeName> {
         if self.authkey.is_some() && self.dialect != Some(Dialect::PythonMp) {
             return Err(crate::usage("--authkey needs --dialect python-mp"));
         }
@@ -37,12 +37,12 @@ impl DialectArgs {
     }
 
     /// Whether this is the Python multiprocessing dialect.
-    pub fn python_mp(&self) -> bool {
+    pub(crate) fn python_mp(&self) -> bool {
         self.dialect == Some(Dialect::PythonMp)
     }
 
     /// The authkey, as bytes.
-    pub fn key(&self) -> Option<&[u8]> {
+    pub(crate) fn key(&self) -> Option<&[u8]> {
         self.authkey.as_deref().map(str::as_bytes)
     }
 }

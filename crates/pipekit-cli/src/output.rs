@@ -7,7 +7,7 @@ use serde_json::json;
 
 /// How a received message (or, in byte mode, a received chunk) is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// One message per line, decoded as UTF-8 (invalid bytes become U+FFFD).
     Text,
     /// The bytes as they came, nothing added.
@@ -22,14 +22,14 @@ pub enum Format {
 
 /// Who sent a message, for `--format json`.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Peer {
+pub(crate) struct Peer {
     pub pid: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }
 
 impl Peer {
-    pub fn of(credentials: Option<pipekit::PeerCredentials>) -> Peer {
+    pub(crate) fn of(credentials: Option<pipekit::PeerCredentials>) -> Peer {
         credentials.map_or_else(Peer::default, |c| Peer {
             pid: c.pid,
             uid: c.uid,
@@ -54,7 +54,12 @@ impl std::fmt::Display for Peer {
 }
 
 /// Writes `msg` to `out` in `format` and flushes.
-pub fn write(out: &mut impl Write, format: Format, msg: &[u8], peer: Peer) -> io::Result<()> {
+pub(crate) fn write(
+    out: &mut impl Write,
+    format: Format,
+    msg: &[u8],
+    peer: Peer,
+) -> io::Result<()> {
     match format {
         Format::Text => writeln!(out, "{}", String::from_utf8_lossy(msg))?,
         Format::Raw => out.write_all(msg)?,

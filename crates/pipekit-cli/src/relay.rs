@@ -14,7 +14,7 @@ use pipekit::error::Chain;
 use pipekit::{ConnectOptions, Listener, ListenerOptions, Mode, PipeName, Stream};
 
 #[derive(Debug, Args)]
-pub struct RelayArgs {
+pub(crate) struct RelayArgs {
     /// Where clients come from: a pipe name (any form pipekit takes), `tcp://HOST:PORT`, or
     /// `-` (stdin and stdout, one connection).
     from: String,
@@ -268,7 +268,7 @@ enum Incoming {
     Tcp(TcpListener),
 }
 
-pub fn relay(args: &RelayArgs) -> anyhow::Result<()> {
+pub(crate) fn relay(args: &RelayArgs) -> anyhow::Result<()> {
     let from = Endpoint::parse(&args.from)?;
     let to = Endpoint::parse(&args.to)?;
     if matches!(from, Endpoint::Exec(_)) {

@@ -16,7 +16,7 @@ use crate::dialect::DialectArgs;
 use crate::output::{self, Format, Peer};
 
 #[derive(Debug, Args)]
-pub struct ListenArgs {
+pub(crate) struct ListenArgs {
     /// The pipe name (`test_pipe`, a path, or `\\.\pipe\...` on Windows).
     name: String,
     /// Message mode: each send is one message (the default is byte mode).
@@ -72,7 +72,7 @@ pub struct ListenArgs {
     dialect: DialectArgs,
 }
 
-pub fn listen(args: &ListenArgs) -> anyhow::Result<()> {
+pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let name = args.dialect.pipe_name(&args.name)?;
     let policy = peer_policy(&args.allow_peer).map_err(|e| crate::usage(e.to_string()))?;
     if args.inbox {

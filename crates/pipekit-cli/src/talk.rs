@@ -15,7 +15,7 @@ use crate::dialect::DialectArgs;
 use crate::output::{self, Format, Peer};
 
 #[derive(Debug, Args)]
-pub struct SendArgs {
+pub(crate) struct SendArgs {
     /// The pipe name.
     name: String,
     /// Message mode: each MSG is one message (the default is byte mode).
@@ -46,7 +46,7 @@ pub struct SendArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     /// The pipe name.
     name: String,
     /// Message mode: each stdin line is one message (the default is byte mode).
@@ -173,7 +173,7 @@ fn messages(args: &SendArgs) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(vec![data])
 }
 
-pub fn send(args: &SendArgs) -> anyhow::Result<()> {
+pub(crate) fn send(args: &SendArgs) -> anyhow::Result<()> {
     let timeout = args.timeout.map(Duration::from_millis);
     if timeout == Some(Duration::ZERO) {
         return Err(crate::usage("--timeout must be at least 1 ms"));
@@ -269,7 +269,7 @@ fn send_one_way(args: &SendArgs, msgs: &[Vec<u8>]) -> anyhow::Result<()> {
 /// arriving.
 const QUIET: Duration = Duration::from_secs(1);
 
-pub fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
+pub(crate) fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
     let wait = args.timeout.map(Duration::from_millis);
     if wait == Some(Duration::ZERO) {
         return Err(crate::usage("--timeout must be at least 1 ms"));

@@ -161,7 +161,7 @@ impl SocketListener {
     /// `AddrInUse` if a live server already has the name; `InvalidInput` for a bad name or
     /// options; `PermissionDenied` if the private directory is unsafe; `AlreadyExists` if
     /// something other than a socket is at the path; other OS errors with the path named.
-    pub fn bind_with(
+    pub(crate) fn bind_with(
         name: &PipeName,
         options: &ListenerOptions,
         unix: &UnixOptions,
@@ -250,7 +250,7 @@ impl SocketListener {
     /// # Errors
     ///
     /// The OS error of `accept` (`WouldBlock` in non-blocking mode).
-    pub fn accept(&self) -> io::Result<SocketStream> {
+    pub(crate) fn accept(&self) -> io::Result<SocketStream> {
         let (fd, slot) = match &self.slots {
             None => (self.accept_allowed()?, None),
             Some(slots) => {
@@ -308,22 +308,22 @@ impl SocketListener {
     }
 
     /// The mode of every connection this listener accepts.
-    pub fn mode(&self) -> Mode {
+    pub(crate) fn mode(&self) -> Mode {
         self.mode
     }
 
     /// How many peers the peer policy refused so far.
-    pub fn refused_peers(&self) -> u64 {
+    pub(crate) fn refused_peers(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
 
     /// The name this listener serves.
-    pub fn name(&self) -> &PipeName {
+    pub(crate) fn name(&self) -> &PipeName {
         &self.name
     }
 
     /// The socket's path, for a name that lives in the filesystem.
-    pub fn path(&self) -> Option<&Path> {
+    pub(crate) fn path(&self) -> Option<&Path> {
         match &self.bound {
             Some(b) => Some(b.path.as_path()),
             None => self.adopted_path.as_deref(),
@@ -336,7 +336,7 @@ impl SocketListener {
     /// # Errors
     ///
     /// The OS error.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         sys::set_nonblocking(self.fd.as_fd(), nonblocking)?;
         self.nonblocking.store(nonblocking, Ordering::Relaxed);
         Ok(())

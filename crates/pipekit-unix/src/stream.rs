@@ -263,12 +263,12 @@ impl SocketStream {
     }
 
     /// The connection's mode.
-    pub fn mode(&self) -> Mode {
+    pub(crate) fn mode(&self) -> Mode {
         self.mode
     }
 
     /// The largest message this end sends or receives.
-    pub fn max_message_size(&self) -> usize {
+    pub(crate) fn max_message_size(&self) -> usize {
         self.max_message_size
     }
 
@@ -282,7 +282,7 @@ impl SocketStream {
     /// # Errors
     ///
     /// The OS error.
-    pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+    pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         sys::peer_credentials(self.fd.as_fd())
     }
 
@@ -292,7 +292,7 @@ impl SocketStream {
     /// # Errors
     ///
     /// The OS error.
-    pub fn shutdown_write(&self) -> io::Result<()> {
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
         sys::shutdown_write(self.fd.as_fd())
     }
 
@@ -302,7 +302,7 @@ impl SocketStream {
     /// # Errors
     ///
     /// `InvalidInput` for a zero duration.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         sys::set_read_timeout(self.fd.as_fd(), timeout)
     }
 
@@ -312,7 +312,7 @@ impl SocketStream {
     /// # Errors
     ///
     /// `InvalidInput` for a zero duration.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         sys::set_write_timeout(self.fd.as_fd(), timeout)
     }
 
@@ -325,7 +325,7 @@ impl SocketStream {
     /// # Errors
     ///
     /// The OS error of `dup`.
-    pub fn try_clone(&self) -> io::Result<SocketStream> {
+    pub(crate) fn try_clone(&self) -> io::Result<SocketStream> {
         Ok(SocketStream {
             fd: self.fd.try_clone()?,
             mode: self.mode,
@@ -342,7 +342,7 @@ impl SocketStream {
     /// # Errors
     ///
     /// The OS error.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         sys::set_nonblocking(self.fd.as_fd(), nonblocking)?;
         self.shared
             .nonblocking
@@ -361,7 +361,7 @@ impl SocketStream {
     /// `InvalidInput` naming the size for a message over the maximum (nothing is sent);
     /// `BrokenPipe` if the peer is gone; `TimedOut` after the write timeout; `InvalidInput` on
     /// a byte-mode stream.
-    pub fn send(&self, msg: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&self, msg: &[u8]) -> io::Result<()> {
         match self.wire {
             Wire::Packets => {
                 if msg.len() > self.max_message_size {
@@ -400,7 +400,7 @@ impl SocketStream {
     /// A [`MessageTooLarge`] (kind `InvalidInput`) naming the message's size if it does not
     /// fit `buf`; the message stays readable. `TimedOut` after the read timeout;
     /// `InvalidData` if the peer breaks the protocol; `InvalidInput` on a byte-mode stream.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let fd = self.fd.as_fd();
         let max = self.max_message_size;
         let nonblocking = &self.shared.nonblocking;
@@ -440,7 +440,7 @@ impl SocketStream {
     ///
     /// As [`recv`](Self::recv), except that no message is too large for it (a message over
     /// the maximum message size is `InvalidData`).
-    pub fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    pub(crate) fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         let fd = self.fd.as_fd();
         let max = self.max_message_size;
         let nonblocking = &self.shared.nonblocking;

@@ -14,7 +14,7 @@ use pipekit_benches::{Load, Pinning, Transport, all};
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Transports to run, comma-separated (default: all; see --list).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     transports: Vec<String>,
@@ -231,7 +231,7 @@ impl Run {
     }
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let transports: Vec<&'static dyn Transport> = all();
     if args.list {
         for t in &transports {

@@ -55,7 +55,7 @@ mod windows {
         }
     }
 
-    pub fn serve(path: &str) -> io::Result<()> {
+    pub(crate) fn serve(path: &str) -> io::Result<()> {
         let listener = PipeListenerOptions::new()
             .path(path)
             .mode(PipeMode::Messages)
@@ -70,7 +70,7 @@ mod windows {
         Ok(())
     }
 
-    pub fn client(path: &str) -> io::Result<()> {
+    pub(crate) fn client(path: &str) -> io::Result<()> {
         let mut conn = MessagePipe::connect_by_path(path)?;
         let mut buf = MsgBuf::from(Vec::with_capacity(65536));
         for line in io::stdin().lock().lines() {

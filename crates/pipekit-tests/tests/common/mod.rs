@@ -5,7 +5,7 @@ use std::io;
 /// Accepts `conns` message-mode connections on `listener`, each echoed by a task of its own
 /// until the peer closes; returns how many messages were echoed in all.
 #[allow(dead_code)]
-pub async fn echo_connections(listener: &pipekit::tokio::Listener, conns: usize) -> usize {
+pub(crate) async fn echo_connections(listener: &pipekit::tokio::Listener, conns: usize) -> usize {
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let mut conn = listener.accept().await.unwrap();
@@ -31,7 +31,10 @@ pub async fn echo_connections(listener: &pipekit::tokio::Listener, conns: usize)
 /// `READABLE | WRITABLE`, and after any event a stream receives until `WouldBlock`, then
 /// flushes and sends what waits until `WouldBlock`.
 #[allow(dead_code)]
-pub fn mio_echo(mut listener: pipekit::nonblocking::Listener, total: usize) -> io::Result<usize> {
+pub(crate) fn mio_echo(
+    mut listener: pipekit::nonblocking::Listener,
+    total: usize,
+) -> io::Result<usize> {
     use std::collections::VecDeque;
     use std::time::Duration;
 

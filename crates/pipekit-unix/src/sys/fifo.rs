@@ -131,22 +131,24 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Whether this process ignores `SIGPIPE` now (Rust programs do unless told otherwise).
 fn sigpipe_ignored() -> bool {
-    // SAFETY: sigaction with a null new action only reads the current disposition into
-    // `old`, a zeroed, valid out-parameter.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(libc::SIGPIPE, ptr::null(), &mut old) == 0
-            && old.sa_sigaction == libc::SIG_IGN
-    }
+    // SAFETY: all zeroes is a valid `sigaction` (a plain C struct).
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: with a null new action, sigaction only reads the current disposition into
+    // `old`, a valid out-parameter.
+    let read = unsafe { libc::sigaction(libc::SIGPIPE, ptr::null(), &mut old) };
+    read == 0 && old.sa_sigaction == libc::SIG_IGN
 }
 
 /// Whether `SIGPIPE` is pending for this thread or the process.
 fn sigpipe_pending() -> bool {
-    // SAFETY: `set` is a valid out-parameter for sigpending; sigismember reads it after.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigpending(&mut set) == 0 && libc::sigismember(&set, libc::SIGPIPE) == 1
+    // SAFETY: all zeroes is a valid `sigset_t` (a plain C type).
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid out-parameter for sigpending.
+    if unsafe { libc::sigpending(&mut set) } != 0 {
+        return false;
     }
+    // SAFETY: `set` is an initialised signal set; sigismember only reads it.
+    unsafe { libc::sigismember(&set, libc::SIGPIPE) == 1 }
 }
 
 /// Runs `write` so that it cannot kill the process with `SIGPIPE`, whatever the signal's

@@ -219,12 +219,12 @@ impl Inner {
         }
         let ov = self.ov.get();
         self.event.reset();
+        // SAFETY: all-zero is the OVERLAPPED's initial state.
+        let mut fresh: OVERLAPPED = unsafe { mem::zeroed() };
+        fresh.hEvent = self.event.raw();
         // SAFETY: no operation is in flight (`op` is `None` under the lock), so nothing else
-        // uses the OVERLAPPED; all-zero is its initial state.
-        unsafe {
-            ov.write(mem::zeroed());
-            (*ov).hEvent = self.event.raw();
-        }
+        // uses the OVERLAPPED.
+        unsafe { ov.write(fresh) };
         let start_len = buf.len();
         // Stored before the call: the kernel's pointers are into the stored buffer, which
         // is not touched again until the operation is over.
@@ -236,22 +236,23 @@ impl Inner {
             timeout,
         });
         let raw_handle = raw(flight.handle.as_handle());
-        // SAFETY: `ov` is set up above and stays valid (in `self`, kept alive while the
-        // operation is in flight); the read's pointer and length are the buffer's spare
+        // In each call: `ov` is set up above and stays valid (in `self`, kept alive while
+        // the operation is in flight); the read's pointer and length are the buffer's spare
         // capacity, the write's its contents, and the buffer stays in `op` until the
         // operation is over.
-        let ok = unsafe {
-            match kind {
-                Kind::Connect => ConnectNamedPipe(raw_handle, ov),
-                Kind::Read => {
-                    let spare = flight.buf.spare_capacity_mut();
-                    let (ptr, len) = (spare.as_mut_ptr().cast::<u8>(), io_len(spare.len()));
-                    ReadFile(raw_handle, ptr, len, ptr::null_mut(), ov)
-                }
-                Kind::Write => {
-                    let (ptr, len) = (flight.buf.as_ptr(), io_len(flight.buf.len()));
-                    WriteFile(raw_handle, ptr, len, ptr::null_mut(), ov)
-                }
+        let ok = match kind {
+            // SAFETY: as above.
+            Kind::Connect => unsafe { ConnectNamedPipe(raw_handle, ov) },
+            Kind::Read => {
+                let spare = flight.buf.spare_capacity_mut();
+                let (ptr, len) = (spare.as_mut_ptr().cast::<u8>(), io_len(spare.len()));
+                // SAFETY: as above.
+                unsafe { ReadFile(raw_handle, ptr, len, ptr::null_mut(), ov) }
+            }
+            Kind::Write => {
+                let (ptr, len) = (flight.buf.as_ptr(), io_len(flight.buf.len()));
+                // SAFETY: as above.
+                unsafe { WriteFile(raw_handle, ptr, len, ptr::null_mut(), ov) }
             }
         };
         let err = if ok == 0 {

@@ -217,13 +217,12 @@ pub(crate) fn pipe_info(handle: BorrowedHandle<'_>) -> io::Result<(bool, crate::
 /// The process id of the other end: the client's if `server_end`, else the server's.
 pub(crate) fn peer_pid(handle: BorrowedHandle<'_>, server_end: bool) -> io::Result<u32> {
     let mut pid = 0u32;
-    // SAFETY: `pid` is a valid out-pointer.
-    cvt(unsafe {
-        if server_end {
-            GetNamedPipeClientProcessId(raw(handle), &mut pid)
-        } else {
-            GetNamedPipeServerProcessId(raw(handle), &mut pid)
-        }
+    cvt(if server_end {
+        // SAFETY: `pid` is a valid out-pointer.
+        unsafe { GetNamedPipeClientProcessId(raw(handle), &mut pid) }
+    } else {
+        // SAFETY: `pid` is a valid out-pointer.
+        unsafe { GetNamedPipeServerProcessId(raw(handle), &mut pid) }
     })?;
     Ok(pid)
 }

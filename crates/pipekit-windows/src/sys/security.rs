@@ -63,9 +63,10 @@ impl Drop for SecurityDescriptor {
 /// The SID of the user this process runs as, in its string form (`S-1-5-21-…`).
 pub(crate) fn current_user_sid() -> io::Result<String> {
     let mut token: HANDLE = ptr::null_mut();
-    // SAFETY: the pseudo-handle of this process needs no closing; `token` is a valid
-    // out-pointer.
-    cvt(unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) })?;
+    // SAFETY: returns the pseudo-handle of this process, which needs no closing.
+    let process = unsafe { GetCurrentProcess() };
+    // SAFETY: a valid process handle; `token` is a valid out-pointer.
+    cvt(unsafe { OpenProcessToken(process, TOKEN_QUERY, &mut token) })?;
     // SAFETY: `token` is a fresh handle that nothing else owns.
     let token = unsafe { OwnedHandle::from_raw_handle(token as RawHandle) };
 
@@ -99,13 +100,16 @@ pub(crate) fn current_user_sid() -> io::Result<String> {
     let mut text: *mut u16 = ptr::null_mut();
     // SAFETY: `sid` points into `buffer`, which is alive; `text` is a valid out-pointer.
     cvt(unsafe { ConvertSidToStringSidW(sid, &mut text) })?;
-    // SAFETY: on success `text` is a NUL-terminated string allocated with LocalAlloc.
-    let string = unsafe {
-        let len = (0..).take_while(|&i| *text.add(i) != 0).count();
-        let s = OsString::from_wide(std::slice::from_raw_parts(text, len));
-        LocalFree(text.cast());
-        s
-    };
+    // On success `text` is a NUL-terminated string allocated with LocalAlloc.
+    let mut len = 0;
+    // SAFETY: every unit up to and including the terminating NUL is readable.
+    while unsafe { text.wrapping_add(len).read() } != 0 {
+        len += 1;
+    }
+    // SAFETY: the `len` units before the NUL are initialised and stay alive until freed.
+    let string = OsString::from_wide(unsafe { std::slice::from_raw_parts(text, len) });
+    // SAFETY: `text` came from LocalAlloc and is freed once; `string` holds a copy.
+    unsafe { LocalFree(text.cast()) };
     string
         .into_string()
         .map_err(|_| io::Error::other("the user's SID is not valid Unicode"))
