@@ -36,6 +36,8 @@ mod cpu;
 mod measure;
 mod peer;
 mod pin;
+mod process;
+mod protocol;
 mod transport;
 mod transports;
 
@@ -43,7 +45,8 @@ pub use measure::{
     Batch, ConnectTime, Connector, Latency, Load, Session, Throughput, connect_time, latency,
     memcpy, throughput,
 };
-pub use peer::{PEER_ENV, run_peer_if_requested};
+pub use peer::run_peer_if_requested;
 pub use pin::Pinning;
+pub use protocol::PEER_ENV;
 pub use transport::{Conn, Listen, Transport};
 pub use transports::all;

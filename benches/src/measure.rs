@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::peer::{CONNECT_PING, CONNECT_STOP, END, PeerProcess, Role, Spec};
 use crate::pin::{Pinning, pin_self};
+use crate::process::PeerProcess;
+use crate::protocol::{CONNECT_PING, CONNECT_STOP, END, Role, Spec, corrupt, pattern};
 use crate::transport::{Conn, Transport};
 
 /// A unique address for a transport's listener in this run.
@@ -57,7 +58,7 @@ pub struct Session {
     conn: Box<dyn Conn>,
     peer: Option<PeerProcess>,
     role: Role,
-    /// What every chunk holds ([`crate::peer::pattern`]).
+    /// What every chunk holds ([`pattern`]).
     chunk: Vec<u8>,
     /// Where an echoed chunk arrives.
     back: Vec<u8>,
@@ -126,7 +127,7 @@ impl Session {
             conn: transport.connect(addr, size)?,
             peer: None,
             role: Role::Sink,
-            chunk: crate::peer::pattern(size),
+            chunk: pattern(size),
             back: vec![0u8; size],
         })
     }
@@ -190,7 +191,7 @@ impl Session {
         self.conn.recv_exact(&mut self.back)?;
         let elapsed = due.elapsed();
         if self.back != self.chunk {
-            return Err(crate::peer::corrupt("an echoed chunk"));
+            return Err(corrupt("an echoed chunk"));
         }
         Ok(elapsed)
     }

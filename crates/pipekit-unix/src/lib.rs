@@ -39,6 +39,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod any;
+mod busy;
 mod dir;
 pub mod fifo;
 mod listener;

@@ -17,8 +17,9 @@ use pipekit_core::error::{context, context_kind};
 use pipekit_core::slots::Slots;
 use pipekit_core::{ListenerOptions, Mode, PipeName, UnixAddress};
 
+use crate::busy::{busy_path, lock_path};
 use crate::stream::SocketStream;
-use crate::stream::{socket_addr, uses_seqpacket};
+use crate::stream::{adopted_mode, socket_addr, uses_seqpacket};
 use crate::{PeerPolicy, UnixOptions, dir, sys};
 
 /// A server bound to a name; every [`accept`](Self::accept) returns the next client.
@@ -97,48 +98,6 @@ impl Hideout {
             state.hidden = hide;
         }
     }
-}
-
-/// The name a full listener's socket file has meanwhile (see `Hideout`).
-pub(crate) fn busy_path(path: &Path) -> PathBuf {
-    let mut busy = path.as_os_str().to_owned();
-    busy.push(".busy");
-    PathBuf::from(busy)
-}
-
-/// "all N" for the instance limit a server of `path` wrote in its lock file, or "its".
-fn limit_of(path: &Path) -> String {
-    let limit = fs::read_to_string(lock_path(path))
-        .ok()
-        .and_then(|s| s.trim().strip_prefix("max_instances ")?.parse::<u32>().ok());
-    limit.map_or_else(|| "its".to_owned(), |n| format!("all {n}"))
-}
-
-/// If a live server of `path` is full (its socket is set aside as `<path>.busy`): the
-/// error that says so ([`busy`]).
-pub(crate) fn busy_error(path: &Path, name: &PipeName) -> Option<io::Error> {
-    fs::symlink_metadata(busy_path(path))
-        .is_ok_and(|m| m.file_type().is_socket())
-        .then(|| busy(path, &name.to_string()))
-}
-
-/// `WouldBlock`: the server of `what` at `path` (socket or FIFO directory) is full, with its
-/// instance limit from its lock file.
-pub(crate) fn busy(path: &Path, what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::WouldBlock,
-        format!(
-            "the server of {what} is busy: {} instances are taken",
-            limit_of(path)
-        ),
-    )
-}
-
-/// The lock file of the server at `path`: `<path>.lock`.
-fn lock_path(path: &Path) -> PathBuf {
-    let mut lock = path.as_os_str().to_owned();
-    lock.push(".lock");
-    PathBuf::from(lock)
 }
 
 impl fmt::Debug for SocketListener {
@@ -340,24 +299,6 @@ impl SocketListener {
         sys::set_nonblocking(self.fd.as_fd(), nonblocking)?;
         self.nonblocking.store(nonblocking, Ordering::Relaxed);
         Ok(())
-    }
-}
-
-/// The mode of an adopted socket of type `seqpacket` (or stream): `mode` if given and
-/// possible, else the one its type carries (stream sockets: bytes).
-pub(crate) fn adopted_mode(mode: Option<Mode>, seqpacket: bool, fd: &OwnedFd) -> io::Result<Mode> {
-    match (mode, seqpacket) {
-        (Some(Mode::Bytes), true) => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "descriptor {} is a SOCK_SEQPACKET socket, which carries message mode, not \
-                 byte mode",
-                fd.as_raw_fd()
-            ),
-        )),
-        (Some(mode), _) => Ok(mode),
-        (None, true) => Ok(Mode::Messages),
-        (None, false) => Ok(Mode::Bytes),
     }
 }
 

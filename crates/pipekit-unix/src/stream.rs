@@ -156,7 +156,7 @@ impl SocketStream {
             ),
             Errno::ENOENT | Errno::ECONNREFUSED
                 if let UnixAddress::Path { path, .. } = addr
-                    && let Some(busy) = crate::listener::busy_error(path, name) =>
+                    && let Some(busy) = crate::busy::busy_error(path, name) =>
             {
                 busy
             }
@@ -225,7 +225,7 @@ impl SocketStream {
             ));
         }
         let seqpacket = adopted.ty == nix::sys::socket::SockType::SeqPacket;
-        let mode = crate::listener::adopted_mode(mode, seqpacket, &fd)?;
+        let mode = adopted_mode(mode, seqpacket, &fd)?;
         Ok(SocketStream::new(
             fd,
             mode,
@@ -611,5 +611,23 @@ impl AsFd for SocketStream {
 impl AsRawFd for SocketStream {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// The mode of an adopted socket of type `seqpacket` (or stream): `mode` if given and
+/// possible, else the one its type carries (stream sockets: bytes).
+pub(crate) fn adopted_mode(mode: Option<Mode>, seqpacket: bool, fd: &OwnedFd) -> io::Result<Mode> {
+    match (mode, seqpacket) {
+        (Some(Mode::Bytes), true) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "descriptor {} is a SOCK_SEQPACKET socket, which carries message mode, not \
+                 byte mode",
+                fd.as_raw_fd()
+            ),
+        )),
+        (Some(mode), _) => Ok(mode),
+        (None, true) => Ok(Mode::Messages),
+        (None, false) => Ok(Mode::Bytes),
     }
 }

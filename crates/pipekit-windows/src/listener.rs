@@ -4,7 +4,6 @@ use std::fmt;
 use std::io;
 use std::os::windows::io::{AsHandle, OwnedHandle};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use pipekit_core::error::{context, context_kind};
 use pipekit_core::slots::{Slot, Slots};
@@ -110,7 +109,7 @@ impl Listener {
                 .map_or(sys::PIPE_UNLIMITED_INSTANCES, |n| u32::from(n.get())),
             out_buffer: options.out_buffer_size,
             in_buffer: options.in_buffer_size,
-            default_timeout_ms: millis(options.default_timeout),
+            default_timeout_ms: sys::millis(options.default_timeout),
         };
         // FILE_FLAG_FIRST_PIPE_INSTANCE is the guarantee on Windows; Wine ignores the flag,
         // so first ask whether any instance of the name exists.
@@ -272,12 +271,4 @@ pub(crate) fn owner_only() -> io::Result<SecurityDescriptor> {
         sys::current_user_sid().map_err(|e| context(e, "cannot find the current user's SID"))?;
     SecurityDescriptor::from_sddl(&format!("D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;{user})"))
         .map_err(|e| context(e, "cannot build the owner-only security descriptor"))
-}
-
-/// `d` in whole milliseconds, rounded up, at least 1 and below `INFINITE`.
-pub(crate) fn millis(d: Duration) -> u32 {
-    let ms = d.as_nanos().div_ceil(1_000_000).max(1);
-    u32::try_from(ms)
-        .unwrap_or(sys::WAIT_FOREVER - 1)
-        .min(sys::WAIT_FOREVER - 1)
 }

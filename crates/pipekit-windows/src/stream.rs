@@ -16,7 +16,6 @@ use pipekit_core::error::{
 use pipekit_core::slots::Slot;
 use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName};
 
-use crate::listener::millis;
 use crate::sys::{self, Event, Transfer};
 
 /// Which end of a named pipe instance a handle is.
@@ -141,7 +140,7 @@ impl Stream {
                         Some(deadline) if now >= deadline => {
                             return Err(timed_out(err, &full, options));
                         }
-                        Some(deadline) => millis(deadline - now),
+                        Some(deadline) => sys::millis(deadline - now),
                     };
                     match sys::wait_named_pipe(&path, wait_ms) {
                         // An instance is free, or the server went away, or (Wine) every
@@ -618,7 +617,7 @@ fn timeout_ms(timeout: Option<Duration>) -> io::Result<u32> {
     match timeout {
         None => Ok(sys::WAIT_FOREVER),
         Some(d) if d.is_zero() => Err(invalid_input("a timeout of zero is not allowed")),
-        Some(d) => Ok(millis(d)),
+        Some(d) => Ok(sys::millis(d)),
     }
 }
 

@@ -108,7 +108,7 @@ impl FifoStream {
         })?;
         // A live server (its request FIFO has a reader) that is full.
         if sys::lstat(&dir.join(super::BUSY)).is_ok() {
-            return Err(crate::listener::busy(dir, what));
+            return Err(crate::busy::busy(dir, what));
         }
         let rec = record(options.mode, &token);
         let n = sys::write(req.as_fd(), &rec)

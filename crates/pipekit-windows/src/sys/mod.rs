@@ -40,6 +40,14 @@ pub(crate) use windows_sys::Win32::System::Pipes::{
 };
 pub(crate) use windows_sys::Win32::System::Threading::INFINITE as WAIT_FOREVER;
 
+/// `d` in whole milliseconds, rounded up, at least 1 and below `INFINITE`.
+pub(crate) fn millis(d: std::time::Duration) -> u32 {
+    let ms = d.as_nanos().div_ceil(1_000_000).max(1);
+    u32::try_from(ms)
+        .unwrap_or(WAIT_FOREVER - 1)
+        .min(WAIT_FOREVER - 1)
+}
+
 /// The Win32 error code inside `err`, if it carries one.
 pub(crate) fn code(err: &io::Error) -> Option<u32> {
     pipekit_core::error::os_code(err).map(|c| c as u32)
