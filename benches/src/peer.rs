@@ -17,9 +17,10 @@ pub fn run_peer_if_requested() {
     };
     let code = match run_peer(&spec) {
         Ok(()) => 0,
-        // The signal handler is removing what this peer made, which cut a call short; it
-        // exits the process when done.
-        Err(_) if cleanup::stopping() => loop {
+        // The signal handler is removing what this peer made, which cut a call short (a
+        // socket call with a timeout is not restarted after a signal: EINTR may come before
+        // the handler thread has begun); it exits the process when done.
+        Err(e) if cleanup::stopping() || e.kind() == io::ErrorKind::Interrupted => loop {
             std::thread::park();
         },
         Err(e) => {

@@ -4,22 +4,17 @@
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
-use pipekit_core::backoff::Backoff;
-use pipekit_core::error::context_kind;
-use pipekit_core::{
-    ConnectOptions, ListenerOptions, Mode, NameForm, PeerCredentials, PipeName, UnixAddress,
-};
+use pipekit_core::{ConnectOptions, ListenerOptions, Mode, PeerCredentials, PipeName};
 
+use crate::connect::Connected;
 use crate::fifo::{FifoListener, FifoStream};
 use crate::listener::SocketListener;
 use crate::stream::SocketStream;
-use crate::{Transport, UnixOptions, dir, sys};
+use crate::{Transport, UnixOptions, sys};
 
 /// Calls `$call` on whichever transport `$enum` holds (its `Socket` or `Fifo` variant).
 macro_rules! dispatch {
@@ -61,20 +56,6 @@ fn sockets_unsupported(err: &io::Error) -> bool {
     )
 }
 
-/// .NET pipes on Unix are byte streams only: refuse message mode for the .NET dialect.
-fn dotnet_is_bytes(name: &PipeName, mode: Mode) -> io::Result<()> {
-    if name.form() == NameForm::Dotnet && mode == Mode::Messages {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{name}: .NET pipes on Unix are byte streams (.NET has no message mode there); \
-                 use byte mode with the .NET dialect"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 impl Listener {
     /// Binds `name` in byte mode with default options (a socket).
     ///
@@ -102,7 +83,7 @@ impl Listener {
         options: &ListenerOptions,
         unix: &UnixOptions,
     ) -> io::Result<Listener> {
-        dotnet_is_bytes(name, options.mode)?;
+        crate::connect::dotnet_is_bytes(name, options.mode)?;
         if unix.transport == Transport::Fifo && unix.custom_permissions() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -259,10 +240,10 @@ impl pipekit_core::Listener for Listener {
 /// `Read + Write`; in message mode use [`send`](Self::send) and [`recv`](Self::recv)
 /// (`Read`/`Write` then move one message per call).
 pub struct Stream {
-    inner: StreamInner,
+    pub(crate) inner: StreamInner,
 }
 
-enum StreamInner {
+pub(crate) enum StreamInner {
     Socket(SocketStream),
     Fifo(FifoStream),
 }
@@ -300,81 +281,11 @@ impl Stream {
         options: &ConnectOptions,
         unix: &UnixOptions,
     ) -> io::Result<Stream> {
-        options.validate()?;
-        dotnet_is_bytes(name, options.mode)?;
-        let addr = name.resolve_unix(&dir::env())?;
-        let deadline = options.wait.map(|wait| Instant::now() + wait);
-        let mut backoff = deadline.map(Backoff::until);
-        loop {
-            let err = match Stream::connect_once(name, &addr, options, unix, deadline) {
-                Ok(stream) => return Ok(stream),
-                Err(e) => e,
-            };
-            let retry = matches!(
-                err.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::WouldBlock
-            );
-            let Some(backoff) = backoff.as_mut().filter(|_| retry) else {
-                return Err(err);
-            };
-            if let Some(pause) = backoff.next_pause() {
-                thread::sleep(pause);
-            } else {
-                let wait = options.wait.unwrap_or_default();
-                let why = if err.kind() == io::ErrorKind::WouldBlock {
-                    format!("the server of {name} stayed busy for the whole wait of {wait:?}")
-                } else {
-                    format!("no server accepted on {name} within {wait:?}")
-                };
-                return Err(context_kind(io::ErrorKind::TimedOut, err, why));
-            }
-        }
-    }
-
-    /// One attempt: a directory at the path is a FIFO server, anything else is tried as a
-    /// socket.
-    fn connect_once(
-        name: &PipeName,
-        addr: &UnixAddress,
-        options: &ConnectOptions,
-        unix: &UnixOptions,
-        deadline: Option<Instant>,
-    ) -> io::Result<Stream> {
-        if let UnixAddress::Path { path, private_dir } = addr {
-            if let Some(dir) = private_dir {
-                // Never connect through a per-user directory someone else controls.
-                dir::check_private_dir(dir).map_err(|e| match e.kind() {
-                    io::ErrorKind::NotFound => context_kind(
-                        io::ErrorKind::NotFound,
-                        e,
-                        format!("no server is listening on {name} ({})", path.display()),
-                    ),
-                    _ => e,
-                })?;
-            }
-            match std::fs::symlink_metadata(path) {
-                Ok(meta) if meta.is_dir() => {
-                    let fifo = FifoStream::connect_dir(path, &name.to_string(), options)?;
-                    return Ok(Stream {
-                        inner: StreamInner::Fifo(fifo),
-                    });
-                }
-                Ok(meta) if meta.file_type().is_fifo() => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "{} is a one-way FIFO; write to it with fifo::Sender",
-                            path.display()
-                        ),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        let socket = SocketStream::connect_once(name, addr, options, unix, deadline)?;
-        Ok(Stream {
-            inner: StreamInner::Socket(socket),
-        })
+        let inner = match crate::connect::connect(name, options, unix)? {
+            Connected::Socket(s) => StreamInner::Socket(s),
+            Connected::Fifo(f) => StreamInner::Fifo(f),
+        };
+        Ok(Stream { inner })
     }
 
     /// Adopts `fd`, a connected `AF_UNIX` socket made outside pipekit (a parent process's,
@@ -647,80 +558,5 @@ impl pipekit_core::MessagePipe for Stream {
 
     fn max_message_size(&self) -> usize {
         Stream::max_message_size(self)
-    }
-}
-
-#[cfg(feature = "mio")]
-mod mio_source {
-    //! `mio::event::Source` for the listener (its socket, or the FIFO server's request FIFO)
-    //! and for streams (the socket, or both FIFOs under one token).
-
-    use std::io;
-    use std::os::fd::AsRawFd;
-
-    use mio::unix::SourceFd;
-    use mio::{Interest, Registry, Token};
-
-    use super::{Listener, Stream, StreamInner};
-
-    impl mio::event::Source for Listener {
-        fn register(
-            &mut self,
-            registry: &Registry,
-            token: Token,
-            interests: Interest,
-        ) -> io::Result<()> {
-            SourceFd(&self.as_raw_fd()).register(registry, token, interests)
-        }
-
-        fn reregister(
-            &mut self,
-            registry: &Registry,
-            token: Token,
-            interests: Interest,
-        ) -> io::Result<()> {
-            SourceFd(&self.as_raw_fd()).reregister(registry, token, interests)
-        }
-
-        fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-            SourceFd(&self.as_raw_fd()).deregister(registry)
-        }
-    }
-
-    impl mio::event::Source for Stream {
-        fn register(
-            &mut self,
-            registry: &Registry,
-            token: Token,
-            interests: Interest,
-        ) -> io::Result<()> {
-            match &mut self.inner {
-                StreamInner::Socket(s) => {
-                    SourceFd(&s.as_raw_fd()).register(registry, token, interests)
-                }
-                StreamInner::Fifo(s) => s.register(registry, token, interests),
-            }
-        }
-
-        fn reregister(
-            &mut self,
-            registry: &Registry,
-            token: Token,
-            interests: Interest,
-        ) -> io::Result<()> {
-            match &mut self.inner {
-                StreamInner::Socket(s) => {
-                    SourceFd(&s.as_raw_fd()).reregister(registry, token, interests)
-                }
-                StreamInner::Fifo(s) => s.reregister(registry, token, interests),
-            }
-        }
-
-        fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-            match &mut self.inner {
-                StreamInner::Socket(s) => SourceFd(&s.as_raw_fd()).deregister(registry),
-                StreamInner::Fifo(s) => s.deregister(registry),
-            }
-        }
     }
 }

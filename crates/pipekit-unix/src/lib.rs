@@ -40,9 +40,12 @@
 
 mod any;
 mod busy;
+mod connect;
 mod dir;
 pub mod fifo;
 mod listener;
+#[cfg(feature = "mio")]
+mod mio;
 mod stream;
 #[allow(unsafe_code)]
 mod sys;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::UnixAddr;
-use pipekit_core::error::{MessageTooLarge, context, context_kind, message_discarded, wrong_mode};
+#[cfg(linux_android)]
+use pipekit_core::error::{MessageTooLarge, message_discarded};
+use pipekit_core::error::{context, context_kind, wrong_mode};
 use pipekit_core::framing::{FrameReader, FrameWriter};
 use pipekit_core::slots::Slot;
 use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName, UnixAddress};
@@ -21,7 +23,8 @@ use crate::{Framing, UnixOptions, sys};
 enum Wire {
     /// Byte mode on `SOCK_STREAM`.
     Bytes,
-    /// Message mode on `SOCK_SEQPACKET`.
+    /// Message mode on `SOCK_SEQPACKET` (Linux and Android).
+    #[cfg(linux_android)]
     Packets,
     /// Message mode framed on `SOCK_STREAM`.
     Framed,
@@ -41,6 +44,7 @@ struct Shared {
 /// The read side's state.
 struct ReadState {
     /// `SOCK_SEQPACKET`: the reused control-message buffer.
+    #[cfg(linux_android)]
     cmsg: Vec<u8>,
     /// Framed streams: the frame reader.
     frames: Option<FrameReader>,
@@ -71,6 +75,7 @@ impl fmt::Debug for SocketStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let wire = match self.wire {
             Wire::Bytes => "stream",
+            #[cfg(linux_android)]
             Wire::Packets => "seqpacket",
             Wire::Framed => "framed stream",
         };
@@ -177,8 +182,10 @@ impl SocketStream {
         slot: Option<Slot>,
     ) -> SocketStream {
         let wire = match (mode, seqpacket) {
+            #[cfg(linux_android)]
             (Mode::Messages, true) => Wire::Packets,
-            (Mode::Messages, false) => Wire::Framed,
+            // Elsewhere `seqpacket` is never set: `uses_seqpacket` and `adopted_mode` say no.
+            (Mode::Messages, _) => Wire::Framed,
             _ => Wire::Bytes,
         };
         let framed = wire == Wire::Framed;
@@ -190,6 +197,7 @@ impl SocketStream {
             shared: Arc::new(Shared {
                 nonblocking: AtomicBool::new(false),
                 read: Mutex::new(ReadState {
+                    #[cfg(linux_android)]
                     cmsg: Vec::new(),
                     frames: framed.then(|| FrameReader::new(max_message_size)),
                 }),
@@ -363,6 +371,7 @@ impl SocketStream {
     /// a byte-mode stream.
     pub(crate) fn send(&self, msg: &[u8]) -> io::Result<()> {
         match self.wire {
+            #[cfg(linux_android)]
             Wire::Packets => {
                 if msg.len() > self.max_message_size {
                     return Err(pipekit_core::error::message_over_limit(
@@ -401,11 +410,12 @@ impl SocketStream {
     /// fit `buf`; the message stays readable. `TimedOut` after the read timeout;
     /// `InvalidData` if the peer breaks the protocol; `InvalidInput` on a byte-mode stream.
     pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let fd = self.fd.as_fd();
-        let max = self.max_message_size;
-        let nonblocking = &self.shared.nonblocking;
         match self.wire {
+            #[cfg(linux_android)]
             Wire::Packets => {
+                let fd = self.fd.as_fd();
+                let max = self.max_message_size;
+                let nonblocking = &self.shared.nonblocking;
                 // Held from the peek to the read, so that another reader cannot take the
                 // message in between.
                 let cmsg = &mut lock(&self.shared.read).cmsg;
@@ -441,11 +451,12 @@ impl SocketStream {
     /// As [`recv`](Self::recv), except that no message is too large for it (a message over
     /// the maximum message size is `InvalidData`).
     pub(crate) fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        let fd = self.fd.as_fd();
-        let max = self.max_message_size;
-        let nonblocking = &self.shared.nonblocking;
         match self.wire {
+            #[cfg(linux_android)]
             Wire::Packets => {
+                let fd = self.fd.as_fd();
+                let max = self.max_message_size;
+                let nonblocking = &self.shared.nonblocking;
                 let cmsg = &mut lock(&self.shared.read).cmsg;
                 buf.clear();
                 let size = match packet(fd, &mut [], true, cmsg, nonblocking)? {
@@ -521,6 +532,7 @@ impl SocketStream {
     }
 }
 
+#[cfg(linux_android)]
 fn packet(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -617,6 +629,16 @@ impl AsRawFd for SocketStream {
 /// The mode of an adopted socket of type `seqpacket` (or stream): `mode` if given and
 /// possible, else the one its type carries (stream sockets: bytes).
 pub(crate) fn adopted_mode(mode: Option<Mode>, seqpacket: bool, fd: &OwnedFd) -> io::Result<Mode> {
+    if seqpacket && !sys::NATIVE_MESSAGES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "descriptor {} is a SOCK_SEQPACKET socket: pipekit carries messages on \
+                 SOCK_SEQPACKET on Linux and Android only (use SOCK_STREAM here)",
+                fd.as_raw_fd()
+            ),
+        ));
+    }
     match (mode, seqpacket) {
         (Some(Mode::Bytes), true) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,

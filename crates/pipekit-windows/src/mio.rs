@@ -156,45 +156,42 @@ impl nonblocking::Stream {
     }
 }
 
-/// `Source` through the object's signal socket; `interests` is not narrowed (any event may
-/// stand for either readiness).
-macro_rules! signal_source {
-    ($(#[$doc:meta])* $ty:ty) => {
-        $(#[$doc])*
-        impl Source for $ty {
-            fn register(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
-                self.mio_signal()?.register(registry, token)
-            }
+// Both register through the object's signal socket; `interests` is not narrowed (any event
+// may stand for either readiness).
 
-            fn reregister(
-                &mut self,
-                registry: &Registry,
-                token: Token,
-                _: Interest,
-            ) -> io::Result<()> {
-                self.mio_signal()?.reregister(registry, token)
-            }
+/// Registers the listener: its token becomes ready when a client has connected (and when
+/// a place under the instance limit is given back): `accept` until `WouldBlock`.
+impl Source for nonblocking::Listener {
+    fn register(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
+        self.mio_signal()?.register(registry, token)
+    }
 
-            fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-                self.mio_signal()?.deregister(registry)
-            }
-        }
-    };
+    fn reregister(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
+        self.mio_signal()?.reregister(registry, token)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.mio_signal()?.deregister(registry)
+    }
 }
 
-signal_source!(
-    /// Registers the listener: its token becomes ready when a client has connected (and when
-    /// a place under the instance limit is given back): `accept` until `WouldBlock`.
-    nonblocking::Listener
-);
+/// Registers a message-mode stream: its token becomes ready when a message (or the end)
+/// arrives and when a send that was in flight ends. Events carry both readable and
+/// writable: after any event, call `try_recv` until `WouldBlock` and retry a send that got
+/// `WouldBlock`.
+impl Source for nonblocking::Stream {
+    fn register(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
+        self.mio_signal()?.register(registry, token)
+    }
 
-signal_source!(
-    /// Registers a message-mode stream: its token becomes ready when a message (or the end)
-    /// arrives and when a send that was in flight ends. Events carry both readable and
-    /// writable: after any event, call `try_recv` until `WouldBlock` and retry a send that got
-    /// `WouldBlock`.
-    nonblocking::Stream
-);
+    fn reregister(&mut self, registry: &Registry, token: Token, _: Interest) -> io::Result<()> {
+        self.mio_signal()?.reregister(registry, token)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.mio_signal()?.deregister(registry)
+    }
+}
 
 /// A byte-mode pipe handed to mio: a [`mio::windows::NamedPipe`] (reached through `Deref`)
 /// that keeps the stream's place under the listener's instance limit until it is dropped.

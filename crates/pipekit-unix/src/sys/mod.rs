@@ -1,8 +1,13 @@
-//! The system calls the Unix backend makes, each turned into an `io::Result`.
+//! The system calls the Unix backend makes, each turned into an `io::Result`, and the only
+//! place in the crate with `unsafe` code.
 //!
-//! Everything here goes through `nix`; this module is where `unsafe` would live if a call
-//! needed it. Sockets are created close-on-exec and, where the OS has no `MSG_NOSIGNAL`, with
-//! `SO_NOSIGPIPE`, so a dead peer is an `EPIPE` error and never a `SIGPIPE`.
+//! Most calls go through `nix`. Three do not have a safe form there, and are raw under a
+//! `SAFETY` note: taking ownership of the descriptor `accept` returns (here, and in
+//! `os/linux.rs` for a descriptor passed in a control message that is closed at once),
+//! reading the `SIGPIPE` disposition and pending set around a FIFO write (`fifo.rs`), and
+//! Apple's `SO_NOSIGPIPE` (`os/apple.rs`). Sockets are created close-on-exec and, where the OS
+//! has no `MSG_NOSIGNAL`, with `SO_NOSIGPIPE`, so a dead peer is an `EPIPE` error and never a
+//! `SIGPIPE`.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -19,9 +24,11 @@ mod os;
 // end. `recv_packet`: receives (or with `peek`, looks at) the next `SOCK_SEQPACKET` message,
 // reporting its full length even when the buffer is shorter. `abstract_addr`/`abstract_name`:
 // the abstract namespace (Linux). `listed_as_listening`: `/proc/net/unix` (Linux).
+#[cfg(linux_android)]
+pub(crate) use os::recv_packet;
 pub(crate) use os::{
     ABSTRACT_NAMESPACE, NATIVE_MESSAGES, SUN_PATH_LEN, abstract_addr, abstract_name, after_accept,
-    listed_as_listening, peer_credentials, recv_packet,
+    listed_as_listening, peer_credentials,
 };
 
 /// The `errno` an I/O error carries (`UnknownErrno` for errors that carry none).
@@ -187,9 +194,9 @@ pub(crate) fn recv_vectored(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>]) -> 
     cvt(nix::sys::uio::readv(fd, bufs))
 }
 
-/// What one `recvmsg` on a `SOCK_SEQPACKET` socket found.
-// Constructed only on the OSes that carry messages on `SOCK_SEQPACKET`.
-#[allow(dead_code)]
+/// What one `recvmsg` on a `SOCK_SEQPACKET` socket found (on the OSes that carry messages
+/// on `SOCK_SEQPACKET`).
+#[cfg(linux_android)]
 pub(crate) enum Packet {
     /// A message of this many bytes (`MSG_TRUNC`: the whole message's length).
     Message(usize),
@@ -244,8 +251,6 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Resu
     cvt(fcntl(fd, FcntlArg::F_SETFL(flags))).map(drop)
 }
 
-/// Raises the socket's send and receive buffers to at least the given sizes; never lowers
-/// them. A refusal by the OS is not an error: the buffers stay as they were.
 /// The send buffer to ask for: `out_buffer`, and on a message socket room for one whole
 /// message of `max_message` bytes (a `SOCK_SEQPACKET` send fails with `EMSGSIZE` otherwise).
 pub(crate) fn send_buffer_for(out_buffer: usize, seqpacket: bool, max_message: usize) -> usize {
@@ -256,6 +261,8 @@ pub(crate) fn send_buffer_for(out_buffer: usize, seqpacket: bool, max_message: u
     }
 }
 
+/// Raises the socket's send and receive buffers to at least the given sizes; never lowers
+/// them. A refusal by the OS is not an error: the buffers stay as they were.
 pub(crate) fn raise_buffers(fd: BorrowedFd<'_>, send: usize, recv: usize) {
     if cvt(socket::getsockopt(&fd, sockopt::SndBuf)).is_ok_and(|cur| cur < send) {
         let _ = socket::setsockopt(&fd, sockopt::SndBuf, &send);

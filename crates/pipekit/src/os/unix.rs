@@ -344,48 +344,58 @@ mod mio_source {
 
     use crate::{Listener, Stream};
 
-    /// Implements `mio::event::Source` for a facade type by handing each call to `inner`.
-    macro_rules! forward_source {
-        ($(#[$doc:meta])* $ty:ty) => {
-            $(#[$doc])*
-            impl mio::event::Source for $ty {
-                fn register(
-                    &mut self,
-                    registry: &Registry,
-                    token: Token,
-                    interests: Interest,
-                ) -> io::Result<()> {
-                    self.inner.register(registry, token, interests)
-                }
+    /// Readable when a client is waiting (call [`Listener::accept`] until `WouldBlock`,
+    /// after `set_nonblocking(true)`).
+    impl mio::event::Source for Listener {
+        fn register(
+            &mut self,
+            registry: &Registry,
+            token: Token,
+            interests: Interest,
+        ) -> io::Result<()> {
+            self.inner.register(registry, token, interests)
+        }
 
-                fn reregister(
-                    &mut self,
-                    registry: &Registry,
-                    token: Token,
-                    interests: Interest,
-                ) -> io::Result<()> {
-                    self.inner.reregister(registry, token, interests)
-                }
+        fn reregister(
+            &mut self,
+            registry: &Registry,
+            token: Token,
+            interests: Interest,
+        ) -> io::Result<()> {
+            self.inner.reregister(registry, token, interests)
+        }
 
-                fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-                    self.inner.deregister(registry)
-                }
-            }
-        };
+        fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+            self.inner.deregister(registry)
+        }
     }
 
-    forward_source!(
-        /// Readable when a client is waiting (call [`Listener::accept`] until `WouldBlock`,
-        /// after `set_nonblocking(true)`).
-        Listener
-    );
+    /// Readable/writable as its socket, or (FIFO transport) as its read and write FIFOs
+    /// under one token. In non-blocking mode a message `send` is taken whole or refused
+    /// with `WouldBlock`; after a partly written frame, `flush` when writable. A FIFO
+    /// whose writer has gone reports `is_read_closed()` without `is_readable()`: receive
+    /// on either until `None`.
+    impl mio::event::Source for Stream {
+        fn register(
+            &mut self,
+            registry: &Registry,
+            token: Token,
+            interests: Interest,
+        ) -> io::Result<()> {
+            self.inner.register(registry, token, interests)
+        }
 
-    forward_source!(
-        /// Readable/writable as its socket, or (FIFO transport) as its read and write FIFOs
-        /// under one token. In non-blocking mode a message `send` is taken whole or refused
-        /// with `WouldBlock`; after a partly written frame, `flush` when writable. A FIFO
-        /// whose writer has gone reports `is_read_closed()` without `is_readable()`: receive
-        /// on either until `None`.
-        Stream
-    );
+        fn reregister(
+            &mut self,
+            registry: &Registry,
+            token: Token,
+            interests: Interest,
+        ) -> io::Result<()> {
+            self.inner.reregister(registry, token, interests)
+        }
+
+        fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+            self.inner.deregister(registry)
+        }
+    }
 }

@@ -32,7 +32,7 @@ pub(crate) fn accept(listener: RawFd) -> nix::Result<RawFd> {
 }
 
 pub(crate) use super::not_linux::{
-    abstract_addr, abstract_name, enlarge_pipe, listed_as_listening, pipe_capacity, recv_packet,
+    abstract_addr, abstract_name, enlarge_pipe, listed_as_listening, pipe_capacity,
 };
 
 pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCredentials> {

@@ -1,27 +1,13 @@
 //! What Linux has and the other Unix OSes (Apple's, the BSDs) do not, as they answer for it:
-//! no `SOCK_SEQPACKET` messages (pipekit frames them on `SOCK_STREAM`), no abstract
-//! names, no `/proc/net/unix`, no pipe-capacity control.
+//! no abstract names, no `/proc/net/unix`, no pipe-capacity control. (No `SOCK_SEQPACKET`
+//! messages either: pipekit frames them on `SOCK_STREAM` there, and the message-socket code
+//! is not built.)
 
-use std::io;
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::sys::socket::UnixAddr;
-
-use super::super::Packet;
-
-pub(crate) fn recv_packet(
-    _fd: BorrowedFd<'_>,
-    _buf: &mut [u8],
-    _peek: bool,
-    _cmsg: &mut Vec<u8>,
-) -> io::Result<Packet> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "pipekit does not use SOCK_SEQPACKET on this OS",
-    ))
-}
 
 /// No abstract namespace: `EAFNOSUPPORT`.
 pub(crate) fn abstract_addr(_name: &[u8]) -> nix::Result<UnixAddr> {
