@@ -38,7 +38,11 @@ def module_of(src, path):
 
 def strip(text):
     text = re.sub(r"//[^\n]*", "", text)
-    return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    # A `#[cfg(test)] mod tests { ... }` at the end of a file is the file's tests, not its
+    # imports.
+    m = re.search(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", text)
+    return text[: m.start()] if m else text
 
 
 DEFINES = r"\b(?:fn|struct|enum|const|static|type|trait|mod|union|macro_rules!)\s+%s\b"
@@ -107,6 +111,21 @@ def follow(src, here, segs, depth=0):
     return f
 
 
+def resolve_module(src, here, segs):
+    """The module path `segs` names from module `here`, if it is a module of this crate."""
+    head, rest = segs[0], segs[1:]
+    if head == "crate":
+        base = []
+    elif head == "super":
+        base = here[:-1]
+        while rest and rest[0] == "super":
+            base, rest = base[:-1], rest[1:]
+    else:
+        base = list(here)
+    parts = base + rest
+    return parts if rest and module_file(src, parts) else None
+
+
 def edges(src, path):
     here = module_of(src, path)
     text = strip(open(path, encoding="utf-8").read())
@@ -121,6 +140,16 @@ def edges(src, path):
         segs = m.group(1).split("::")
         if segs[0] in ("crate", "super", "self") or segs[0] in children:
             paths.append(segs)
+    # Modules brought in by name (`use crate::sys;`, `use super::fifo as f;`): `sys::x`.
+    aliases = {}
+    for m in re.finditer(r"\buse\s+((?:crate|super|self)(?:::\w+)+)(?:\s+as\s+(\w+))?\s*;", text):
+        segs = m.group(1).split("::")
+        target = resolve_module(src, here, segs)
+        if target is not None:
+            aliases[m.group(2) or segs[-1]] = target
+    for m in re.finditer(r"(?<![:\w])(\w+)((?:::\w+)+)", text):
+        if m.group(1) in aliases:
+            paths.append(["crate"] + aliases[m.group(1)] + m.group(2).split("::")[1:])
     out = set()
     for segs in paths:
         if segs[0] not in ("crate", "super", "self") and segs[0] not in children:

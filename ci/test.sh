@@ -190,6 +190,9 @@ bash ci/peers/install.sh
 step "cargo fmt --check"
 cargo fmt --all --check
 
+step "no cycle of use between the files of a crate"
+python3 ci/import-cycles.py
+
 step "cargo clippy (host)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 for target in "$WINDOWS_TARGET" "${CHECK_TARGETS[@]}"; do

@@ -28,7 +28,7 @@ impl DialectArgs {
     /// `name` as this dialect reads it.
     pub(crate) fn pipe_name(&self, name: &str) -> anyhow::Result<PipeName> {
         if self.authkey.is_some() && self.dialect != Some(Dialect::PythonMp) {
-            return Err(crate::usage("--authkey needs --dialect python-mp"));
+            return Err(crate::exit::usage("--authkey needs --dialect python-mp"));
         }
         Ok(match self.dialect {
             Some(Dialect::Dotnet) => PipeName::dotnet(name)?,

@@ -50,11 +50,13 @@ impl Endpoint {
             Endpoint::Tcp(addr.to_owned())
         } else if let Some(cmd) = text.strip_prefix("exec:") {
             if cmd.trim().is_empty() {
-                return Err(crate::usage("exec: needs a command"));
+                return Err(crate::exit::usage("exec: needs a command"));
             }
             Endpoint::Exec(cmd.to_owned())
         } else {
-            Endpoint::Pipe(PipeName::parse(text).map_err(|e| crate::usage(Chain(&e).to_string()))?)
+            Endpoint::Pipe(
+                PipeName::parse(text).map_err(|e| crate::exit::usage(Chain(&e).to_string()))?,
+            )
         })
     }
 }
@@ -272,15 +274,15 @@ pub(crate) fn relay(args: &RelayArgs) -> anyhow::Result<()> {
     let from = Endpoint::parse(&args.from)?;
     let to = Endpoint::parse(&args.to)?;
     if matches!(from, Endpoint::Exec(_)) {
-        return Err(crate::usage(
+        return Err(crate::exit::usage(
             "exec: is only for TO (where each connection goes)",
         ));
     }
     if matches!((&from, &to), (Endpoint::Stdio, Endpoint::Stdio)) {
-        return Err(crate::usage("FROM and TO cannot both be - (stdio)"));
+        return Err(crate::exit::usage("FROM and TO cannot both be - (stdio)"));
     }
     let wait = match args.timeout {
-        Some(0) => return Err(crate::usage("--timeout must be at least 1 ms")),
+        Some(0) => return Err(crate::exit::usage("--timeout must be at least 1 ms")),
         Some(ms) => Some(Duration::from_millis(ms)),
         None => None,
     };
@@ -322,7 +324,7 @@ pub(crate) fn relay(args: &RelayArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot serve {name}"))?;
             let listener = Arc::new(listener);
             let cleanup = Arc::clone(&listener);
-            crate::on_stop(move || {
+            crate::exit::on_stop(move || {
                 #[cfg(unix)]
                 pipekit::os::unix::ListenerExt::remove_files(&*cleanup);
                 #[cfg(not(unix))]
@@ -331,7 +333,7 @@ pub(crate) fn relay(args: &RelayArgs) -> anyhow::Result<()> {
             Incoming::Pipe(listener)
         }
         Endpoint::Tcp(addr) => {
-            crate::on_stop(|| {})?;
+            crate::exit::on_stop(|| {})?;
             Incoming::Tcp(
                 TcpListener::bind(addr.as_str())
                     .with_context(|| format!("cannot listen on tcp://{addr}"))?,

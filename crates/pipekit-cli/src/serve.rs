@@ -74,7 +74,7 @@ pub(crate) struct ListenArgs {
 
 pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let name = args.dialect.pipe_name(&args.name)?;
-    let policy = peer_policy(&args.allow_peer).map_err(|e| crate::usage(e.to_string()))?;
+    let policy = peer_policy(&args.allow_peer).map_err(|e| crate::exit::usage(e.to_string()))?;
     if args.inbox {
         return inbox(&name);
     }
@@ -89,12 +89,12 @@ pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let serve = || format!("cannot serve {}", args.name);
     let server = if args.dialect.python_mp() {
         if args.messages || args.fifo {
-            return Err(crate::usage(
+            return Err(crate::exit::usage(
                 "--dialect python-mp picks its own transport: drop --messages/--fifo",
             ));
         }
         if args.allow_peer.iter().any(|v| v != "same-user") {
-            return Err(crate::usage(
+            return Err(crate::exit::usage(
                 "--dialect python-mp serves the same user only: drop --allow-peer",
             ));
         }
@@ -105,7 +105,7 @@ pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let server = Arc::new(server);
     {
         let server = Arc::clone(&server);
-        crate::on_stop(move || server.remove_files())?;
+        crate::exit::on_stop(move || server.remove_files())?;
     }
     if args.count == Some(0) {
         return Ok(());
@@ -430,7 +430,7 @@ fn inbox(name: &PipeName) -> anyhow::Result<()> {
     let path = inbox.path().to_owned();
     // Where writers go (and a sign for scripts that the inbox is open).
     eprintln!("pipekit: inbox at {}", path.display());
-    crate::on_stop(move || {
+    crate::exit::on_stop(move || {
         let mut lock = path.clone().into_os_string();
         lock.push(".lock");
         let _ = std::fs::remove_file(&path);
@@ -447,5 +447,7 @@ fn inbox(name: &PipeName) -> anyhow::Result<()> {
 
 #[cfg(not(unix))]
 fn inbox(_name: &PipeName) -> anyhow::Result<()> {
-    Err(crate::usage("--inbox: one-way FIFOs are a Unix transport"))
+    Err(crate::exit::usage(
+        "--inbox: one-way FIFOs are a Unix transport",
+    ))
 }

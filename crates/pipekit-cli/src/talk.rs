@@ -176,7 +176,7 @@ fn messages(args: &SendArgs) -> anyhow::Result<Vec<Vec<u8>>> {
 pub(crate) fn send(args: &SendArgs) -> anyhow::Result<()> {
     let timeout = args.timeout.map(Duration::from_millis);
     if timeout == Some(Duration::ZERO) {
-        return Err(crate::usage("--timeout must be at least 1 ms"));
+        return Err(crate::exit::usage("--timeout must be at least 1 ms"));
     }
     let msgs = messages(args)?;
     let name = args.dialect.pipe_name(&args.name)?;
@@ -247,7 +247,7 @@ fn one_way(name: &PipeName) -> anyhow::Result<bool> {
 fn send_one_way(args: &SendArgs, msgs: &[Vec<u8>]) -> anyhow::Result<()> {
     use pipekit::os::unix::fifo::Sender;
     if args.wait_reply {
-        return Err(crate::usage(format!(
+        return Err(crate::exit::usage(format!(
             "--wait-reply: {} is a one-way FIFO",
             args.name
         )));
@@ -272,7 +272,7 @@ const QUIET: Duration = Duration::from_secs(1);
 pub(crate) fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
     let wait = args.timeout.map(Duration::from_millis);
     if wait == Some(Duration::ZERO) {
-        return Err(crate::usage("--timeout must be at least 1 ms"));
+        return Err(crate::exit::usage("--timeout must be at least 1 ms"));
     }
     let name = args.dialect.pipe_name(&args.name)?;
     let connected = |peer: Peer| {

@@ -182,16 +182,6 @@ impl Listener {
         })
     }
 
-    /// Makes the listener non-blocking, for an event loop (with the `mio` feature it is a
-    /// `mio::event::Source`): see [`nonblocking`].
-    ///
-    /// # Errors
-    ///
-    /// The OS error of switching modes, or (Windows) of setting up the waiting instance.
-    pub fn into_nonblocking(self) -> io::Result<nonblocking::Listener> {
-        nonblocking::Listener::new(self)
-    }
-
     /// The mode of every connection this listener accepts.
     pub fn mode(&self) -> Mode {
         self.inner.mode()
@@ -352,17 +342,6 @@ impl Stream {
     /// The largest message this end sends or receives.
     pub fn max_message_size(&self) -> usize {
         self.inner.max_message_size()
-    }
-
-    /// Makes a message-mode stream non-blocking, for an event loop (with the `mio` feature
-    /// it is a `mio::event::Source`): see [`nonblocking`].
-    ///
-    /// # Errors
-    ///
-    /// The OS error of switching modes, or (Windows) of creating the stream's events and
-    /// thread-pool waits.
-    pub fn into_nonblocking(self) -> io::Result<nonblocking::Stream> {
-        nonblocking::Stream::new(self)
     }
 
     /// Sends `msg` as one message (message mode).

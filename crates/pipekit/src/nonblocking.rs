@@ -247,3 +247,28 @@ mod mio_source {
     delegate_source!(super::Listener);
     delegate_source!(super::Stream);
 }
+
+impl crate::Listener {
+    /// Makes the listener non-blocking, for an event loop (with the `mio` feature it is a
+    /// `mio::event::Source`): see [`nonblocking`](crate::nonblocking).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of switching modes, or (Windows) of setting up the waiting instance.
+    pub fn into_nonblocking(self) -> io::Result<Listener> {
+        Listener::new(self)
+    }
+}
+
+impl crate::Stream {
+    /// Makes a message-mode stream non-blocking, for an event loop (with the `mio` feature
+    /// it is a `mio::event::Source`): see [`nonblocking`](crate::nonblocking).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of switching modes, or (Windows) of creating the stream's events and
+    /// thread-pool waits.
+    pub fn into_nonblocking(self) -> io::Result<Stream> {
+        Stream::new(self)
+    }
+}

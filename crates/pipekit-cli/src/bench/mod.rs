@@ -2,6 +2,9 @@
 //! report.
 
 mod report;
+mod run;
+
+use run::{Lat, Row, Run, Spread, Thr, fmt, ratio, si};
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -62,175 +65,6 @@ pub(crate) struct BenchArgs {
     list: bool,
 }
 
-/// One round's throughput figures.
-#[derive(Debug, Clone, Copy)]
-struct Thr {
-    gb_per_s: f64,
-    msgs_per_s: f64,
-    cpu_s_per_gb: f64,
-    cpu_s_per_msg: f64,
-}
-
-/// One round's latency percentiles, in µs.
-#[derive(Debug, Clone, Copy)]
-struct Lat {
-    p50: f64,
-    p99: f64,
-    p999: f64,
-    max: f64,
-}
-
-/// One transport at one size, over every round.
-#[derive(Debug, Clone)]
-struct Row {
-    transport: &'static str,
-    about: &'static str,
-    baseline: Option<&'static str>,
-    size: usize,
-    /// How the chunks travel when not one message or write each.
-    label: Option<String>,
-    /// Per round, in round order (`None`: that round failed).
-    thr: Vec<Option<Thr>>,
-    lat: Vec<Option<Lat>>,
-    connect_us: Vec<f64>,
-    settings: String,
-    notes: Vec<String>,
-}
-
-/// `{min, median, max}` of some values.
-#[derive(Debug, Clone, Copy)]
-struct Spread {
-    min: f64,
-    median: f64,
-    max: f64,
-    n: usize,
-}
-
-impl Spread {
-    fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
-        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
-        v.sort_by(f64::total_cmp);
-        let (&min, &max) = (v.first()?, v.last()?);
-        let mid = v.len() / 2;
-        let median = if v.len().is_multiple_of(2) {
-            (v[mid - 1] + v[mid]) / 2.0
-        } else {
-            v[mid]
-        };
-        Some(Spread {
-            min,
-            median,
-            max,
-            n: v.len(),
-        })
-    }
-
-    fn json(self) -> Value {
-        json!({"min": self.min, "median": self.median, "max": self.max, "rounds": self.n})
-    }
-
-    fn overlaps(self, other: Spread) -> bool {
-        self.min <= other.max && other.min <= self.max
-    }
-}
-
-impl Row {
-    fn thr_spread(&self, f: impl Fn(&Thr) -> f64) -> Option<Spread> {
-        Spread::of(self.thr.iter().flatten().map(f))
-    }
-
-    fn lat_spread(&self, f: impl Fn(&Lat) -> f64) -> Option<Spread> {
-        Spread::of(self.lat.iter().flatten().map(f))
-    }
-
-    fn gb(&self) -> Option<f64> {
-        self.thr_spread(|t| t.gb_per_s).map(|s| s.median)
-    }
-
-    fn p50(&self) -> Option<f64> {
-        self.lat_spread(|l| l.p50).map(|s| s.median)
-    }
-
-    fn ran(&self) -> bool {
-        self.thr.iter().any(Option::is_some) || self.lat.iter().any(Option::is_some)
-    }
-
-    /// Why this row has no figures, if it has none.
-    fn not_run(&self) -> Option<String> {
-        if self.ran() {
-            return None;
-        }
-        Some(if self.notes.is_empty() {
-            String::from("not run")
-        } else {
-            self.notes.join("; ")
-        })
-    }
-}
-
-/// Everything one run measured, and on what.
-#[derive(Debug)]
-struct Run {
-    rows: Vec<Row>,
-    /// Per size, each round's memcpy GB/s.
-    memcpy: BTreeMap<usize, Vec<f64>>,
-    machine: Value,
-    pinning: String,
-    duration: Duration,
-    rounds: usize,
-    load: Load,
-    quick: bool,
-    timestamp: Value,
-}
-
-impl Run {
-    /// The same measurement of `row`'s baseline transport, at the same size.
-    fn baseline_of(&self, row: &Row) -> Option<&Row> {
-        let name = row.baseline?;
-        self.rows
-            .iter()
-            .find(|r| r.transport == name && r.size == row.size)
-    }
-
-    fn memcpy(&self, size: usize) -> Option<f64> {
-        Spread::of(self.memcpy.get(&size)?.iter().copied()).map(|s| s.median)
-    }
-
-    /// Median throughput ÷ the baseline's median, and the spread of the rounds' ratios.
-    fn thr_vs_baseline(&self, row: &Row) -> (Option<f64>, Option<Spread>) {
-        let Some(base) = self.baseline_of(row) else {
-            return (None, None);
-        };
-        let ratio = ratio(row.gb(), base.gb());
-        let per_round = row
-            .thr
-            .iter()
-            .zip(&base.thr)
-            .filter_map(|(a, b)| match (a, b) {
-                (Some(a), Some(b)) if b.gb_per_s > 0.0 => Some(a.gb_per_s / b.gb_per_s),
-                _ => None,
-            });
-        (ratio, Spread::of(per_round))
-    }
-
-    /// Whether `row`'s throughput spread overlaps its baseline's.
-    fn overlaps_baseline(&self, row: &Row) -> Option<bool> {
-        let base = self.baseline_of(row)?;
-        Some(
-            row.thr_spread(|t| t.gb_per_s)?
-                .overlaps(base.thr_spread(|t| t.gb_per_s)?),
-        )
-    }
-
-    fn title(&self) -> String {
-        format!(
-            "pipekit bench — {} — {}",
-            self.machine["summary"].as_str().unwrap_or(""),
-            self.timestamp["utc"].as_str().unwrap_or("")
-        )
-    }
-}
-
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let transports: Vec<&'static dyn Transport> = all();
     if args.list {
@@ -243,14 +77,14 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let Some(pinning) = Pinning::parse(&args.pin) else {
-        return Err(crate::usage(format!(
+        return Err(crate::exit::usage(format!(
             "--pin must be none, same or split, not {:?}",
             args.pin
         )));
     };
     for name in &args.transports {
         if !transports.iter().any(|t| t.name() == name) {
-            return Err(crate::usage(format!(
+            return Err(crate::exit::usage(format!(
                 "unknown transport {name:?} (see pipekit bench --list)"
             )));
         }
@@ -265,15 +99,17 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.sizes.clone()
     };
     if sizes.contains(&0) {
-        return Err(crate::usage("--sizes: a chunk must be at least 1 byte"));
+        return Err(crate::exit::usage(
+            "--sizes: a chunk must be at least 1 byte",
+        ));
     }
     if args.clients == 0 {
-        return Err(crate::usage("--clients must be at least 1"));
+        return Err(crate::exit::usage("--clients must be at least 1"));
     }
     if let Some(rate) = args.rate
         && !(rate > 0.0 && rate.is_finite())
     {
-        return Err(crate::usage(
+        return Err(crate::exit::usage(
             "--rate must be a positive number of round trips per second",
         ));
     }
@@ -281,7 +117,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         (Duration::from_millis(50), 20)
     } else {
         if !(args.duration > 0.0 && args.duration.is_finite()) {
-            return Err(crate::usage(
+            return Err(crate::exit::usage(
                 "--duration must be a positive number of seconds",
             ));
         }
@@ -292,7 +128,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         rate: args.rate,
     };
     // A stopped run removes what its transports made and stops its peers.
-    crate::on_stop(pipekit_benches::cleanup::run_all)?;
+    crate::exit::on_stop(pipekit_benches::cleanup::run_all)?;
 
     let rounds = if args.quick { 1 } else { args.rounds.max(1) };
     if args.quick {
@@ -447,29 +283,6 @@ fn measure(
                 .push(c.histogram.value_at_quantile(0.5) as f64 / 1e3),
             Err(e) => note(row, format!("connect: {}", pipekit::error::Chain(&e))),
         }
-    }
-}
-
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    }
-}
-
-/// `v` with `digits` decimals, or `-`.
-fn fmt(v: Option<f64>, digits: usize) -> String {
-    v.map_or_else(|| String::from("-"), |v| format!("{v:.digits$}"))
-}
-
-/// A rate with a unit prefix (k, M, G).
-fn si(v: Option<f64>) -> String {
-    match v {
-        None => String::from("-"),
-        Some(v) if v >= 1e9 => format!("{:.2}G", v / 1e9),
-        Some(v) if v >= 1e6 => format!("{:.2}M", v / 1e6),
-        Some(v) if v >= 1e3 => format!("{:.1}k", v / 1e3),
-        Some(v) => format!("{v:.0}"),
     }
 }
 

@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::Value;
 
-use super::{Row, Run, Spread, fmt, ratio, si};
+use super::run::{Lat, Row, Run, Spread, fmt, ratio, si};
 
 /// Writes `index.html` (the table, the charts inline, the run's facts) and each chart as an
 /// SVG file into `dir`, which is made if missing.
@@ -344,7 +344,7 @@ fn latency_chart(run: &Run, size: usize) -> anyhow::Result<String> {
             .x_desc("µs (log): ● p50 (bar: the rounds' p50s)  ▲ p99  ✕ p99.9")
             .draw()
             .map_err(err)?;
-        let medians = |f: fn(&super::Lat) -> f64| {
+        let medians = |f: fn(&Lat) -> f64| {
             rows.iter()
                 .enumerate()
                 .filter_map(move |(i, r)| Some((i, r.lat_spread(f)?)))

@@ -5,15 +5,15 @@ use std::io::{self, IoSlice};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::ptr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::fcntl::{self, OFlag};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
 
-use super::cvt;
+use super::fd::cvt;
 
 /// `PIPE_BUF`: writes up to this size are atomic on a FIFO.
 pub(crate) const PIPE_BUF: usize = libc::PIPE_BUF;
@@ -70,9 +70,9 @@ pub(crate) fn is_fifo(st: &FileStat) -> bool {
     SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFIFO
 }
 
+pub(crate) use super::fd::{poll_until, set_nonblocking};
 /// Sets or clears `O_NONBLOCK`.
 pub(crate) use super::os::{enlarge_pipe, pipe_capacity};
-pub(crate) use super::set_nonblocking;
 
 /// Waits until `fd` is readable (or `writable`), or hung up, or `deadline` passes
 /// (`TimedOut`). `None` waits without limit.
@@ -87,37 +87,6 @@ pub(crate) fn wait(
         PollFlags::POLLIN
     };
     poll_until(&mut [PollFd::new(fd, events)], deadline)
-}
-
-/// Polls `fds` until one of them has an event (see their `revents`), retrying on `EINTR`;
-/// `TimedOut` once `deadline` passes, `None` waits without limit.
-pub(crate) fn poll_until(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Result<()> {
-    loop {
-        let timeout = match deadline {
-            None => PollTimeout::NONE,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the FIFO operation timed out",
-                    ));
-                }
-                poll_timeout(left)
-            }
-        };
-        match nix::poll::poll(fds, timeout) {
-            Ok(0) => continue,
-            Ok(_) => return Ok(()),
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn poll_timeout(left: Duration) -> PollTimeout {
-    let ms = left.as_millis().max(1);
-    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
 }
 
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {

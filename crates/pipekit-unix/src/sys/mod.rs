@@ -17,29 +17,22 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, MsgFlags, SockType, SockaddrLike, UnixAddr, sockopt};
 use nix::sys::time::TimeVal;
 
+mod fd;
 pub(crate) mod fifo;
 mod os;
+
+pub(crate) use fd::{cvt, errno, poll_until, set_nonblocking};
 
 // `after_accept`: per-OS set-up of an accepted socket. `peer_credentials`: who is on the other
 // end. `recv_packet`: receives (or with `peek`, looks at) the next `SOCK_SEQPACKET` message,
 // reporting its full length even when the buffer is shorter. `abstract_addr`/`abstract_name`:
 // the abstract namespace (Linux). `listed_as_listening`: `/proc/net/unix` (Linux).
-#[cfg(linux_android)]
-pub(crate) use os::recv_packet;
 pub(crate) use os::{
     ABSTRACT_NAMESPACE, NATIVE_MESSAGES, SUN_PATH_LEN, abstract_addr, abstract_name, after_accept,
     listed_as_listening, peer_credentials,
 };
-
-/// The `errno` an I/O error carries (`UnknownErrno` for errors that carry none).
-pub(crate) fn errno(err: &io::Error) -> Errno {
-    Errno::from_raw(err.raw_os_error().unwrap_or(0))
-}
-
-/// Turns a nix result into an `io::Result`, keeping the OS code.
-pub(crate) fn cvt<T>(result: nix::Result<T>) -> io::Result<T> {
-    result.map_err(io::Error::from)
-}
+#[cfg(linux_android)]
+pub(crate) use os::{Packet, recv_packet};
 
 /// The socket type that carries `Messages` natively, or stream.
 pub(crate) fn sock_type(seqpacket: bool) -> SockType {
@@ -152,7 +145,7 @@ pub(crate) fn connect(
 /// (`SO_ERROR`); `TimedOut` once `deadline` passes.
 fn connect_finish(fd: &OwnedFd, deadline: Option<std::time::Instant>) -> io::Result<()> {
     use nix::poll::{PollFd, PollFlags};
-    fifo::poll_until(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)], deadline)?;
+    poll_until(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)], deadline)?;
     match cvt(socket::getsockopt(fd, sockopt::SocketError))? {
         0 => Ok(()),
         code => Err(io::Error::from_raw_os_error(code)),
@@ -194,16 +187,6 @@ pub(crate) fn recv_vectored(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>]) -> 
     cvt(nix::sys::uio::readv(fd, bufs))
 }
 
-/// What one `recvmsg` on a `SOCK_SEQPACKET` socket found (on the OSes that carry messages
-/// on `SOCK_SEQPACKET`).
-#[cfg(linux_android)]
-pub(crate) enum Packet {
-    /// A message of this many bytes (`MSG_TRUNC`: the whole message's length).
-    Message(usize),
-    /// End of stream.
-    Eof,
-}
-
 pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     cvt(socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Write))
 }
@@ -238,17 +221,6 @@ pub(crate) fn set_write_timeout(fd: BorrowedFd<'_>, timeout: Option<Duration>) -
         sockopt::SendTimeout,
         &timeval(timeout)?,
     ))
-}
-
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = OFlag::from_bits_truncate(cvt(fcntl(fd, FcntlArg::F_GETFL))?);
-    let flags = if nonblocking {
-        flags | OFlag::O_NONBLOCK
-    } else {
-        flags - OFlag::O_NONBLOCK
-    };
-    cvt(fcntl(fd, FcntlArg::F_SETFL(flags))).map(drop)
 }
 
 /// The send buffer to ask for: `out_buffer`, and on a message socket room for one whole

@@ -11,7 +11,7 @@ use pipekit_core::Mode;
 use pipekit_core::error::{MessageTooLarge, message_discarded, message_over_limit};
 use pipekit_core::slots::Slot;
 
-use super::Signal;
+use super::signal::Signal;
 use crate::stream::{broken_pipe, is_gone, peer_closed_mid_message};
 use crate::sys::{self, Channel, Done, Handle, Transfer};
 

@@ -8,8 +8,8 @@ use std::task::{Context, Poll, Waker};
 use pipekit_core::Mode;
 use pipekit_core::error::context;
 
-use super::Signal;
 use super::conn::{Conn, Rx, WakerList};
+use super::signal::Signal;
 #[cfg(feature = "mio")]
 use super::stream::SignalWaker;
 use super::stream::{Stream, would_block};

@@ -11,8 +11,8 @@ use pipekit_core::error::{invalid_input, wrong_mode};
 use pipekit_core::slots::Slot;
 use pipekit_core::{Mode, PeerCredentials};
 
-use super::Signal;
 use super::conn::{Conn, copy_into, swap_into};
+use super::signal::Signal;
 
 /// A connection whose `recv` and `send` do not block (message mode).
 ///

@@ -8,7 +8,7 @@ use windows_sys::Win32::System::Threading::{CreateEventW, ResetEvent};
 
 use windows_sys::Win32::Foundation::HANDLE;
 
-use super::{last_error, raw};
+use super::call::{last_error, raw};
 
 /// A manual-reset event for overlapped operations.
 #[derive(Debug)]

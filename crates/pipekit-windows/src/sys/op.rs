@@ -44,8 +44,9 @@ use windows_sys::Win32::System::IO::{CancelIoEx, OVERLAPPED};
 use windows_sys::Win32::System::Pipes::ConnectNamedPipe;
 use windows_sys::Win32::System::Threading::{PTP_CALLBACK_INSTANCE, PTP_WAIT};
 
+use super::call::{Transfer, code, finish, io_len, raw};
+use super::event::Event;
 use super::wait::TpWait;
-use super::{Event, Transfer, code, finish, io_len, raw};
 
 /// The handle an operation runs on, shared by the caller and the operation.
 pub(crate) type Handle = Arc<dyn AsHandle + Send + Sync>;

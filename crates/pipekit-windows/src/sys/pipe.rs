@@ -25,10 +25,10 @@ use windows_sys::Win32::System::Pipes::{
 };
 use windows_sys::Win32::System::Threading::{INFINITE, WaitForSingleObject};
 
-use super::{
-    ERROR_NO_DATA, ERROR_OPERATION_ABORTED, Event, PIPE_READMODE_MESSAGE, PIPE_TYPE_MESSAGE,
-    SecurityDescriptor, Transfer, code, cvt, finish, io_len, last_error, raw,
-};
+use super::call::{Transfer, code, cvt, finish, io_len, last_error, raw};
+use super::event::Event;
+use super::security::SecurityDescriptor;
+use super::{ERROR_NO_DATA, ERROR_OPERATION_ABORTED, PIPE_READMODE_MESSAGE, PIPE_TYPE_MESSAGE};
 
 /// Runs one overlapped operation on `handle`, started by `start`, and waits up to
 /// `timeout_ms` for it. A timed-out operation is cancelled; if it completed meanwhile its
@@ -406,7 +406,7 @@ mod tests {
     #[test]
     fn a_client_opens_with_exactly_the_client_rights() {
         let full = format!(r"\\.\pipe\pipekit-access-{}", std::process::id());
-        let path = super::super::wide(&full).unwrap();
+        let path = crate::sys::wide(&full).unwrap();
         let config = PipeConfig {
             pipe_mode: PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE,
             max_instances: 1,

@@ -15,7 +15,7 @@ use windows_sys::Win32::Security::{
 };
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
-use super::{code, cvt, io_len, last_error, raw, wide};
+use super::call::{code, cvt, io_len, last_error, raw, wide};
 
 /// A security descriptor from `ConvertStringSecurityDescriptorToSecurityDescriptorW`, freed
 /// with `LocalFree`.

@@ -10,7 +10,8 @@ use windows_sys::Win32::System::Threading::{
     CloseThreadpoolWait, CreateThreadpoolWait, PTP_WAIT, PTP_WAIT_CALLBACK, SetThreadpoolWait,
 };
 
-use super::{Event, last_error};
+use super::call::last_error;
+use super::event::Event;
 
 /// A thread-pool wait (`CreateThreadpoolWait`): runs its callback on a pool thread once the
 /// event it is armed with is signalled, or its timeout runs out. One-shot: it must be armed

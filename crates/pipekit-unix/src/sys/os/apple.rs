@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::socket::{self, MsgFlags, SockFlag, SockType, sockopt};
 
-use super::super::cvt;
+use super::super::fd::cvt;
 use pipekit_core::PeerCredentials;
 
 /// Messages are framed on `SOCK_STREAM`.

@@ -7,7 +7,7 @@ use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{self, MsgFlags, SockFlag, SockType};
 
-use super::super::cvt;
+use super::super::fd::cvt;
 use pipekit_core::PeerCredentials;
 
 /// Messages are framed on `SOCK_STREAM`.

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, SockFlag, SockType, sockopt};
 
-use super::super::{Packet, cvt};
+use super::super::fd::cvt;
 use pipekit_core::PeerCredentials;
 
 /// Messages ride on `SOCK_SEQPACKET`.
@@ -32,6 +32,15 @@ pub(crate) fn after_accept(fd: &OwnedFd, ty: SockType) -> io::Result<()> {
 
 pub(crate) fn accept(listener: RawFd) -> nix::Result<RawFd> {
     socket::accept4(listener, SockFlag::SOCK_CLOEXEC)
+}
+
+/// What one `recvmsg` on a `SOCK_SEQPACKET` socket found (on the OSes that carry messages
+/// on `SOCK_SEQPACKET`).
+pub(crate) enum Packet {
+    /// A message of this many bytes (`MSG_TRUNC`: the whole message's length).
+    Message(usize),
+    /// End of stream.
+    Eof,
 }
 
 pub(crate) fn recv_packet(
