@@ -9,10 +9,10 @@ pub enum Transport {
     /// A Unix-domain socket (the default).
     #[default]
     Socket,
-    /// A FIFO server directory (see [`fifo`]).
+    /// A FIFO server directory (see [`fifo`](crate::fifo)).
     Fifo,
     /// A socket, or a FIFO server directory where sockets cannot be bound (see
-    /// [`Listener::bind_with`] for the errors that count).
+    /// [`Listener::bind_with`](crate::Listener::bind_with) for the errors that count).
     SocketOrFifo,
 }
 
@@ -34,7 +34,7 @@ pub enum Framing {
 /// FIFOs).
 ///
 /// A refused peer is closed at once and never returned from `accept`; the listener goes on
-/// with the next client and counts the refusal ([`Listener::refused_peers`]). The listener's
+/// with the next client and counts the refusal ([`Listener::refused_peers`](crate::Listener::refused_peers)). The listener's
 /// own user is always served.
 ///
 /// # Examples
@@ -153,7 +153,7 @@ impl UnixOptions {
     }
 
     /// How long a FIFO listener gives each client for its handshake (default
-    /// [`fifo::HANDSHAKE_TIMEOUT`], 5 s). A client that stalls is dropped at its deadline
+    /// [`fifo::HANDSHAKE_TIMEOUT`](crate::fifo::HANDSHAKE_TIMEOUT), 5 s). A client that stalls is dropped at its deadline
     /// and never delays the others: a blocking `accept` runs every handshake at once.
     /// A zero duration is refused by `bind`.
     pub fn handshake_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {

@@ -27,7 +27,7 @@ impl WindowsOptions {
     /// Uses the security descriptor written as `sddl` instead of the owner-only default. An
     /// SDDL string that does not parse makes `bind` fail with `InvalidInput`.
     ///
-    /// To let other users connect, grant them [`CLIENT_ACCESS`] and nothing more. `GRGW`
+    /// To let other users connect, grant them [`CLIENT_ACCESS`](crate::CLIENT_ACCESS) and nothing more. `GRGW`
     /// (generic read and write) would also grant `FILE_CREATE_PIPE_INSTANCE` (the same bit as
     /// `FILE_APPEND_DATA`, part of `GENERIC_WRITE`): any of them could then create instances
     /// of the name and answer some of its clients. The server's own user keeps full access
@@ -45,7 +45,7 @@ impl WindowsOptions {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///
-    /// pipekit clients ask for exactly [`CLIENT_ACCESS`]. Other clients often ask for
+    /// pipekit clients ask for exactly [`CLIENT_ACCESS`](crate::CLIENT_ACCESS). Other clients often ask for
     /// `GENERIC_READ | GENERIC_WRITE` (.NET's `NamedPipeClientStream` with
     /// `PipeDirection.InOut`, `win32file.CreateFile` as usually written): against such a
     /// descriptor they are refused, unless they run as a user granted more.
