@@ -6,6 +6,7 @@ use std::io;
 use crate::cleanup;
 use crate::transport::{Conn, Listen, Transport};
 use crate::transports::pipekit::wrong_length;
+use crate::transports::wrap::Single;
 
 fn ipc_path(unique: &str) -> String {
     std::env::temp_dir()
@@ -63,23 +64,11 @@ impl Transport for Zmq {
         let socket = zmq::Context::new().socket(zmq::PAIR).map_err(zmq_error)?;
         let file = SocketFile::new(addr);
         socket.bind(&format!("ipc://{addr}")).map_err(zmq_error)?;
-        struct L(Option<ZmqConn>, String);
-        impl Listen for L {
-            fn addr(&self) -> String {
-                self.1.clone()
-            }
-            fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
-                let conn = self.0.take().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::Unsupported, "one session per PAIR socket")
-                })?;
-                Ok(Box::new(conn))
-            }
-        }
         let conn = ZmqConn {
             socket,
             _file: Some(file),
         };
-        Ok(Box::new(L(Some(conn), addr.to_string())))
+        Ok(Single::boxed(Box::new(conn), addr))
     }
 
     fn connect(&self, addr: &str, _size: usize) -> io::Result<Box<dyn Conn>> {
@@ -151,23 +140,11 @@ impl Transport for Nng {
         let socket = nng::Socket::new(nng::Protocol::Pair0).map_err(nng_error)?;
         let file = SocketFile::new(addr);
         socket.listen(&format!("ipc://{addr}")).map_err(nng_error)?;
-        struct L(Option<NngConn>, String);
-        impl Listen for L {
-            fn addr(&self) -> String {
-                self.1.clone()
-            }
-            fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
-                let conn = self.0.take().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::Unsupported, "one session per PAIR socket")
-                })?;
-                Ok(Box::new(conn))
-            }
-        }
         let conn = NngConn {
             socket,
             _file: Some(file),
         };
-        Ok(Box::new(L(Some(conn), addr.to_string())))
+        Ok(Single::boxed(Box::new(conn), addr))
     }
 
     fn connect(&self, addr: &str, _size: usize) -> io::Result<Box<dyn Conn>> {

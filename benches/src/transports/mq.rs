@@ -14,7 +14,7 @@ use nix::sys::stat::Mode;
 use crate::cleanup;
 use crate::transport::{Conn, Listen, Transport};
 use crate::transports::pipekit::wrong_length;
-use crate::transports::wrap::Chunked;
+use crate::transports::wrap::{Chunked, Single};
 
 fn proc_limit(path: &str) -> Option<usize> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
@@ -28,21 +28,6 @@ fn msgsize_max() -> usize {
 /// root is the common case).
 fn privileged() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-/// A single session over two queues: one listener hands out its one connection.
-struct Once(Option<Box<dyn Conn>>, String);
-
-impl Listen for Once {
-    fn addr(&self) -> String {
-        self.1.clone()
-    }
-
-    fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
-        self.0
-            .take()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "one session per queue pair"))
-    }
 }
 
 /// A connection whose messages are `piece` bytes at most: as is, or chunked.
@@ -104,10 +89,7 @@ impl Transport for PosixMq {
             settings: format!("mq_maxmsg {}, mq_msgsize {piece}", attr.maxmsg()),
             unlink: Some((vec![c2s, s2c], guard)),
         };
-        Ok(Box::new(Once(
-            Some(chunked(conn, piece, size)),
-            addr.to_string(),
-        )))
+        Ok(Single::boxed(chunked(conn, piece, size), addr))
     }
 
     fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
@@ -286,7 +268,7 @@ impl Transport for SysvMq {
             settings,
             owner: Some(guard),
         };
-        Ok(Box::new(Once(Some(chunked(conn, piece, size)), addr)))
+        Ok(Single::boxed(chunked(conn, piece, size), &addr))
     }
 
     fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {

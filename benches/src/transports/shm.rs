@@ -22,6 +22,7 @@ use nix::sys::stat::Mode;
 
 use crate::cleanup;
 use crate::transport::{Conn, Listen, Transport};
+use crate::transports::wrap::Single;
 
 /// Bytes of data in each ring.
 const CAP: usize = 4 << 20;
@@ -87,17 +88,6 @@ impl Transport for Shm {
         });
         nix::unistd::ftruncate(&fd, (2 * RING) as i64)?;
         let map = Map::new(&fd)?;
-        struct L(Option<Box<dyn Conn>>, String);
-        impl Listen for L {
-            fn addr(&self) -> String {
-                self.1.clone()
-            }
-            fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
-                self.0.take().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::Unsupported, "one session per ring pair")
-                })
-            }
-        }
         let conn = Rings {
             map,
             rx: 0,
@@ -105,7 +95,7 @@ impl Transport for Shm {
             wait: self.0,
             unlink: Some((addr.to_string(), guard)),
         };
-        Ok(Box::new(L(Some(Box::new(conn)), addr.to_string())))
+        Ok(Single::boxed(Box::new(conn), addr))
     }
 
     fn connect(&self, addr: &str, _size: usize) -> io::Result<Box<dyn Conn>> {

@@ -3,6 +3,8 @@
 use std::io::{self, Read, Write};
 
 use crate::transport::Conn;
+#[cfg(unix)]
+use crate::transport::Listen;
 
 /// A byte stream used through `Read + Write`.
 pub(crate) struct Bytes<S>(pub(crate) S);
@@ -46,5 +48,39 @@ impl<C: Conn> Conn for Chunked<C> {
         let inner = self.inner.settings();
         let sep = if inner.is_empty() { "" } else { ", " };
         format!("{inner}{sep}sent as messages of at most {} B", self.max)
+    }
+}
+
+/// A listener with one connection, made with it (a queue pair, a ring pair, a PAIR socket):
+/// the first `accept` hands it out, a second is `Unsupported`.
+#[cfg(unix)]
+pub(crate) struct Single {
+    pub(crate) conn: Option<Box<dyn Conn>>,
+    pub(crate) addr: String,
+}
+
+#[cfg(unix)]
+impl Single {
+    pub(crate) fn boxed(conn: Box<dyn Conn>, addr: &str) -> Box<dyn Listen> {
+        Box::new(Single {
+            conn: Some(conn),
+            addr: addr.to_string(),
+        })
+    }
+}
+
+#[cfg(unix)]
+impl Listen for Single {
+    fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
+        self.conn.take().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this transport serves a single session",
+            )
+        })
     }
 }

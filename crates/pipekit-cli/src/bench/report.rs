@@ -302,19 +302,17 @@ fn draw_key(
     Ok(())
 }
 
-/// Per transport at `size`: p50, p99 and p99.9 round-trip latency on a log axis, the rounds'
-/// p50 spread as an error bar.
-fn latency_chart(run: &Run, size: usize) -> anyhow::Result<String> {
+/// A chart of `size`'s rows, a row per transport (the first at the top), over a log x axis:
+/// the caption, the labels, "not run: why" where a row has no figures, and what `draw` adds.
+fn rows_chart(
+    run: &Run,
+    size: usize,
+    (caption, x_desc): (&str, &str),
+    x: std::ops::Range<f64>,
+    draw: impl FnOnce(&mut RowChart<'_, '_>, &[&Row]) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
     let rows = at(run, size);
     let n = rows.len().max(1);
-    let x = log_range(rows.iter().flat_map(|r| {
-        [
-            r.lat_spread(|l| l.p50).map(|s| s.min),
-            r.lat_spread(|l| l.p999).map(|s| s.max),
-        ]
-        .into_iter()
-        .flatten()
-    }));
     let mut svg = String::new();
     {
         let root =
@@ -323,7 +321,7 @@ fn latency_chart(run: &Run, size: usize) -> anyhow::Result<String> {
         let labels: Vec<String> = rows.iter().map(|r| r.transport.to_string()).collect();
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("round trip, {size} B — {}", run.title()),
+                format!("{caption}, {size} B — {}", run.title()),
                 ("sans-serif", 13),
             )
             .margin(10)
@@ -341,54 +339,10 @@ fn latency_chart(run: &Run, size: usize) -> anyhow::Result<String> {
             })
             .x_labels(12)
             .x_label_formatter(&|v| short(*v))
-            .x_desc("µs (log): ● p50 (bar: the rounds' p50s)  ▲ p99  ✕ p99.9")
+            .x_desc(x_desc)
             .draw()
             .map_err(err)?;
-        let medians = |f: fn(&Lat) -> f64| {
-            rows.iter()
-                .enumerate()
-                .filter_map(move |(i, r)| Some((i, r.lat_spread(f)?)))
-                .collect::<Vec<_>>()
-        };
-        chart
-            .draw_series(medians(|l| l.p50).into_iter().map(|(i, s)| {
-                ErrorBar::new_horizontal(
-                    SegmentValue::CenterOf(n - 1 - i),
-                    s.min,
-                    s.median,
-                    s.max,
-                    BLUE.stroke_width(1),
-                    8,
-                )
-            }))
-            .map_err(err)?;
-        chart
-            .draw_series(medians(|l| l.p50).into_iter().map(|(i, s)| {
-                Circle::new(
-                    (s.median, SegmentValue::CenterOf(n - 1 - i)),
-                    4,
-                    BLUE.filled(),
-                )
-            }))
-            .map_err(err)?;
-        chart
-            .draw_series(medians(|l| l.p99).into_iter().map(|(i, s)| {
-                TriangleMarker::new(
-                    (s.median, SegmentValue::CenterOf(n - 1 - i)),
-                    5,
-                    MAGENTA.filled(),
-                )
-            }))
-            .map_err(err)?;
-        chart
-            .draw_series(medians(|l| l.p999).into_iter().map(|(i, s)| {
-                Cross::new(
-                    (s.median, SegmentValue::CenterOf(n - 1 - i)),
-                    5,
-                    RED.stroke_width(2),
-                )
-            }))
-            .map_err(err)?;
+        draw(&mut chart, &rows)?;
         chart
             .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
                 Some(Text::new(
@@ -403,83 +357,109 @@ fn latency_chart(run: &Run, size: usize) -> anyhow::Result<String> {
     Ok(svg)
 }
 
+type RowChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<
+        plotters::coord::combinators::LogCoord<f64>,
+        plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>,
+    >,
+>;
+
+/// Row `i` of `n`, counted from the top.
+fn row(i: usize, n: usize) -> SegmentValue<usize> {
+    SegmentValue::CenterOf(n - 1 - i)
+}
+
+/// Per transport at `size`: p50, p99 and p99.9 round-trip latency on a log axis, the rounds'
+/// p50 spread as an error bar.
+fn latency_chart(run: &Run, size: usize) -> anyhow::Result<String> {
+    let x = log_range(at(run, size).iter().flat_map(|r| {
+        [
+            r.lat_spread(|l| l.p50).map(|s| s.min),
+            r.lat_spread(|l| l.p999).map(|s| s.max),
+        ]
+        .into_iter()
+        .flatten()
+    }));
+    let text = (
+        "round trip",
+        "µs (log): ● p50 (bar: the rounds' p50s)  ▲ p99  ✕ p99.9",
+    );
+    rows_chart(run, size, text, x, |chart, rows| {
+        let n = rows.len().max(1);
+        let medians = |f: fn(&Lat) -> f64| {
+            rows.iter()
+                .enumerate()
+                .filter_map(move |(i, r)| Some((i, r.lat_spread(f)?)))
+                .collect::<Vec<_>>()
+        };
+        let style = BLUE.stroke_width(1);
+        chart
+            .draw_series(medians(|l| l.p50).into_iter().map(|(i, s)| {
+                ErrorBar::new_horizontal(row(i, n), s.min, s.median, s.max, style, 8)
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                medians(|l| l.p50)
+                    .into_iter()
+                    .map(|(i, s)| Circle::new((s.median, row(i, n)), 4, BLUE.filled())),
+            )
+            .map_err(err)?;
+        chart
+            .draw_series(
+                medians(|l| l.p99)
+                    .into_iter()
+                    .map(|(i, s)| TriangleMarker::new((s.median, row(i, n)), 5, MAGENTA.filled())),
+            )
+            .map_err(err)?;
+        chart
+            .draw_series(
+                medians(|l| l.p999)
+                    .into_iter()
+                    .map(|(i, s)| Cross::new((s.median, row(i, n)), 5, RED.stroke_width(2))),
+            )
+            .map_err(err)?;
+        Ok(())
+    })
+}
+
 /// Per transport at `size`: CPU seconds (user + system, both processes) per GB moved, log
 /// axis, the rounds' spread as an error bar.
 fn cpu_chart(run: &Run, size: usize) -> anyhow::Result<String> {
-    let rows = at(run, size);
-    let n = rows.len().max(1);
     let x = log_range(
-        rows.iter()
+        at(run, size)
+            .iter()
             .filter_map(|r| r.thr_spread(|t| t.cpu_s_per_gb))
             .flat_map(|s| [s.min, s.max]),
     );
-    let mut svg = String::new();
-    {
-        let root =
-            SVGBackend::with_string(&mut svg, (1000, 120 + 28 * n as u32)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let labels: Vec<String> = rows.iter().map(|r| r.transport.to_string()).collect();
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("CPU per GB, {size} B — {}", run.title()),
-                ("sans-serif", 13),
-            )
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(220)
-            .build_cartesian_2d(x.clone().log_scale(), (0..n - 1).into_segmented())
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(n)
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => labels.get(n - 1 - *i).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
-            .x_labels(12)
-            .x_label_formatter(&|v| short(*v))
-            .x_desc("CPU seconds per GB, both processes, user + system (log; lower is cheaper)")
-            .draw()
-            .map_err(err)?;
+    let text = (
+        "CPU per GB",
+        "CPU seconds per GB, both processes, user + system (log; lower is cheaper)",
+    );
+    rows_chart(run, size, text, x, |chart, rows| {
+        let n = rows.len().max(1);
         let spreads: Vec<(usize, Spread)> = rows
             .iter()
             .enumerate()
             .filter_map(|(i, r)| Some((i, r.thr_spread(|t| t.cpu_s_per_gb)?)))
             .collect();
+        let style = GREEN.stroke_width(1);
         chart
             .draw_series(spreads.iter().map(|(i, s)| {
-                ErrorBar::new_horizontal(
-                    SegmentValue::CenterOf(n - 1 - *i),
-                    s.min,
-                    s.median,
-                    s.max,
-                    GREEN.stroke_width(1),
-                    8,
-                )
+                ErrorBar::new_horizontal(row(*i, n), s.min, s.median, s.max, style, 8)
             }))
             .map_err(err)?;
         chart
-            .draw_series(spreads.iter().map(|(i, s)| {
-                Circle::new(
-                    (s.median, SegmentValue::CenterOf(n - 1 - *i)),
-                    4,
-                    GREEN.filled(),
-                )
-            }))
+            .draw_series(
+                spreads
+                    .iter()
+                    .map(|(i, s)| Circle::new((s.median, row(*i, n)), 4, GREEN.filled())),
+            )
             .map_err(err)?;
-        chart
-            .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
-                Some(Text::new(
-                    not_run_text(r)?,
-                    (x.start * 1.1, SegmentValue::CenterOf(n - 1 - i)),
-                    ("sans-serif", 11).into_font().color(&RED),
-                ))
-            }))
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// An axis value in few characters: 0.05, 2.5, 40, 1.2k.
