@@ -29,7 +29,7 @@ use pipekit_core::Mode;
 use pipekit_core::error::{context, invalid_input};
 use pipekit_core::slots::Slot;
 
-use crate::nonblocking::{self, Signal};
+use crate::nonblocking::{self, signal::Signal};
 use crate::sys;
 
 /// What stands for a non-blocking object's readiness in a `Poll`: a loopback UDP socket of

@@ -84,10 +84,8 @@
 
 mod conn;
 mod listener;
-mod signal;
+pub(crate) mod signal;
 mod stream;
 
 pub use listener::Listener;
 pub use stream::Stream;
-
-pub(crate) use signal::Signal;
