@@ -1686,3 +1686,63 @@ fn bench_with_clients_and_a_rate_reports_the_load_and_a_report() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A message queue at the headline size is never a blank row: run unprivileged (as `nobody`,
+/// when the tests run as root), a POSIX queue is held to `msgsize_max` and a System V queue to
+/// `msgmax`, and each 65535-byte chunk travels as several messages, with a result and the row
+/// saying how it was carried.
+#[cfg(target_os = "linux")]
+#[test]
+fn message_queues_at_65535_bytes_run_as_labelled_chunks_for_an_unprivileged_user() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run the bench as another, unprivileged user");
+        return;
+    }
+    let dir = std::env::temp_dir().join(unique_name("cli-bench-mq"));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let json = dir.join("b.json");
+    let out = Command::new(PIPEKIT)
+        .args([
+            "bench",
+            "--quick",
+            "--transports",
+            "posix-mq,sysv-mq",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .env("TMPDIR", &dir)
+        .env_remove("XDG_RUNTIME_DIR")
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let max = |path: &str| std::fs::read_to_string(path).unwrap().trim().to_string();
+    for (name, limit) in [
+        ("posix-mq", max("/proc/sys/fs/mqueue/msgsize_max")),
+        ("sysv-mq", max("/proc/sys/kernel/msgmax")),
+    ] {
+        let r = doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["transport"] == name)
+            .unwrap();
+        if limit.parse::<usize>().unwrap() >= 65535 {
+            continue;
+        }
+        assert!(r["gb_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        let carried = r["carried"].as_str().unwrap_or("");
+        assert!(
+            carried.contains(&format!("messages of up to {limit} B")),
+            "{r}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
