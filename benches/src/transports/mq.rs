@@ -30,6 +30,17 @@ fn privileged() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// How a `size`-byte chunk travels when the system's limit (`max`, read from `source`) is
+/// lower: "as N messages of up to MAX B (SOURCE)".
+fn chunked_label(size: usize, max: usize, source: &str) -> Option<String> {
+    (size > max).then(|| {
+        format!(
+            "as {} messages of up to {max} B ({source})",
+            size.div_ceil(max)
+        )
+    })
+}
+
 /// A connection whose messages are `piece` bytes at most: as is, or chunked.
 fn chunked<C: Conn + 'static>(conn: C, piece: usize, size: usize) -> Box<dyn Conn> {
     if piece < size {
@@ -55,13 +66,8 @@ impl Transport for PosixMq {
     }
 
     fn label(&self, size: usize) -> Option<String> {
-        let max = msgsize_max();
-        (size > max && !privileged()).then(|| {
-            format!(
-                "as {} messages of up to {max} B (/proc/sys/fs/mqueue/msgsize_max)",
-                size.div_ceil(max)
-            )
-        })
+        chunked_label(size, msgsize_max(), "/proc/sys/fs/mqueue/msgsize_max")
+            .filter(|_| !privileged())
     }
 
     fn reconnects(&self) -> bool {
@@ -235,13 +241,7 @@ impl Transport for SysvMq {
     }
 
     fn label(&self, size: usize) -> Option<String> {
-        let max = msgmax();
-        (size > max).then(|| {
-            format!(
-                "as {} messages of up to {max} B (/proc/sys/kernel/msgmax)",
-                size.div_ceil(max)
-            )
-        })
+        chunked_label(size, msgmax(), "/proc/sys/kernel/msgmax")
     }
 
     fn reconnects(&self) -> bool {

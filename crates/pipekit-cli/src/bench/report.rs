@@ -395,16 +395,16 @@ fn latency_chart(run: &Run, size: usize) -> anyhow::Result<String> {
                 .collect::<Vec<_>>()
         };
         let style = BLUE.stroke_width(1);
+        let p50 = medians(|l| l.p50);
         chart
-            .draw_series(medians(|l| l.p50).into_iter().map(|(i, s)| {
+            .draw_series(p50.iter().map(|&(i, s)| {
                 ErrorBar::new_horizontal(row(i, n), s.min, s.median, s.max, style, 8)
             }))
             .map_err(err)?;
         chart
             .draw_series(
-                medians(|l| l.p50)
-                    .into_iter()
-                    .map(|(i, s)| Circle::new((s.median, row(i, n)), 4, BLUE.filled())),
+                p50.iter()
+                    .map(|&(i, s)| Circle::new((s.median, row(i, n)), 4, BLUE.filled())),
             )
             .map_err(err)?;
         chart
