@@ -22,6 +22,7 @@ pub mod error;
 pub mod framing;
 mod mode;
 mod name;
+pub mod net;
 mod options;
 mod peer;
 pub mod slots;
@@ -31,7 +32,9 @@ mod traits;
 
 pub use error::MessageTooLarge;
 pub use mode::Mode;
-pub use name::{IntoPipeName, NameForm, PipeName, UnixAddress, UnixEnv, dotnet_temp_path};
+pub use name::{
+    IntoPipeName, NameForm, NetAddress, PipeName, UnixAddress, UnixEnv, dotnet_temp_path,
+};
 pub use options::{
     ConnectOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT, ListenerOptions,
 };

@@ -10,7 +10,7 @@ const WINDOWS_MAX_PATH: usize = 256;
 
 /// The name a server binds and clients connect to.
 ///
-/// A `PipeName` is one of four forms:
+/// A `PipeName` is one of these forms:
 ///
 /// | form | made with | parsed from | Unix | Windows |
 /// |---|---|---|---|---|
@@ -19,6 +19,11 @@ const WINDOWS_MAX_PATH: usize = 256;
 /// | Windows | [`windows`](Self::windows) | `\\server\pipe\name` | error | as given |
 /// | abstract | [`abstract_name`](Self::abstract_name) | `@name` | Linux abstract socket | error |
 /// | .NET | [`dotnet`](Self::dotnet) | `dotnet:name` | `$TMPDIR/CoreFxPipe_name` | `\\.\pipe\name` |
+/// | TCP | [`tcp`](Self::tcp) | `tcp://host:port` | a TCP socket | a TCP socket |
+/// | TLS | [`tls`](Self::tls) | `tls://host:port` | TLS over TCP | TLS over TCP |
+///
+/// The network forms ([`NetAddress`]) are not resolved here: the `pipekit` facade serves
+/// them over TCP, in message mode with the [length-prefixed framing](crate::framing).
 ///
 /// The *private directory* of a portable name is `$XDG_RUNTIME_DIR/pipekit/` when
 /// `XDG_RUNTIME_DIR` is set, absolute, owned by the user and not writable by others, and
@@ -63,6 +68,7 @@ enum Repr {
     Windows(String),
     Abstract(Vec<u8>),
     Dotnet(String),
+    Net(NetAddress),
 }
 
 /// Which form a [`PipeName`] has.
@@ -79,6 +85,10 @@ pub enum NameForm {
     Abstract,
     /// A .NET `System.IO.Pipes` pipe name, resolved as .NET does.
     Dotnet,
+    /// A TCP address, `tcp://host:port`.
+    Tcp,
+    /// A TLS-over-TCP address, `tls://host:port`.
+    Tls,
 }
 
 impl PipeName {
@@ -194,15 +204,19 @@ impl PipeName {
         })
     }
 
-    /// Parses the textual form used on command lines: `dotnet:name` is a name in the .NET
-    /// dialect, `\\server\pipe\name` a Windows path, `@name` an abstract name, anything
+    /// Parses the textual form used on command lines: `tcp://host:port` and `tls://host:port`
+    /// are network addresses, `dotnet:name` is a name in the .NET dialect, `\\server\pipe\name` a Windows path, `@name` an abstract name, anything
     /// holding a `/` a filesystem path, and anything else a portable name.
     ///
     /// # Errors
     ///
     /// The errors of the constructor the text selects.
     pub fn parse(text: &str) -> io::Result<PipeName> {
-        if let Some(name) = text.strip_prefix("dotnet:") {
+        if let Some(authority) = text.strip_prefix("tcp://") {
+            PipeName::tcp(authority)
+        } else if let Some(authority) = text.strip_prefix("tls://") {
+            PipeName::tls(authority)
+        } else if let Some(name) = text.strip_prefix("dotnet:") {
             PipeName::dotnet(name)
         } else if text.starts_with(r"\\") {
             PipeName::windows(text)
@@ -266,9 +280,58 @@ impl PipeName {
         })
     }
 
+    /// A TCP address, `host:port` (the text after `tcp://`): an IPv4 address, an IPv6
+    /// address in brackets (`[::1]:7000`) or a host name. Port 0 asks a listener for any free
+    /// port.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming the text if it is not `host:port`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipekit_core::{NameForm, PipeName};
+    ///
+    /// let name = PipeName::parse("tcp://[::1]:7000")?;
+    /// assert_eq!(name.form(), NameForm::Tcp);
+    /// let addr = name.as_net().unwrap();
+    /// assert_eq!((addr.host(), addr.port()), ("::1", 7000));
+    /// assert_eq!(name.to_string(), "tcp://[::1]:7000");
+    /// assert!(PipeName::parse("tcp://localhost").is_err()); // no port
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn tcp(authority: &str) -> io::Result<PipeName> {
+        Ok(PipeName {
+            repr: Repr::Net(NetAddress::parse(authority, false)?),
+        })
+    }
+
+    /// A TLS-over-TCP address, `host:port` (the text after `tls://`), as for
+    /// [`tcp`](Self::tcp).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming the text if it is not `host:port`.
+    pub fn tls(authority: &str) -> io::Result<PipeName> {
+        Ok(PipeName {
+            repr: Repr::Net(NetAddress::parse(authority, true)?),
+        })
+    }
+
+    /// The network address, if this is a `tcp://` or `tls://` name.
+    pub fn as_net(&self) -> Option<&NetAddress> {
+        match &self.repr {
+            Repr::Net(addr) => Some(addr),
+            _ => None,
+        }
+    }
+
     /// Which form this name has.
     pub fn form(&self) -> NameForm {
-        match self.repr {
+        match &self.repr {
+            Repr::Net(addr) if addr.tls => NameForm::Tls,
+            Repr::Net(_) => NameForm::Tcp,
             Repr::Portable(_) => NameForm::Portable,
             Repr::Path(_) => NameForm::Path,
             Repr::Windows(_) => NameForm::Windows,
@@ -328,6 +391,7 @@ impl PipeName {
                      (use a portable name or a filesystem path)"
                 )));
             }
+            Repr::Net(addr) => return Err(addr.not_local()),
             Repr::Abstract(name) => {
                 if !env.abstract_namespace {
                     return Err(io::Error::new(
@@ -393,6 +457,7 @@ impl PipeName {
             Repr::Abstract(_) => Err(invalid_input(format!(
                 "{self} is a Linux abstract socket name; Windows has no such namespace"
             ))),
+            Repr::Net(addr) => Err(addr.not_local()),
         }
     }
 }
@@ -404,6 +469,7 @@ impl fmt::Display for PipeName {
             Repr::Dotnet(name) => write!(f, "dotnet:{name}"),
             Repr::Path(path) => write!(f, "{}", path.display()),
             Repr::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+            Repr::Net(addr) => addr.fmt(f),
         }
     }
 }
@@ -495,6 +561,97 @@ impl IntoPipeName for &std::ffi::OsStr {
         match self.to_str() {
             Some(text) => PipeName::parse(text),
             None => PipeName::path(self),
+        }
+    }
+}
+
+/// The address of a `tcp://` or `tls://` [`PipeName`]: a host (an IP address or a name to
+/// look up) and a port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NetAddress {
+    host: String,
+    port: u16,
+    tls: bool,
+}
+
+impl NetAddress {
+    fn parse(authority: &str, tls: bool) -> io::Result<NetAddress> {
+        let scheme = if tls { "tls" } else { "tcp" };
+        let bad = |why: &str| {
+            invalid_input(format!(
+                "invalid {scheme} address {scheme}://{authority}: {why} (expected \
+                 {scheme}://HOST:PORT, with an IPv6 address in brackets)"
+            ))
+        };
+        let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+            let (host, rest) = rest
+                .split_once(']')
+                .ok_or_else(|| bad("the IPv6 address has no closing ']'"))?;
+            if host.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("the text in brackets is not an IPv6 address"));
+            }
+            let port = rest
+                .strip_prefix(':')
+                .ok_or_else(|| bad("no port after the address"))?;
+            (host, port)
+        } else {
+            let (host, port) = authority.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+            if host.contains(':') {
+                return Err(bad("an IPv6 address must be written in brackets"));
+            }
+            (host, port)
+        };
+        if host.is_empty() {
+            return Err(bad("the host is empty"));
+        }
+        if let Some(c) = host
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '\\' | '@'))
+        {
+            return Err(bad(&format!("the host holds {c:?}")));
+        }
+        let port = port.parse::<u16>().map_err(|_| {
+            bad(&format!(
+                "the port {port:?} is not a number from 0 to 65535"
+            ))
+        })?;
+        Ok(NetAddress {
+            host: host.to_owned(),
+            port,
+            tls,
+        })
+    }
+
+    /// The host: an IP address (an IPv6 one without its brackets) or a host name.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether this is a `tls://` address.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    fn not_local(&self) -> io::Error {
+        invalid_input(format!(
+            "{self} is a network address; it does not name a local pipe (the pipekit facade \
+             serves it over TCP)"
+        ))
+    }
+}
+
+impl fmt::Display for NetAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "tls" } else { "tcp" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
         }
     }
 }
@@ -799,5 +956,48 @@ mod tests {
             UnixAddress::Abstract(b"svc".to_vec())
         );
         assert!(name.resolve_windows().is_err());
+    }
+
+    #[test]
+    fn network_names_parse_and_print_back() {
+        for (text, form, host, port) in [
+            ("tcp://127.0.0.1:7000", NameForm::Tcp, "127.0.0.1", 7000),
+            ("tls://[::1]:443", NameForm::Tls, "::1", 443),
+            ("tls://example.org:0", NameForm::Tls, "example.org", 0),
+            ("tcp://[fe80::1]:65535", NameForm::Tcp, "fe80::1", 65535),
+        ] {
+            let name = PipeName::parse(text).unwrap();
+            assert_eq!(name.form(), form, "{text}");
+            let addr = name.as_net().unwrap();
+            assert_eq!((addr.host(), addr.port()), (host, port), "{text}");
+            assert_eq!(addr.is_tls(), form == NameForm::Tls);
+            assert_eq!(name.to_string(), text);
+            assert_eq!(PipeName::parse(&name.to_string()).unwrap(), name);
+            assert!(name.resolve_windows().is_err());
+            assert!(name.resolve_unix(&env()).is_err());
+        }
+        assert_eq!(PipeName::new("tcp").unwrap().as_net(), None);
+    }
+
+    #[test]
+    fn bad_network_names_say_what_is_wrong() {
+        for (text, why) in [
+            ("tcp://localhost", "no port"),
+            ("tcp://:7000", "host is empty"),
+            ("tcp://::1:7000", "brackets"),
+            ("tcp://[::1]7000", "no port after"),
+            ("tcp://[nonsense]:1", "not an IPv6"),
+            ("tcp://[::1:1", "closing"),
+            ("tls://host:70000", "0 to 65535"),
+            ("tls://host:http", "0 to 65535"),
+            ("tcp://host/path:1", "'/'"),
+            ("tcp://user@host:1", "'@'"),
+            ("tcp://ho st:1", "' '"),
+        ] {
+            let err = PipeName::parse(text).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{text}");
+            let msg = err.to_string();
+            assert!(msg.contains(why) && msg.contains(text), "{text}: {msg}");
+        }
     }
 }

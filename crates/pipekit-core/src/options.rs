@@ -2,8 +2,11 @@ use std::io;
 use std::num::NonZeroU8;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use crate::Mode;
 use crate::error::invalid_input;
+use crate::net::{NetConnectOptions, NetListenerOptions};
 
 /// The default in/out buffer size: 65535 bytes, the classic named-pipe buffer.
 pub const DEFAULT_BUFFER_SIZE: u32 = 65535;
@@ -50,6 +53,9 @@ pub struct ListenerOptions {
     pub default_timeout: Duration,
     /// The largest message `send` accepts and `recv` takes, in bytes.
     pub max_message_size: usize,
+    /// For `tcp://` and `tls://` names: certificates, client verification, the handshake
+    /// deadline.
+    pub net: NetListenerOptions,
 }
 
 impl ListenerOptions {
@@ -63,6 +69,7 @@ impl ListenerOptions {
             max_instances: None,
             default_timeout: DEFAULT_TIMEOUT,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            net: NetListenerOptions::new(),
         }
     }
 
@@ -138,12 +145,58 @@ impl ListenerOptions {
         self
     }
 
+    /// `tls://`: the server's certificate chain and private key, PEM files. A `tls://`
+    /// listener needs them.
+    pub fn tls_certificate(
+        &mut self,
+        certificate: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> &mut Self {
+        self.net.certificate = Some(certificate.into());
+        self.net.key = Some(key.into());
+        self
+    }
+
+    /// `tls://`: requires every client to show a certificate issued by a CA of this PEM file
+    /// (mutual TLS); a client without one fails its handshake.
+    pub fn tls_client_ca(&mut self, ca: impl Into<PathBuf>) -> &mut Self {
+        self.net.client_ca = Some(ca.into());
+        self
+    }
+
+    /// `tls://` with [`tls_client_ca`](Self::tls_client_ca): accepts only client
+    /// certificates valid for `name` (a DNS subject alternative name); call once per name
+    /// allowed. The others are dropped at accept.
+    pub fn tls_allow_client(&mut self, name: impl Into<String>) -> &mut Self {
+        self.net.allowed_clients.push(name.into());
+        self
+    }
+
+    /// `tls://`: how long a client may take over its handshake (default 10 s). Handshakes
+    /// run beside `accept`, so a client that never finishes one holds up nobody else.
+    pub fn tls_handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.net.handshake_timeout = timeout;
+        self
+    }
+
+    /// `tcp://`: lets the listener bind an address other than loopback (default `false`).
+    /// Plain TCP has no encryption and no authentication: anyone who reaches the port is a
+    /// client. Prefer `tls://` with client certificates across machines.
+    pub fn insecure_network(&mut self, allow: bool) -> &mut Self {
+        self.net.insecure_network = allow;
+        self
+    }
+
     /// Checks the options for values no OS accepts.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a maximum message size above 4 GiB − 1.
+    /// `InvalidInput` for a maximum message size above 4 GiB − 1, or a zero TLS handshake
+    /// timeout.
     pub fn validate(&self) -> io::Result<()> {
+        if self.net.handshake_timeout.is_zero() {
+            return Err(invalid_input("the TLS handshake timeout is zero"));
+        }
         check_max_message_size(self.max_message_size)
     }
 }
@@ -182,6 +235,8 @@ pub struct ConnectOptions {
     pub out_buffer_size: u32,
     /// The largest message `send` accepts and `recv` takes, in bytes.
     pub max_message_size: usize,
+    /// For `tls://` names: which CAs to trust, the client's certificate.
+    pub net: NetConnectOptions,
 }
 
 impl ConnectOptions {
@@ -193,6 +248,7 @@ impl ConnectOptions {
             in_buffer_size: DEFAULT_BUFFER_SIZE,
             out_buffer_size: DEFAULT_BUFFER_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            net: NetConnectOptions::new(),
         }
     }
 
@@ -237,6 +293,31 @@ impl ConnectOptions {
     /// The largest message, in bytes, that `send` accepts and `recv` takes (default 1 MiB).
     pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// `tls://`: trusts the CAs of this PEM file instead of the system's roots.
+    pub fn tls_ca(&mut self, ca: impl Into<PathBuf>) -> &mut Self {
+        self.net.ca = Some(ca.into());
+        self
+    }
+
+    /// `tls://`: the client's certificate chain and private key, PEM files, for a server
+    /// that asks for client certificates.
+    pub fn tls_client_certificate(
+        &mut self,
+        certificate: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> &mut Self {
+        self.net.certificate = Some(certificate.into());
+        self.net.key = Some(key.into());
+        self
+    }
+
+    /// `tls://`: the name the server's certificate must be valid for, when it is not the
+    /// host of the address (say, a server reached by IP address whose certificate names it).
+    pub fn tls_server_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.net.server_name = Some(name.into());
         self
     }
 
