@@ -63,6 +63,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use pipekit_core::MessageTooLarge;
@@ -74,6 +75,7 @@ pub use pipekit_core::{
 
 pub mod dialect;
 pub mod error;
+pub mod net;
 pub mod nonblocking;
 pub mod os;
 #[cfg(feature = "tokio")]
@@ -109,7 +111,13 @@ cfg_if::cfg_if! {
 /// instances of a named pipe, one always waiting for the next client (see `os::windows`).
 #[derive(Debug)]
 pub struct Listener {
-    inner: backend::Listener,
+    inner: ListenerInner,
+}
+
+#[derive(Debug)]
+enum ListenerInner {
+    Local(backend::Listener),
+    Net(net::Listener),
 }
 
 impl Listener {
@@ -143,9 +151,48 @@ impl Listener {
     /// ```
     pub fn bind_with(name: impl IntoPipeName, options: &ListenerOptions) -> io::Result<Listener> {
         let name = name.into_pipe_name()?;
-        Ok(Listener {
-            inner: bind(&name, options)?,
-        })
+        let inner = match name.as_net() {
+            Some(addr) => ListenerInner::Net(net::Listener::bind(addr, options)?),
+            None => ListenerInner::Local(bind(&name, options)?),
+        };
+        Ok(Listener { inner })
+    }
+
+    pub(crate) fn from_local(listener: backend::Listener) -> Listener {
+        Listener {
+            inner: ListenerInner::Local(listener),
+        }
+    }
+
+    /// The platform listener; network listeners have none.
+    pub(crate) fn local(&self) -> io::Result<&backend::Listener> {
+        match &self.inner {
+            ListenerInner::Local(listener) => Ok(listener),
+            ListenerInner::Net(listener) => Err(not_local(listener.name())),
+        }
+    }
+
+    #[cfg(all(unix, feature = "mio"))]
+    pub(crate) fn local_mut(&mut self) -> io::Result<&mut backend::Listener> {
+        match &mut self.inner {
+            ListenerInner::Local(listener) => Ok(listener),
+            ListenerInner::Net(listener) => Err(not_local(listener.name())),
+        }
+    }
+
+    #[cfg(unix)]
+    pub(crate) fn as_unix_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match &self.inner {
+            ListenerInner::Local(listener) => std::os::fd::AsFd::as_fd(listener),
+            ListenerInner::Net(listener) => listener.as_fd(),
+        }
+    }
+
+    pub(crate) fn into_local(self) -> io::Result<backend::Listener> {
+        match self.inner {
+            ListenerInner::Local(listener) => Ok(listener),
+            ListenerInner::Net(listener) => Err(not_local(listener.name())),
+        }
     }
 
     /// Waits for the next client and returns the connection to it.
@@ -177,19 +224,40 @@ impl Listener {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn accept(&self) -> io::Result<Stream> {
-        Ok(Stream {
-            inner: self.inner.accept()?,
-        })
+        let inner = match &self.inner {
+            ListenerInner::Local(listener) => StreamInner::Local(listener.accept()?),
+            ListenerInner::Net(listener) => StreamInner::Net(listener.accept()?),
+        };
+        Ok(Stream { inner })
     }
 
     /// The mode of every connection this listener accepts.
     pub fn mode(&self) -> Mode {
-        self.inner.mode()
+        match &self.inner {
+            ListenerInner::Local(listener) => listener.mode(),
+            ListenerInner::Net(listener) => listener.mode(),
+        }
     }
 
-    /// The name this listener serves.
+    /// The name this listener serves. For a `tcp://` or `tls://` name bound to port 0, the
+    /// port is the one the listener got.
     pub fn name(&self) -> &PipeName {
-        self.inner.name()
+        match &self.inner {
+            ListenerInner::Local(listener) => listener.name(),
+            ListenerInner::Net(listener) => listener.name(),
+        }
+    }
+
+    /// The address a `tcp://` or `tls://` listener is bound to.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for a local name.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.inner {
+            ListenerInner::Local(listener) => Err(network_only("local_addr", listener.name())),
+            ListenerInner::Net(listener) => listener.local_addr(),
+        }
     }
 
     /// An iterator over accepted connections: each item is one [`accept`](Self::accept). It
@@ -252,8 +320,30 @@ impl pipekit_core::Listener for Listener {
     }
 
     fn mode(&self) -> Mode {
-        self.inner.mode()
+        Listener::mode(self)
     }
+}
+
+fn not_a_pipe(stream: &net::Stream) -> io::Error {
+    let peer = stream.peer_addr();
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("the connection with {peer} is a network connection; this works on local pipes only"),
+    )
+}
+
+fn not_local(name: &PipeName) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{name} is a network connection; this works on local pipes only"),
+    )
+}
+
+fn network_only(what: &str, name: &PipeName) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what} is for tcp:// and tls:// connections; {name} is a local pipe"),
+    )
 }
 
 /// One connection, in byte or message mode.
@@ -300,7 +390,13 @@ impl pipekit_core::Listener for Listener {
 /// ```
 #[derive(Debug)]
 pub struct Stream {
-    inner: backend::Stream,
+    inner: StreamInner,
+}
+
+#[derive(Debug)]
+enum StreamInner {
+    Local(backend::Stream),
+    Net(net::Stream),
 }
 
 impl Stream {
@@ -329,19 +425,104 @@ impl Stream {
     /// ```
     pub fn connect_with(name: impl IntoPipeName, options: &ConnectOptions) -> io::Result<Stream> {
         let name = name.into_pipe_name()?;
-        Ok(Stream {
-            inner: connect(&name, options)?,
-        })
+        let inner = match name.as_net() {
+            Some(addr) => StreamInner::Net(net::connect(addr, options)?),
+            None => StreamInner::Local(connect(&name, options)?),
+        };
+        Ok(Stream { inner })
+    }
+
+    pub(crate) fn from_local(stream: backend::Stream) -> Stream {
+        Stream {
+            inner: StreamInner::Local(stream),
+        }
+    }
+
+    /// The platform stream; network connections have none.
+    pub(crate) fn local(&self) -> io::Result<&backend::Stream> {
+        match &self.inner {
+            StreamInner::Local(stream) => Ok(stream),
+            StreamInner::Net(stream) => Err(not_a_pipe(stream)),
+        }
+    }
+
+    #[cfg(all(unix, feature = "mio"))]
+    pub(crate) fn local_mut(&mut self) -> io::Result<&mut backend::Stream> {
+        match &mut self.inner {
+            StreamInner::Local(stream) => Ok(stream),
+            StreamInner::Net(stream) => Err(not_a_pipe(stream)),
+        }
+    }
+
+    #[cfg(unix)]
+    pub(crate) fn as_unix_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match &self.inner {
+            StreamInner::Local(stream) => std::os::fd::AsFd::as_fd(stream),
+            StreamInner::Net(stream) => stream.as_fd(),
+        }
+    }
+
+    pub(crate) fn into_local(self) -> io::Result<backend::Stream> {
+        match self.inner {
+            StreamInner::Local(stream) => Ok(stream),
+            StreamInner::Net(stream) => Err(not_a_pipe(&stream)),
+        }
     }
 
     /// The connection's mode.
     pub fn mode(&self) -> Mode {
-        self.inner.mode()
+        match &self.inner {
+            StreamInner::Local(stream) => stream.mode(),
+            StreamInner::Net(stream) => stream.mode(),
+        }
     }
 
     /// The largest message this end sends or receives.
     pub fn max_message_size(&self) -> usize {
-        self.inner.max_message_size()
+        match &self.inner {
+            StreamInner::Local(stream) => stream.max_message_size(),
+            StreamInner::Net(stream) => stream.max_message_size(),
+        }
+    }
+
+    /// The address of the other end of a `tcp://` or `tls://` connection.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for a local pipe (see [`peer_credentials`](Self::peer_credentials)).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match &self.inner {
+            StreamInner::Local(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "peer_addr is for tcp:// and tls:// connections; use peer_credentials",
+            )),
+            StreamInner::Net(stream) => Ok(stream.peer_addr()),
+        }
+    }
+
+    /// The address of this end of a `tcp://` or `tls://` connection.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for a local pipe; the OS error.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.inner {
+            StreamInner::Local(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "local_addr is for tcp:// and tls:// connections",
+            )),
+            StreamInner::Net(stream) => stream.local_addr(),
+        }
+    }
+
+    /// The certificate the other end of a `tls://` connection showed and this end verified
+    /// (DER): the server's for a client, the client's for a server that asked for one.
+    /// `None` for every other connection.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match &self.inner {
+            StreamInner::Local(_) => None,
+            StreamInner::Net(stream) => stream.peer_certificate(),
+        }
     }
 
     /// Sends `msg` as one message (message mode).
@@ -375,7 +556,10 @@ impl Stream {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn send(&self, msg: &[u8]) -> io::Result<()> {
-        self.inner.send(msg)
+        match &self.inner {
+            StreamInner::Local(stream) => stream.send(msg),
+            StreamInner::Net(stream) => stream.send(msg),
+        }
     }
 
     /// Receives one message into `buf`: `Some(len)`, or `None` once the peer has closed and
@@ -408,7 +592,10 @@ impl Stream {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        self.inner.recv(buf)
+        match &self.inner {
+            StreamInner::Local(stream) => stream.recv(buf),
+            StreamInner::Net(stream) => stream.recv(buf),
+        }
     }
 
     /// Receives one whole message into `buf`, which is cleared first and grown to fit.
@@ -435,7 +622,10 @@ impl Stream {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        self.inner.recv_to_vec(buf)
+        match &self.inner {
+            StreamInner::Local(stream) => stream.recv_to_vec(buf),
+            StreamInner::Net(stream) => stream.recv_to_vec(buf),
+        }
     }
 
     /// Shuts down the write side: the peer reads EOF after everything sent before; this end
@@ -446,7 +636,10 @@ impl Stream {
     /// The OS error; `Unsupported` on Windows, whose named pipes have no half-close (drop the
     /// stream instead: the peer still reads everything sent before).
     pub fn shutdown_write(&self) -> io::Result<()> {
-        self.inner.shutdown_write()
+        match &self.inner {
+            StreamInner::Local(stream) => stream.shutdown_write(),
+            StreamInner::Net(stream) => stream.shutdown_write(),
+        }
     }
 
     /// Who is on the other end: its process id (Linux, macOS, Windows) and, on Unix, its
@@ -470,7 +663,10 @@ impl Stream {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        self.inner.peer_credentials()
+        match &self.inner {
+            StreamInner::Local(stream) => stream.peer_credentials(),
+            StreamInner::Net(stream) => Ok(stream.peer_credentials()),
+        }
     }
 
     /// A second handle on the same connection, so that one thread can read while another
@@ -521,9 +717,11 @@ impl Stream {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn try_clone(&self) -> io::Result<Stream> {
-        Ok(Stream {
-            inner: self.inner.try_clone()?,
-        })
+        let inner = match &self.inner {
+            StreamInner::Local(stream) => StreamInner::Local(stream.try_clone()?),
+            StreamInner::Net(stream) => StreamInner::Net(stream.clone()),
+        };
+        Ok(Stream { inner })
     }
 
     /// Makes reads and `recv` fail with `TimedOut` after `timeout`; `None` waits forever.
@@ -549,7 +747,10 @@ impl Stream {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.set_read_timeout(timeout)
+        match &self.inner {
+            StreamInner::Local(stream) => stream.set_read_timeout(timeout),
+            StreamInner::Net(stream) => stream.set_read_timeout(timeout),
+        }
     }
 
     /// Makes writes and `send` fail with `TimedOut` after `timeout`; `None` waits forever.
@@ -558,31 +759,49 @@ impl Stream {
     ///
     /// `InvalidInput` for a zero duration.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.set_write_timeout(timeout)
+        match &self.inner {
+            StreamInner::Local(stream) => stream.set_write_timeout(timeout),
+            StreamInner::Net(stream) => stream.set_write_timeout(timeout),
+        }
     }
 }
 
 impl Read for &Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.inner).read(buf)
+        match &self.inner {
+            StreamInner::Local(stream) => (&*stream).read(buf),
+            StreamInner::Net(stream) => (&*stream).read(buf),
+        }
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        (&self.inner).read_vectored(bufs)
+        match &self.inner {
+            StreamInner::Local(stream) => (&*stream).read_vectored(bufs),
+            StreamInner::Net(stream) => (&*stream).read_vectored(bufs),
+        }
     }
 }
 
 impl Write for &Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&self.inner).write(buf)
+        match &self.inner {
+            StreamInner::Local(stream) => (&*stream).write(buf),
+            StreamInner::Net(stream) => (&*stream).write(buf),
+        }
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&self.inner).write_vectored(bufs)
+        match &self.inner {
+            StreamInner::Local(stream) => (&*stream).write_vectored(bufs),
+            StreamInner::Net(stream) => (&*stream).write_vectored(bufs),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        (&self.inner).flush()
+        match &self.inner {
+            StreamInner::Local(stream) => (&*stream).flush(),
+            StreamInner::Net(stream) => (&*stream).flush(),
+        }
     }
 }
 
@@ -612,43 +831,61 @@ impl Write for Stream {
 
 impl Connection for Stream {
     fn mode(&self) -> Mode {
-        self.inner.mode()
+        Stream::mode(self)
     }
 
     fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        self.inner.peer_credentials()
+        Stream::peer_credentials(self)
     }
 
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.set_read_timeout(timeout)
+        match &self.inner {
+            StreamInner::Local(stream) => stream.set_read_timeout(timeout),
+            StreamInner::Net(stream) => stream.set_read_timeout(timeout),
+        }
     }
 
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.set_write_timeout(timeout)
+        match &self.inner {
+            StreamInner::Local(stream) => stream.set_write_timeout(timeout),
+            StreamInner::Net(stream) => stream.set_write_timeout(timeout),
+        }
     }
 }
 
 impl ByteStream for Stream {
     fn shutdown_write(&self) -> io::Result<()> {
-        self.inner.shutdown_write()
+        match &self.inner {
+            StreamInner::Local(stream) => stream.shutdown_write(),
+            StreamInner::Net(stream) => stream.shutdown_write(),
+        }
     }
 }
 
 impl MessagePipe for Stream {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        self.inner.send(msg)
+        match &self.inner {
+            StreamInner::Local(stream) => stream.send(msg),
+            StreamInner::Net(stream) => stream.send(msg),
+        }
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        self.inner.recv(buf)
+        match &self.inner {
+            StreamInner::Local(stream) => stream.recv(buf),
+            StreamInner::Net(stream) => stream.recv(buf),
+        }
     }
 
     fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        self.inner.recv_to_vec(buf)
+        match &self.inner {
+            StreamInner::Local(stream) => stream.recv_to_vec(buf),
+            StreamInner::Net(stream) => stream.recv_to_vec(buf),
+        }
     }
 
     fn max_message_size(&self) -> usize {
-        self.inner.max_message_size()
+        Stream::max_message_size(self)
     }
 }
 

@@ -83,7 +83,7 @@ impl Listener {
             listener
         };
         #[cfg(windows)]
-        let inner = pipekit_windows::nonblocking::Listener::new(listener.inner)?;
+        let inner = pipekit_windows::nonblocking::Listener::new(listener.into_local()?)?;
         Ok(Listener { inner })
     }
 
@@ -133,7 +133,7 @@ impl Stream {
             stream
         };
         #[cfg(windows)]
-        let inner = pipekit_windows::nonblocking::Stream::new(stream.inner)?;
+        let inner = pipekit_windows::nonblocking::Stream::new(stream.into_local()?)?;
         Ok(Stream { inner })
     }
 

@@ -97,7 +97,7 @@ impl Listener {
     /// its waiting instance (Windows), or the runtime's error registering it.
     pub fn from_blocking(listener: crate::Listener) -> io::Result<Listener> {
         Ok(Listener {
-            inner: imp::Listener::new(listener.inner)?,
+            inner: imp::Listener::new(listener.into_local()?)?,
         })
     }
 
@@ -162,7 +162,7 @@ impl Stream {
     /// error registering it.
     pub fn from_blocking(stream: crate::Stream) -> io::Result<Stream> {
         Ok(Stream {
-            inner: imp::Stream::new(stream.inner)?,
+            inner: imp::Stream::new(stream.into_local()?)?,
         })
     }
 

@@ -141,35 +141,43 @@ impl ListenerExt for Listener {
         unix: &UnixOptions,
     ) -> io::Result<Listener> {
         let name = name.into_pipe_name()?;
-        Ok(Listener {
-            inner: pipekit_unix::Listener::bind_with(&name, options, unix)?,
-        })
+        if name.as_net().is_some() {
+            return Listener::bind_with(name, options);
+        }
+        Ok(Listener::from_local(pipekit_unix::Listener::bind_with(
+            &name, options, unix,
+        )?))
     }
 
     fn path(&self) -> Option<&Path> {
-        self.inner.path()
+        self.local().ok()?.path()
     }
 
     fn transport(&self) -> Transport {
-        self.inner.transport()
+        self.local().map_or(Transport::Socket, |l| l.transport())
     }
 
     fn remove_files(&self) {
-        self.inner.remove_files()
+        if let Ok(listener) = self.local() {
+            listener.remove_files();
+        }
     }
 
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.inner.set_nonblocking(nonblocking)
+        self.local()?.set_nonblocking(nonblocking)
     }
 
     fn refused_peers(&self) -> u64 {
-        self.inner.refused_peers()
+        self.local().map_or(0, |l| l.refused_peers())
     }
 
     fn adopt(fd: OwnedFd, options: &ListenerOptions, unix: &UnixOptions) -> io::Result<Listener> {
-        Ok(Listener {
-            inner: pipekit_unix::Listener::from_fd(fd, Some(options.mode), options, unix)?,
-        })
+        Ok(Listener::from_local(pipekit_unix::Listener::from_fd(
+            fd,
+            Some(options.mode),
+            options,
+            unix,
+        )?))
     }
 }
 
@@ -179,14 +187,12 @@ impl TryFrom<OwnedFd> for Listener {
     type Error = io::Error;
 
     fn try_from(fd: OwnedFd) -> io::Result<Listener> {
-        Ok(Listener {
-            inner: pipekit_unix::Listener::from_fd(
-                fd,
-                None,
-                &ListenerOptions::new(),
-                &UnixOptions::new(),
-            )?,
-        })
+        Ok(Listener::from_local(pipekit_unix::Listener::from_fd(
+            fd,
+            None,
+            &ListenerOptions::new(),
+            &UnixOptions::new(),
+        )?))
     }
 }
 
@@ -197,7 +203,7 @@ impl TryFrom<Listener> for OwnedFd {
     type Error = io::Error;
 
     fn try_from(listener: Listener) -> io::Result<OwnedFd> {
-        listener.inner.into_fd()
+        listener.into_local()?.into_fd()
     }
 }
 
@@ -208,9 +214,11 @@ impl TryFrom<OwnedFd> for Stream {
     type Error = io::Error;
 
     fn try_from(fd: OwnedFd) -> io::Result<Stream> {
-        Ok(Stream {
-            inner: pipekit_unix::Stream::from_fd(fd, None, crate::DEFAULT_MAX_MESSAGE_SIZE)?,
-        })
+        Ok(Stream::from_local(pipekit_unix::Stream::from_fd(
+            fd,
+            None,
+            crate::DEFAULT_MAX_MESSAGE_SIZE,
+        )?))
     }
 }
 
@@ -220,7 +228,7 @@ impl TryFrom<Stream> for OwnedFd {
     type Error = io::Error;
 
     fn try_from(stream: Stream) -> io::Result<OwnedFd> {
-        stream.inner.into_fd()
+        stream.into_local()?.into_fd()
     }
 }
 
@@ -288,51 +296,59 @@ impl StreamExt for Stream {
         unix: &UnixOptions,
     ) -> io::Result<Stream> {
         let name = name.into_pipe_name()?;
-        Ok(Stream {
-            inner: pipekit_unix::Stream::connect_with(&name, options, unix)?,
-        })
+        if name.as_net().is_some() {
+            return Stream::connect_with(name, options);
+        }
+        Ok(Stream::from_local(pipekit_unix::Stream::connect_with(
+            &name, options, unix,
+        )?))
     }
 
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.inner.set_nonblocking(nonblocking)
+        self.local()?.set_nonblocking(nonblocking)
     }
 
     fn transport(&self) -> Transport {
-        self.inner.transport()
+        self.local().map_or(Transport::Socket, |s| s.transport())
     }
 
     fn raw_write_fd(&self) -> Option<RawFd> {
-        self.inner.raw_write_fd()
+        self.local().ok()?.raw_write_fd()
     }
 
     fn adopt(fd: OwnedFd, options: &ConnectOptions) -> io::Result<Stream> {
-        Ok(Stream {
-            inner: pipekit_unix::Stream::from_fd(fd, Some(options.mode), options.max_message_size)?,
-        })
+        Ok(Stream::from_local(pipekit_unix::Stream::from_fd(
+            fd,
+            Some(options.mode),
+            options.max_message_size,
+        )?))
     }
 }
 
+/// The listening socket (for `tcp://` and `tls://` names, the TCP one).
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
+        self.as_unix_fd()
     }
 }
 
 impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
+        self.as_unix_fd().as_raw_fd()
     }
 }
 
+/// The socket (for `tcp://` and `tls://` names, the TCP one: reading or writing it directly
+/// would break the framing or the TLS session).
 impl AsFd for Stream {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
+        self.as_unix_fd()
     }
 }
 
 impl AsRawFd for Stream {
     fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
+        self.as_unix_fd().as_raw_fd()
     }
 }
 
@@ -353,7 +369,7 @@ mod mio_source {
             token: Token,
             interests: Interest,
         ) -> io::Result<()> {
-            self.inner.register(registry, token, interests)
+            self.local_mut()?.register(registry, token, interests)
         }
 
         fn reregister(
@@ -362,11 +378,11 @@ mod mio_source {
             token: Token,
             interests: Interest,
         ) -> io::Result<()> {
-            self.inner.reregister(registry, token, interests)
+            self.local_mut()?.reregister(registry, token, interests)
         }
 
         fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-            self.inner.deregister(registry)
+            self.local_mut()?.deregister(registry)
         }
     }
 
@@ -382,7 +398,7 @@ mod mio_source {
             token: Token,
             interests: Interest,
         ) -> io::Result<()> {
-            self.inner.register(registry, token, interests)
+            self.local_mut()?.register(registry, token, interests)
         }
 
         fn reregister(
@@ -391,11 +407,11 @@ mod mio_source {
             token: Token,
             interests: Interest,
         ) -> io::Result<()> {
-            self.inner.reregister(registry, token, interests)
+            self.local_mut()?.reregister(registry, token, interests)
         }
 
         fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-            self.inner.deregister(registry)
+            self.local_mut()?.deregister(registry)
         }
     }
 }
