@@ -252,9 +252,19 @@ impl Peer {
     ///
     /// If the peer cannot start or exits before it is ready.
     pub fn start(peer_exe: &str, args: &[&str]) -> Peer {
+        Peer::start_command(Command::new(peer_exe).args(args))
+    }
+
+    /// Starts `command` (a peer with its arguments and environment) and waits for its
+    /// `ready` line.
+    ///
+    /// # Panics
+    ///
+    /// If the peer cannot start or exits before it is ready.
+    pub fn start_command(command: &mut Command) -> Peer {
+        let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
         let mut child = spawn(
-            Command::new(peer_exe)
-                .args(args)
+            command
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit()),

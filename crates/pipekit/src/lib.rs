@@ -328,7 +328,9 @@ fn not_a_pipe(stream: &net::Stream) -> io::Error {
     let peer = stream.peer_addr();
     io::Error::new(
         io::ErrorKind::Unsupported,
-        format!("the connection with {peer} is a network connection; this works on local pipes only"),
+        format!(
+            "the connection with {peer} is a network connection; this works on local pipes only"
+        ),
     )
 }
 

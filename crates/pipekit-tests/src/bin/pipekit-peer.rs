@@ -13,6 +13,13 @@
 //! received message as a line. With `--clients N` it exits 0 after N clients have finished.
 //! `--fifo` serves over the FIFO transport (Unix).
 //! A name already served exits with status 3 and the error on stderr.
+//!
+//! For a `tcp://` or `tls://` NAME, `serve` prints the name it got (port 0 is any free port)
+//! on the line after `ready`. TLS files come from the environment: `PEER_TLS_CERT` and
+//! `PEER_TLS_KEY` (the server's), `PEER_TLS_CLIENT_CA` (require client certificates),
+//! `PEER_TLS_ALLOW` (the one client name allowed), `PEER_TLS_CA` (what a client trusts),
+//! `PEER_TLS_CLIENT_CERT` and `PEER_TLS_CLIENT_KEY` (a client's own); `PEER_INSECURE_NETWORK=1`
+//! lets a plain `tcp://` server bind a non-loopback address.
 #![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
@@ -96,8 +103,12 @@ fn run(args: &[String]) -> io::Result<()> {
     }
     let mut options = ListenerOptions::new();
     options.mode(mode);
+    net_listener_options(&mut options);
     let listener = bind(name, &options, fifo)?;
     println!("ready");
+    if listener.name().as_net().is_some() {
+        println!("{}", listener.name());
+    }
     io::stdout().flush()?;
     let out = Arc::new(Mutex::new(io::stdout()));
     let mut handles = Vec::new();
@@ -131,6 +142,7 @@ fn clients(name: &str, conns: &str, rest: &[String]) -> io::Result<()> {
     options
         .mode(Mode::Messages)
         .wait(Some(std::time::Duration::from_secs(60)));
+    net_connect_options(&mut options);
     let mut streams = Vec::with_capacity(conns);
     for _ in 0..conns {
         streams.push(Stream::connect_with(name, &options)?);
@@ -200,12 +212,41 @@ fn connect(name: &str, options: &pipekit::ConnectOptions, framed: bool) -> io::R
 fn bytes_client(name: &str, text: &str) -> io::Result<()> {
     let mut options = pipekit::ConnectOptions::new();
     options.wait(Some(std::time::Duration::from_secs(60)));
+    net_connect_options(&mut options);
     let mut stream = Stream::connect_with(name, &options)?;
     stream.write_all(text.as_bytes())?;
     let mut back = vec![0u8; text.len()];
     stream.read_exact(&mut back)?;
     println!("{}", String::from_utf8_lossy(&back));
     Ok(())
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+/// The `PEER_TLS_*` server settings.
+fn net_listener_options(options: &mut ListenerOptions) {
+    if let (Some(cert), Some(key)) = (env("PEER_TLS_CERT"), env("PEER_TLS_KEY")) {
+        options.tls_certificate(cert, key);
+    }
+    if let Some(ca) = env("PEER_TLS_CLIENT_CA") {
+        options.tls_client_ca(ca);
+    }
+    if let Some(name) = env("PEER_TLS_ALLOW") {
+        options.tls_allow_client(name);
+    }
+    options.insecure_network(env("PEER_INSECURE_NETWORK").is_some());
+}
+
+/// The `PEER_TLS_*` client settings.
+fn net_connect_options(options: &mut pipekit::ConnectOptions) {
+    if let Some(ca) = env("PEER_TLS_CA") {
+        options.tls_ca(ca);
+    }
+    if let (Some(cert), Some(key)) = (env("PEER_TLS_CLIENT_CERT"), env("PEER_TLS_CLIENT_KEY")) {
+        options.tls_client_certificate(cert, key);
+    }
 }
 
 #[cfg(unix)]

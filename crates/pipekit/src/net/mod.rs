@@ -162,12 +162,7 @@ impl Listener {
             Accepting::Tcp(listener) => loop {
                 match listener.accept() {
                     Ok((tcp, peer)) => {
-                        return Stream::new(
-                            Wire::Tcp(tcp),
-                            peer,
-                            self.mode,
-                            self.max_message_size,
-                        );
+                        return Stream::new(Wire::Tcp(tcp), peer, self.mode, self.max_message_size);
                     }
                     // A client that gave up between its connect and this accept.
                     Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
@@ -280,7 +275,10 @@ pub(crate) fn connect(addr: &NetAddress, options: &ConnectOptions) -> io::Result
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                return Err(context(e, format!("cannot reach {addr} within {:?}", start.elapsed())));
+                return Err(context(
+                    e,
+                    format!("cannot reach {addr} within {:?}", start.elapsed()),
+                ));
             }
             Err(e) => return Err(context(e, format!("cannot connect to {addr}"))),
         }
@@ -302,7 +300,10 @@ pub(crate) fn connect(addr: &NetAddress, options: &ConnectOptions) -> io::Result
 }
 
 /// The first of `candidates` that accepts a connection before `deadline`.
-fn connect_any(candidates: &[SocketAddr], deadline: Instant) -> io::Result<(TcpStream, SocketAddr)> {
+fn connect_any(
+    candidates: &[SocketAddr],
+    deadline: Instant,
+) -> io::Result<(TcpStream, SocketAddr)> {
     let mut last = None;
     for candidate in candidates {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -368,7 +369,15 @@ impl Write for &Wire {
             #[cfg(feature = "tls")]
             Wire::Tls(conn) => conn.write_vectored(bufs),
         };
-        put.map_err(timed_out)
+        put.map_err(|e| match e.kind() {
+            // The peer is gone: the same error as on every local transport.
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => context_kind(
+                io::ErrorKind::BrokenPipe,
+                e,
+                "the peer has closed the connection",
+            ),
+            _ => timed_out(e),
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -407,7 +416,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Stream {
-    fn new(wire: Wire, peer: SocketAddr, mode: Mode, max_message_size: usize) -> io::Result<Stream> {
+    fn new(
+        wire: Wire,
+        peer: SocketAddr,
+        mode: Mode,
+        max_message_size: usize,
+    ) -> io::Result<Stream> {
         if mode == Mode::Messages {
             wire.tcp().set_nodelay(true)?;
         }
@@ -498,7 +512,9 @@ impl Stream {
 
 fn check_timeout(timeout: Option<Duration>) -> io::Result<()> {
     if timeout.is_some_and(|t| t.is_zero()) {
-        return Err(invalid_input("a timeout of zero is not allowed (use None to wait forever)"));
+        return Err(invalid_input(
+            "a timeout of zero is not allowed (use None to wait forever)",
+        ));
     }
     Ok(())
 }
@@ -533,7 +549,10 @@ impl Write for &Stream {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self.shared.mode {
             Mode::Messages => {
-                let buf = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
+                let buf = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map_or(&[][..], |b| &**b);
                 self.write(buf)
             }
             _ => (&self.shared.wire).write_vectored(bufs),

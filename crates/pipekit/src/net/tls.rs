@@ -56,7 +56,9 @@ fn tls_error(e: rustls::Error, what: impl fmt::Display) -> io::Error {
 }
 
 fn certificates(path: &Path, what: &str) -> io::Result<Vec<CertificateDer<'static>>> {
-    let bad = |e: &dyn fmt::Display| invalid_input(format!("cannot read the {what} {}: {e}", path.display()));
+    let bad = |e: &dyn fmt::Display| {
+        invalid_input(format!("cannot read the {what} {}: {e}", path.display()))
+    };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| pem_error(e, path, what))?
         .collect::<Result<Vec<_>, _>>()
@@ -80,16 +82,22 @@ fn pem_error(e: rustls::pki_types::pem::Error, path: &Path, what: &str) -> io::E
             "the {what} file {} holds no PEM {what}",
             path.display()
         )),
-        other => invalid_input(format!("cannot read the {what} {}: {other:?}", path.display())),
+        other => invalid_input(format!(
+            "cannot read the {what} {}: {other:?}",
+            path.display()
+        )),
     }
 }
 
 fn roots(path: &Path) -> io::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(path, "CA certificate")? {
-        roots
-            .add(cert)
-            .map_err(|e| tls_error(e, format_args!("the CA file {} is not usable", path.display())))?;
+        roots.add(cert).map_err(|e| {
+            tls_error(
+                e,
+                format_args!("the CA file {} is not usable", path.display()),
+            )
+        })?;
     }
     Ok(roots)
 }
@@ -99,7 +107,10 @@ fn system_roots() -> io::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
     if roots.is_empty() {
-        let why = found.errors.first().map_or_else(String::new, |e| format!(" ({e})"));
+        let why = found
+            .errors
+            .first()
+            .map_or_else(String::new, |e| format!(" ({e})"));
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!(
@@ -134,9 +145,12 @@ pub(super) fn server_config(options: &ListenerOptions) -> io::Result<Arc<ServerC
     let builder = match &net.client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                .build()
-                .map_err(|e| invalid_input(format!("the client CA {} is not usable: {e}", ca.display())))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                    .build()
+                    .map_err(|e| {
+                        invalid_input(format!("the client CA {} is not usable: {e}", ca.display()))
+                    })?;
             let verifier: Arc<dyn ClientCertVerifier> = if net.allowed_clients.is_empty() {
                 verifier
             } else {
@@ -187,7 +201,11 @@ pub(super) fn client_config(options: &ConnectOptions) -> io::Result<Arc<ClientCo
                 )
             })?,
         (None, None) => builder.with_no_client_auth(),
-        _ => return Err(invalid_input("a client certificate needs its key, and a key its certificate")),
+        _ => {
+            return Err(invalid_input(
+                "a client certificate needs its key, and a key its certificate",
+            ));
+        }
     };
     config.alpn_protocols = vec![alpn(options.mode)];
     Ok(Arc::new(config))
@@ -206,29 +224,37 @@ fn handshake(conn: &mut Connection, tcp: &TcpStream, deadline: Instant) -> io::R
         tcp.set_read_timeout(Some(left))?;
         tcp.set_write_timeout(Some(left))?;
         if let Err(e) = conn.complete_io(&mut &*tcp) {
-            return Err(handshake_error(e));
+            return Err(classify(e));
         }
     }
     while conn.wants_write() {
-        conn.write_tls(&mut &*tcp).map_err(handshake_error)?;
+        conn.write_tls(&mut &*tcp).map_err(classify)?;
     }
     tcp.set_read_timeout(None)?;
     tcp.set_write_timeout(None)
 }
 
-/// Says what a failed handshake means: an untrusted certificate is `PermissionDenied`, a
-/// mode the server does not serve `InvalidInput`.
-fn handshake_error(e: io::Error) -> io::Error {
+/// Says what a TLS failure means: an untrusted certificate is `PermissionDenied`, a mode the
+/// server does not serve `InvalidInput`.
+fn classify(e: io::Error) -> io::Error {
     if e.kind() == io::ErrorKind::WouldBlock {
-        return context_kind(io::ErrorKind::TimedOut, e, "the TLS handshake did not finish in time");
+        return context_kind(
+            io::ErrorKind::TimedOut,
+            e,
+            "the TLS handshake did not finish in time",
+        );
     }
-    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
         return e;
     };
     let (kind, what) = match tls {
-        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
-            (io::ErrorKind::PermissionDenied, "the peer's certificate is not trusted")
-        }
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => (
+            io::ErrorKind::PermissionDenied,
+            "the peer's certificate is not trusted",
+        ),
         rustls::Error::AlertReceived(
             AlertDescription::BadCertificate
             | AlertDescription::CertificateRequired
@@ -238,7 +264,10 @@ fn handshake_error(e: io::Error) -> io::Error {
             | AlertDescription::AccessDenied
             | AlertDescription::CertificateRevoked
             | AlertDescription::UnsupportedCertificate,
-        ) => (io::ErrorKind::PermissionDenied, "the peer refused this end's certificate"),
+        ) => (
+            io::ErrorKind::PermissionDenied,
+            "the peer refused this end's certificate",
+        ),
         rustls::Error::NoApplicationProtocol
         | rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol) => (
             io::ErrorKind::InvalidInput,
@@ -258,13 +287,18 @@ pub(super) fn connect(
     deadline: Instant,
 ) -> io::Result<Conn> {
     let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
-        invalid_input(format!("{server_name:?} is not a host name or IP address a certificate can name"))
+        invalid_input(format!(
+            "{server_name:?} is not a host name or IP address a certificate can name"
+        ))
     })?;
     let client = ClientConnection::new(config, name).map_err(|e| tls_error(e, "TLS setup"))?;
     let mut conn = Connection::Client(client);
     handshake(&mut conn, &tcp, deadline)?;
     let expected = alpn(mode);
-    if conn.alpn_protocol().is_some_and(|p| p != expected.as_slice()) {
+    if conn
+        .alpn_protocol()
+        .is_some_and(|p| p != expected.as_slice())
+    {
         return Err(invalid_input(
             "the server chose another mode than this end asked for",
         ));
@@ -284,7 +318,9 @@ pub(super) struct Conn {
 
 impl fmt::Debug for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Conn").field("tcp", &self.tcp).finish_non_exhaustive()
+        f.debug_struct("Conn")
+            .field("tcp", &self.tcp)
+            .finish_non_exhaustive()
     }
 }
 
@@ -348,7 +384,9 @@ impl Conn {
                 self.send_pending()?;
             }
             if let Err(e) = processed {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                // TLS 1.3 clients finish their handshake first: a server's refusal of their
+                // certificate is the first thing they read.
+                return Err(classify(io::Error::new(io::ErrorKind::InvalidData, e)));
             }
         }
     }
@@ -532,7 +570,11 @@ fn accept_loop(
     }
 }
 
-fn server_handshake(tcp: TcpStream, config: Arc<ServerConfig>, timeout: Duration) -> io::Result<Conn> {
+fn server_handshake(
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+    timeout: Duration,
+) -> io::Result<Conn> {
     let server = ServerConnection::new(config).map_err(|e| tls_error(e, "TLS setup"))?;
     let mut conn = Connection::Server(server);
     handshake(&mut conn, &tcp, Instant::now() + timeout)?;
@@ -551,8 +593,9 @@ impl NamedClients {
         let allowed = names
             .iter()
             .map(|n| {
-                ServerName::try_from(n.clone())
-                    .map_err(|_| invalid_input(format!("{n:?} is not a name a certificate can hold")))
+                ServerName::try_from(n.clone()).map_err(|_| {
+                    invalid_input(format!("{n:?} is not a name a certificate can hold"))
+                })
             })
             .collect::<io::Result<_>>()?;
         Ok(NamedClients { inner, allowed })
@@ -578,7 +621,9 @@ impl ClientCertVerifier for NamedClients {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         let cert = webpki::EndEntityCert::try_from(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         if self

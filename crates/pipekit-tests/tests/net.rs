@@ -1,0 +1,536 @@
+//! `tcp://` and `tls://` names: the same model over TCP, across processes, with TLS from
+//! rustls. Certificates are made here, per run (rcgen), never committed.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pipekit::{ConnectOptions, Listener, ListenerOptions, MessageTooLarge, Mode, Stream};
+use pipekit_tests::{Peer, chain, pattern, unique_name};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
+
+/// A CA and the certificates it signs, as PEM files in a directory of their own.
+struct Pki {
+    dir: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let dir = std::env::temp_dir().join(unique_name(tag));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{tag} test CA"));
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        Pki { dir, ca, ca_key }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Signs a certificate valid for `names` (host names or IP addresses); returns the
+    /// certificate and key files.
+    fn issue(&self, file: &str, names: &[&str], expired: bool) -> (PathBuf, PathBuf) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, file);
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let (cert_file, key_file) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        (cert_file, key_file)
+    }
+
+    /// The usual server certificate: valid for localhost and 127.0.0.1.
+    fn server(&self) -> (PathBuf, PathBuf) {
+        self.issue("server", &["localhost", "127.0.0.1"], false)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts the peer serving `name` in `mode` with `answer` and the environment `env`; returns
+/// it and the name it got.
+fn serve(name: &str, mode: &str, answer: &[&str], env: &[(&str, &Path)]) -> (Peer, String) {
+    let mut command = Command::new(PEER);
+    command.args(["serve", name, mode]).args(answer);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut peer = Peer::start_command(&mut command);
+    let name = peer.line().expect("the peer's name line");
+    (peer, name)
+}
+
+fn messages() -> ConnectOptions {
+    let mut options = ConnectOptions::new();
+    options.mode(Mode::Messages);
+    options
+}
+
+fn tls_client(pki: &Pki, mode: Mode) -> ConnectOptions {
+    let mut options = ConnectOptions::new();
+    options.mode(mode).tls_ca(pki.ca_file());
+    options
+}
+
+/// Messages of every size up to the maximum cross a TCP connection to another process
+/// whole, in order, and the too-small-buffer rule holds.
+#[test]
+fn tcp_messages_cross_process_keep_boundaries_and_sizes() {
+    let (_peer, name) = serve("tcp://127.0.0.1:0", "messages", &["echo"], &[]);
+    assert!(name.starts_with("tcp://127.0.0.1:"), "{name}");
+    assert!(
+        !name.ends_with(":0"),
+        "the name says which port was taken: {name}"
+    );
+    let client = Stream::connect_with(&name, &messages()).unwrap();
+    let mut back = Vec::new();
+    for (i, size) in [0, 1, 4, 100, 65535, 200_000, 1 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let msg = pattern(size, i as u8);
+        client.send(&msg).unwrap();
+        assert_eq!(client.recv_to_vec(&mut back).unwrap(), Some(size));
+        assert!(back == msg, "message {i} of {size} bytes came back changed");
+    }
+    client.send(&[9u8; 100]).unwrap();
+    let mut small = [0u8; 10];
+    let err = client.recv(&mut small).unwrap_err();
+    assert_eq!(
+        MessageTooLarge::from_io(&err).map(|t| t.size),
+        Some(100),
+        "{err}"
+    );
+    let mut big = [0u8; 100];
+    assert_eq!(client.recv(&mut big).unwrap(), Some(100));
+    assert_eq!(big, [9u8; 100]);
+    let err = client.send(&vec![0u8; (1 << 20) + 1]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    client.send(b"still usable").unwrap();
+    assert_eq!(client.recv_to_vec(&mut back).unwrap(), Some(12));
+    assert_eq!(
+        client.peer_addr().unwrap().to_string(),
+        name["tcp://".len()..]
+    );
+    assert_eq!(client.peer_credentials().unwrap().pid, None);
+}
+
+/// A byte-mode TCP connection is a plain byte stream: 4 MiB go out while they come back.
+#[test]
+fn tcp_bytes_cross_process_echo_both_ways_at_once() {
+    let (_peer, name) = serve("tcp://127.0.0.1:0", "bytes", &["echo"], &[]);
+    let client = Stream::connect(&name).unwrap();
+    let data = pattern(4 << 20, 3);
+    let back = thread::scope(|s| {
+        let reading = s.spawn(|| {
+            let mut back = vec![0u8; data.len()];
+            (&client).read_exact(&mut back).map(|()| back)
+        });
+        (&client).write_all(&data).unwrap();
+        reading.join().unwrap()
+    })
+    .unwrap();
+    assert!(back == data, "the echo differs");
+    client.shutdown_write().unwrap();
+    assert_eq!(
+        (&client).read(&mut [0u8; 8]).unwrap(),
+        0,
+        "the peer ends after our EOF"
+    );
+}
+
+/// Over TLS: the same messages, the server's certificate verified against the test CA.
+#[test]
+fn tls_messages_cross_process_with_a_verified_server() {
+    let pki = Pki::new("tls-echo");
+    let (cert, key) = pki.server();
+    let env = [
+        ("PEER_TLS_CERT", cert.as_path()),
+        ("PEER_TLS_KEY", key.as_path()),
+    ];
+    let (_peer, name) = serve("tls://127.0.0.1:0", "messages", &["echo"], &env);
+    assert!(name.starts_with("tls://127.0.0.1:"), "{name}");
+    let client = Stream::connect_with(&name, &tls_client(&pki, Mode::Messages)).unwrap();
+    let mut back = Vec::new();
+    for (i, size) in [0, 1, 5, 16_384, 16_385, 65535, 1 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let msg = pattern(size, i as u8);
+        client.send(&msg).unwrap();
+        assert_eq!(client.recv_to_vec(&mut back).unwrap(), Some(size));
+        assert!(back == msg, "message {i} of {size} bytes came back changed");
+    }
+    let shown = client.peer_certificate().expect("the server's certificate");
+    assert!(!shown.is_empty());
+    // By host name too: the certificate names localhost.
+    let by_name = name.replace("127.0.0.1", "localhost");
+    let client = Stream::connect_with(&by_name, &tls_client(&pki, Mode::Messages)).unwrap();
+    client.send(b"hello").unwrap();
+    assert_eq!(client.recv_to_vec(&mut back).unwrap(), Some(5));
+}
+
+/// Byte mode over TLS, both directions at once through one stream.
+#[test]
+fn tls_bytes_cross_process_echo_both_ways_at_once() {
+    let pki = Pki::new("tls-bytes");
+    let (cert, key) = pki.server();
+    let env = [
+        ("PEER_TLS_CERT", cert.as_path()),
+        ("PEER_TLS_KEY", key.as_path()),
+    ];
+    let (_peer, name) = serve("tls://127.0.0.1:0", "bytes", &["echo"], &env);
+    let client = Stream::connect_with(&name, &tls_client(&pki, Mode::Bytes)).unwrap();
+    let data = pattern(4 << 20, 5);
+    let back = thread::scope(|s| {
+        let reading = s.spawn(|| {
+            let mut back = vec![0u8; data.len()];
+            (&client).read_exact(&mut back).map(|()| back)
+        });
+        (&client).write_all(&data).unwrap();
+        reading.join().unwrap()
+    })
+    .unwrap();
+    assert!(back == data, "the echo differs");
+    client.shutdown_write().unwrap();
+    assert_eq!(
+        (&client).read(&mut [0u8; 8]).unwrap(),
+        0,
+        "a clean end after close_notify"
+    );
+}
+
+fn connect_err(name: &str, options: &ConnectOptions) -> io::Error {
+    match Stream::connect_with(name, options) {
+        Err(e) => e,
+        Ok(stream) => {
+            // TLS 1.3 clients finish first; the server's refusal is the first thing read.
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let mut buf = Vec::new();
+            match stream.mode() {
+                Mode::Messages => stream.recv_to_vec(&mut buf).map(|_| ()).unwrap_err(),
+                _ => (&stream).read(&mut [0u8; 8]).map(|_| ()).unwrap_err(),
+            }
+        }
+    }
+}
+
+/// Each way a server's certificate can be wrong is a clear `PermissionDenied` at connect:
+/// another CA, an expired certificate, a certificate for another name.
+#[test]
+fn tls_refuses_untrusted_servers_with_clear_errors() {
+    let pki = Pki::new("tls-bad");
+    let other = Pki::new("tls-other");
+    let (cert, key) = pki.server();
+    let (old_cert, old_key) = pki.issue("expired", &["localhost", "127.0.0.1"], true);
+    let (elsewhere_cert, elsewhere_key) = pki.issue("elsewhere", &["elsewhere.example"], false);
+    let bind = |cert: &Path, key: &Path| {
+        let mut options = ListenerOptions::new();
+        options.tls_certificate(cert, key);
+        Listener::bind_with("tls://127.0.0.1:0", &options).unwrap()
+    };
+    let cases = [
+        (
+            "another CA",
+            bind(&cert, &key),
+            tls_client(&other, Mode::Bytes),
+            "unknownissuer",
+        ),
+        (
+            "expired",
+            bind(&old_cert, &old_key),
+            tls_client(&pki, Mode::Bytes),
+            "expired",
+        ),
+        (
+            "another name",
+            bind(&elsewhere_cert, &elsewhere_key),
+            tls_client(&pki, Mode::Bytes),
+            "not valid for name",
+        ),
+    ];
+    for (case, listener, options, why) in cases {
+        let name = listener.name().to_string();
+        let err = Stream::connect_with(&name, &options).unwrap_err();
+        let text = chain(&err);
+        eprintln!("{case}: {text}");
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::PermissionDenied,
+            "{case}: {text}"
+        );
+        let lower = text.to_lowercase();
+        assert!(
+            lower.contains(why) && text.contains(&name),
+            "{case}: {text}"
+        );
+    }
+    // The name to check can be given apart from the address.
+    let listener = bind(&elsewhere_cert, &elsewhere_key);
+    let mut options = tls_client(&pki, Mode::Bytes);
+    options.tls_server_name("elsewhere.example");
+    let name = listener.name().clone();
+    let accepting = thread::spawn(move || listener.accept().map(|_| ()));
+    Stream::connect_with(&name, &options).unwrap();
+    accepting.join().unwrap().unwrap();
+}
+
+/// Mutual TLS across processes: a server that requires client certificates takes a client
+/// with an allowed one and refuses, clearly, a client without one or with another name.
+#[test]
+fn tls_client_certificates_are_required_and_checked() {
+    let pki = Pki::new("tls-mutual");
+    let (cert, key) = pki.server();
+    let ca = pki.ca_file();
+    let env = [
+        ("PEER_TLS_CERT", cert.as_path()),
+        ("PEER_TLS_KEY", key.as_path()),
+        ("PEER_TLS_CLIENT_CA", ca.as_path()),
+    ];
+    let (mut peer, name) = {
+        let mut command = Command::new(PEER);
+        command
+            .args(["serve", "tls://127.0.0.1:0", "messages", "echo"])
+            .env("PEER_TLS_ALLOW", "client-a.test");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut peer = Peer::start_command(&mut command);
+        let name = peer.line().unwrap();
+        (peer, name)
+    };
+    let (a_cert, a_key) = pki.issue("client-a", &["client-a.test"], false);
+    let (b_cert, b_key) = pki.issue("client-b", &["client-b.test"], false);
+
+    let mut allowed = tls_client(&pki, Mode::Messages);
+    allowed.tls_client_certificate(&a_cert, &a_key);
+    let client = Stream::connect_with(&name, &allowed).unwrap();
+    client.send(b"hi").unwrap();
+    let mut back = Vec::new();
+    assert_eq!(client.recv_to_vec(&mut back).unwrap(), Some(2));
+
+    let none = tls_client(&pki, Mode::Messages);
+    let err = connect_err(&name, &none);
+    let text = chain(&err);
+    assert_eq!(
+        err.kind(),
+        io::ErrorKind::PermissionDenied,
+        "no certificate: {text}"
+    );
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+
+    let mut other = tls_client(&pki, Mode::Messages);
+    other.tls_client_certificate(&b_cert, &b_key);
+    let err = connect_err(&name, &other);
+    let text = chain(&err);
+    assert_eq!(
+        err.kind(),
+        io::ErrorKind::PermissionDenied,
+        "another name: {text}"
+    );
+
+    // The allowed client is still served: the refusals cost it nothing.
+    client.send(b"again").unwrap();
+    assert_eq!(client.recv_to_vec(&mut back).unwrap(), Some(5));
+    drop(client);
+    assert!(
+        peer.child.try_wait().unwrap().is_none(),
+        "the server lives on"
+    );
+}
+
+/// Over TLS the two ends agree on the mode: a message client of a byte server is told.
+#[test]
+fn tls_mode_mismatch_is_invalid_input() {
+    let pki = Pki::new("tls-mode");
+    let (cert, key) = pki.server();
+    let mut options = ListenerOptions::new();
+    options.mode(Mode::Bytes).tls_certificate(&cert, &key);
+    let listener = Listener::bind_with("tls://127.0.0.1:0", &options).unwrap();
+    let err = Stream::connect_with(listener.name(), &tls_client(&pki, Mode::Messages)).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{}", chain(&err));
+    assert!(chain(&err).contains("modes"), "{}", chain(&err));
+}
+
+/// A client that opens a TCP connection and never finishes its TLS handshake blocks nobody:
+/// other clients are accepted meanwhile, and the server drops it at the handshake deadline.
+#[test]
+fn slowloris_clients_do_not_block_a_tls_listener() {
+    let pki = Pki::new("tls-slow");
+    let (cert, key) = pki.server();
+    let mut options = ListenerOptions::new();
+    options
+        .mode(Mode::Messages)
+        .tls_certificate(&cert, &key)
+        .tls_handshake_timeout(Duration::from_millis(500));
+    let listener = Listener::bind_with("tls://127.0.0.1:0", &options).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut stalled: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // One that starts a ClientHello and stops in the middle of it.
+    let mut partial = TcpStream::connect(addr).unwrap();
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    stalled.push(partial);
+
+    let name = listener.name().clone();
+    let server = thread::spawn(move || -> io::Result<()> {
+        let conn = listener.accept()?;
+        let mut buf = Vec::new();
+        conn.recv_to_vec(&mut buf)?;
+        conn.send(&buf)
+    });
+    let start = Instant::now();
+    let client = Stream::connect_with(&name, &tls_client(&pki, Mode::Messages)).unwrap();
+    client.send(b"through").unwrap();
+    let mut back = Vec::new();
+    assert_eq!(client.recv_to_vec(&mut back).unwrap(), Some(7));
+    server.join().unwrap().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_millis(450),
+        "the served client waited for the stalled ones: {:?}",
+        start.elapsed()
+    );
+    for mut stalled in stalled {
+        stalled
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let started = Instant::now();
+        match stalled.read(&mut [0u8; 64]) {
+            Ok(_) => {} // EOF, or an alert before it
+            Err(e) => assert_ne!(e.kind(), io::ErrorKind::WouldBlock, "never dropped"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+}
+
+/// Plain TCP listens on loopback only unless asked: nobody exposes an unauthenticated pipe
+/// by accident. TLS may listen anywhere.
+#[test]
+fn plain_tcp_listens_on_loopback_only_unless_asked() {
+    let err = Listener::bind("tcp://0.0.0.0:0").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("insecure_network"), "{err}");
+    let mut options = ListenerOptions::new();
+    options.insecure_network(true);
+    Listener::bind_with("tcp://0.0.0.0:0", &options).unwrap();
+    Listener::bind("tcp://localhost:0").unwrap();
+
+    let pki = Pki::new("tls-any");
+    let (cert, key) = pki.server();
+    let mut options = ListenerOptions::new();
+    options.tls_certificate(&cert, &key);
+    Listener::bind_with("tls://0.0.0.0:0", &options).unwrap();
+    let err = Listener::bind("tls://127.0.0.1:0").unwrap_err();
+    assert_eq!(
+        err.kind(),
+        io::ErrorKind::InvalidInput,
+        "no certificate: {err}"
+    );
+}
+
+/// Nobody listening is `NotFound` at once, or `TimedOut` after the wait, as for local names;
+/// a server that comes up within the wait is reached.
+#[test]
+fn connect_waits_for_a_tcp_server_as_for_a_local_one() {
+    let listener = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let name = listener.name().clone();
+    drop(listener);
+    let err = Stream::connect(&name).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    let mut options = ConnectOptions::new();
+    options.wait(Some(Duration::from_millis(200)));
+    let err = Stream::connect_with(&name, &options).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+}
+
+/// A TLS peer that dies (no `close_notify`) is `UnexpectedEof`, never a clean end; a framed
+/// message cut short over plain TCP is `UnexpectedEof` too.
+#[test]
+fn a_killed_peer_is_an_unexpected_end() {
+    let pki = Pki::new("tls-kill");
+    let (cert, key) = pki.server();
+    let env = [
+        ("PEER_TLS_CERT", cert.as_path()),
+        ("PEER_TLS_KEY", key.as_path()),
+    ];
+    let (mut peer, name) = serve("tls://127.0.0.1:0", "messages", &["echo"], &env);
+    let client = Stream::connect_with(&name, &tls_client(&pki, Mode::Messages)).unwrap();
+    client.send(b"one").unwrap();
+    let mut back = Vec::new();
+    assert_eq!(client.recv_to_vec(&mut back).unwrap(), Some(3));
+    peer.child.kill().unwrap();
+    peer.child.wait().unwrap();
+    let err = client.recv_to_vec(&mut back).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{}", chain(&err));
+
+    let raw = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let name = format!("tcp://{}", raw.local_addr().unwrap());
+    let client = Stream::connect_with(&name, &messages()).unwrap();
+    let (mut server, _) = raw.accept().unwrap();
+    server.write_all(&[0, 0, 0, 100]).unwrap();
+    server.write_all(&[1u8; 40]).unwrap();
+    drop(server);
+    let err = client.recv_to_vec(&mut back).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+}
+
+/// The shared behaviour suite, over TCP and over TLS (both ends in this process).
+#[test]
+fn behaviour_suite_over_tcp_and_tls() {
+    fn pair(
+        name: &str,
+        listen: &ListenerOptions,
+        connect: &ConnectOptions,
+    ) -> io::Result<(Stream, Stream)> {
+        let listener = Listener::bind_with(name, listen)?;
+        let client = Stream::connect_with(listener.name(), connect)?;
+        Ok((listener.accept()?, client))
+    }
+    let pki = Pki::new("tls-suite");
+    let (cert, key) = pki.server();
+    for tls in [false, true] {
+        let name = if tls {
+            "tls://127.0.0.1:0"
+        } else {
+            "tcp://127.0.0.1:0"
+        };
+        let mut listen = ListenerOptions::new();
+        if tls {
+            listen.tls_certificate(&cert, &key);
+        }
+        let connect = tls_client(&pki, Mode::Bytes);
+        pipekit_core::testing::bytes_suite(|| pair(name, &listen, &connect));
+        listen.mode(Mode::Messages);
+        let connect = tls_client(&pki, Mode::Messages);
+        pipekit_core::testing::messages_suite(|| pair(name, &listen, &connect));
+    }
+}
