@@ -470,6 +470,17 @@ fn connect_waits_for_a_tcp_server_as_for_a_local_one() {
     options.wait(Some(Duration::from_millis(200)));
     let err = Stream::connect_with(&name, &options).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+
+    options.wait(Some(Duration::from_secs(20)));
+    let waiting = {
+        let name = name.clone();
+        thread::spawn(move || Stream::connect_with(&name, &options))
+    };
+    // Whether the client has tried yet or not, it gets this server.
+    let listener = Listener::bind(&name).unwrap();
+    let client = waiting.join().unwrap().unwrap();
+    let server = listener.accept().unwrap();
+    assert_eq!(server.peer_addr().unwrap(), client.local_addr().unwrap());
 }
 
 /// A TLS peer that dies (no `close_notify`) is `UnexpectedEof`, never a clean end; a framed
@@ -533,4 +544,225 @@ fn behaviour_suite_over_tcp_and_tls() {
         let connect = tls_client(&pki, Mode::Messages);
         pipekit_core::testing::messages_suite(|| pair(name, &listen, &connect));
     }
+}
+
+/// Two hosts on one machine: a pair of network namespaces joined by a veth link, made (and
+/// removed) by the test itself.
+#[cfg(target_os = "linux")]
+struct TwoHosts {
+    server: String,
+    client: String,
+    server_ip: String,
+}
+
+#[cfg(target_os = "linux")]
+impl TwoHosts {
+    /// Makes the namespaces, or says why it cannot (not root, no `ip`, no namespaces).
+    fn new() -> Result<TwoHosts, String> {
+        let tag = unique_name("ns");
+        let n = tag.len() as u8 ^ (std::process::id() as u8);
+        let subnet = format!("10.{}.{}", 100 + n % 100, std::process::id() % 250);
+        let hosts = TwoHosts {
+            server: format!("pk-s-{}", &tag[tag.len() - 8..]),
+            client: format!("pk-c-{}", &tag[tag.len() - 8..]),
+            server_ip: format!("{subnet}.1"),
+        };
+        let client_ip = format!("{subnet}.2");
+        let (s, c) = (hosts.server.as_str(), hosts.client.as_str());
+        let steps: [&[&str]; 9] = [
+            &["netns", "add", s],
+            &["netns", "add", c],
+            &[
+                "link",
+                "add",
+                "pk-veth-s",
+                "netns",
+                s,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "pk-veth-c",
+                "netns",
+                c,
+            ],
+            &[
+                "-n",
+                s,
+                "addr",
+                "add",
+                &format!("{}/24", hosts.server_ip),
+                "dev",
+                "pk-veth-s",
+            ],
+            &[
+                "-n",
+                c,
+                "addr",
+                "add",
+                &format!("{client_ip}/24"),
+                "dev",
+                "pk-veth-c",
+            ],
+            &["-n", s, "link", "set", "pk-veth-s", "up"],
+            &["-n", c, "link", "set", "pk-veth-c", "up"],
+            &["-n", s, "link", "set", "lo", "up"],
+            &["-n", c, "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            let out = Command::new("ip")
+                .args(step)
+                .output()
+                .map_err(|e| format!("cannot run ip: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ip {} failed: {}",
+                    step.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(hosts)
+    }
+
+    /// The peer binary, run inside namespace `ns`.
+    fn peer(ns: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", ns, PEER]);
+        command
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        for ns in [&self.server, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// A client on one host reaches a TLS server on another by its address, in both modes; the
+/// server is not reachable as the client's own loopback (the hosts really are two), and a
+/// plain TCP server refuses to listen on the shared link unless asked.
+#[cfg(target_os = "linux")]
+#[test]
+fn two_hosts_in_network_namespaces_over_tls() {
+    let hosts = match TwoHosts::new() {
+        Ok(hosts) => hosts,
+        Err(why) => {
+            eprintln!("skipped: cannot make two network namespaces here: {why}");
+            return;
+        }
+    };
+    let pki = Pki::new("tls-hosts");
+    let (cert, key) = pki.issue("host-s", &[&hosts.server_ip], false);
+    let ca = pki.ca_file();
+
+    let mut command = TwoHosts::peer(&hosts.server);
+    command
+        .args([
+            "serve",
+            &format!("tls://{}:0", hosts.server_ip),
+            "messages",
+            "echo",
+        ])
+        .env("PEER_TLS_CERT", &cert)
+        .env("PEER_TLS_KEY", &key);
+    let mut server = Peer::start_command(&mut command);
+    let name = server.line().unwrap();
+    let out = TwoHosts::peer(&hosts.client)
+        .args(["clients", &name, "3", "40"])
+        .env("PEER_TLS_CA", &ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the client on the other host failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 3");
+
+    // From the client's host, its own loopback has no such server.
+    let port = name.rsplit(':').next().unwrap();
+    let out = TwoHosts::peer(&hosts.client)
+        .args(["clients", &format!("tls://127.0.0.1:{port}"), "1", "1"])
+        .env("PEER_TLS_CA", &ca)
+        .env("PEER_WAIT_MS", "200")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the server answered on the client's loopback"
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("nobody served"), "{said}");
+    drop(server.child.kill());
+
+    // Byte mode across the link.
+    let mut command = TwoHosts::peer(&hosts.server);
+    command
+        .args([
+            "serve",
+            &format!("tls://{}:0", hosts.server_ip),
+            "bytes",
+            "echo",
+        ])
+        .env("PEER_TLS_CERT", &cert)
+        .env("PEER_TLS_KEY", &key);
+    let mut bytes_server = Peer::start_command(&mut command);
+    let name = bytes_server.line().unwrap();
+    let out = TwoHosts::peer(&hosts.client)
+        .args(["bytes-client", &name, "across the link"])
+        .env("PEER_TLS_CA", &ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "across the link"
+    );
+
+    // Plain TCP on the link: refused unless asked for.
+    let out = TwoHosts::peer(&hosts.server)
+        .args([
+            "serve",
+            &format!("tcp://{}:0", hosts.server_ip),
+            "messages",
+            "echo",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut command = TwoHosts::peer(&hosts.server);
+    command
+        .args([
+            "serve",
+            &format!("tcp://{}:0", hosts.server_ip),
+            "messages",
+            "echo",
+        ])
+        .env("PEER_INSECURE_NETWORK", "1");
+    let mut tcp_server = Peer::start_command(&mut command);
+    let name = tcp_server.line().unwrap();
+    let out = TwoHosts::peer(&hosts.client)
+        .args(["clients", &name, "2", "10"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(tcp_server.child.kill());
+    drop(bytes_server.child.kill());
 }

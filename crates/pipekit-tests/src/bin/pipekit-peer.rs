@@ -19,7 +19,8 @@
 //! `PEER_TLS_KEY` (the server's), `PEER_TLS_CLIENT_CA` (require client certificates),
 //! `PEER_TLS_ALLOW` (the one client name allowed), `PEER_TLS_CA` (what a client trusts),
 //! `PEER_TLS_CLIENT_CERT` and `PEER_TLS_CLIENT_KEY` (a client's own); `PEER_INSECURE_NETWORK=1`
-//! lets a plain `tcp://` server bind a non-loopback address.
+//! lets a plain `tcp://` server bind a non-loopback address; `PEER_WAIT_MS` is how long a
+//! client waits for its server (60 s by default).
 #![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
@@ -239,8 +240,12 @@ fn net_listener_options(options: &mut ListenerOptions) {
     options.insecure_network(env("PEER_INSECURE_NETWORK").is_some());
 }
 
-/// The `PEER_TLS_*` client settings.
+/// The `PEER_TLS_*` client settings, and `PEER_WAIT_MS` (how long to wait for the server,
+/// instead of 60 s).
 fn net_connect_options(options: &mut pipekit::ConnectOptions) {
+    if let Some(ms) = env("PEER_WAIT_MS").and_then(|ms| ms.parse().ok()) {
+        options.wait(Some(std::time::Duration::from_millis(ms)));
+    }
     if let Some(ca) = env("PEER_TLS_CA") {
         options.tls_ca(ca);
     }

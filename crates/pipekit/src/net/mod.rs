@@ -299,7 +299,12 @@ pub(crate) fn connect(addr: &NetAddress, options: &ConnectOptions) -> io::Result
     Stream::new(wire, peer, options.mode, options.max_message_size)
 }
 
-/// The first of `candidates` that accepts a connection before `deadline`.
+/// The shortest time a connect attempt is given: a host that neither accepts nor refuses
+/// within it cannot be reached.
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// The first of `candidates` that accepts a connection, each attempt given the time left
+/// before `deadline` (at least [`MIN_ATTEMPT`]).
 fn connect_any(
     candidates: &[SocketAddr],
     deadline: Instant,
@@ -307,10 +312,7 @@ fn connect_any(
     let mut last = None;
     for candidate in candidates {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match TcpStream::connect_timeout(candidate, left) {
+        match TcpStream::connect_timeout(candidate, left.max(MIN_ATTEMPT)) {
             Ok(tcp) => return Ok((tcp, *candidate)),
             Err(e) => last = Some(e),
         }
