@@ -9,6 +9,7 @@
 mod bench;
 mod dialect;
 mod exit;
+mod net;
 mod output;
 mod relay;
 mod serve;
@@ -56,14 +57,18 @@ enum Command {
     /// Accept on FROM, connect to TO for each connection, and copy both ways until both
     /// sides close.
     ///
-    /// Endpoints: a pipe name (any form), tcp://HOST:PORT, - (stdin and stdout: one
-    /// connection), or (TO only) exec:CMD, a command per connection through its stdin and
-    /// stdout. Between two message-mode pipes (--messages) each message stays one message;
-    /// elsewhere bytes are copied as they come. The end of one direction is passed on as a
-    /// half-close where the other side has one (not Windows pipes).
+    /// Endpoints: a pipe name (any form), tls://HOST:PORT (pipekit's TLS transport: give FROM
+    /// --cert and --key, TO --ca), tcp://HOST:PORT (raw TCP bytes, for any TCP program), -
+    /// (stdin and stdout: one connection), or (TO only) exec:CMD, a command per connection
+    /// through its stdin and stdout. Between two message-mode endpoints (--messages: pipes
+    /// and tls://) each message stays one message; elsewhere bytes are copied as they come.
+    /// The end of one direction is passed on as a half-close where the other side has one
+    /// (not Windows pipes).
     ///
     /// Examples: pipekit relay tcp://127.0.0.1:9000 demo   (TCP clients reach the pipe server)
     ///           pipekit relay demo tcp://example.net:9000  (pipe clients reach a TCP server)
+    ///           pipekit relay tls://0.0.0.0:7000 demo --cert c.pem --key k.pem
+    ///                                       (another machine reaches the pipe server over TLS)
     Relay(relay::RelayArgs),
     /// Print the OS path or pipe name NAME resolves to.
     ///

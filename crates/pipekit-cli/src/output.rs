@@ -15,8 +15,8 @@ pub(crate) enum Format {
     /// A hexdump per message: offset, 16 bytes in hex, the printable ones as text; a blank
     /// line after each message.
     Hex,
-    /// One JSON object per line: `len`, `peer` (pid/uid/gid where known) and the data as
-    /// `utf8` when it is valid UTF-8, else as `hex`.
+    /// One JSON object per line: `len`, `peer` (pid/uid/gid where known, `addr` over tcp://
+    /// and tls://) and the data as `utf8` when it is valid UTF-8, else as `hex`.
     Json,
 }
 
@@ -26,25 +26,32 @@ pub(crate) struct Peer {
     pub pid: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 impl Peer {
-    pub(crate) fn of(credentials: Option<pipekit::PeerCredentials>) -> Peer {
-        credentials.map_or_else(Peer::default, |c| Peer {
+    /// Who is on the other end of `stream`, as far as it can tell.
+    pub(crate) fn of(stream: &pipekit::Stream) -> Peer {
+        let c = stream.peer_credentials().unwrap_or_default();
+        Peer {
             pid: c.pid,
             uid: c.uid,
             gid: c.gid,
-        })
+            addr: stream.peer_addr().ok(),
+        }
     }
 }
 
 impl std::fmt::Display for Peer {
     /// `pid 12, uid 1000`, with what is known.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = [("pid", self.pid), ("uid", self.uid), ("gid", self.gid)]
+        let mut parts: Vec<String> = [("pid", self.pid), ("uid", self.uid), ("gid", self.gid)]
             .iter()
             .filter_map(|(k, v)| v.map(|v| format!("{k} {v}")))
             .collect();
+        if let Some(addr) = self.addr {
+            parts.push(format!("address {addr}"));
+        }
         if parts.is_empty() {
             f.write_str("unknown peer")
         } else {
@@ -83,7 +90,10 @@ pub(crate) fn write(
         Format::Json => {
             let mut doc = json!({
                 "len": msg.len(),
-                "peer": { "pid": peer.pid, "uid": peer.uid, "gid": peer.gid },
+                "peer": {
+                    "pid": peer.pid, "uid": peer.uid, "gid": peer.gid,
+                    "addr": peer.addr.map(|a| a.to_string()),
+                },
             });
             match std::str::from_utf8(msg) {
                 Ok(text) => doc["utf8"] = json!(text),
@@ -111,6 +121,7 @@ mod tests {
                 pid: Some(7),
                 uid: None,
                 gid: None,
+                addr: None,
             },
         )
         .unwrap();

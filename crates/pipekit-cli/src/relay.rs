@@ -31,6 +31,11 @@ pub(crate) struct RelayArgs {
     /// connection and its end.
     #[arg(short, long)]
     verbose: bool,
+    /// TLS for a tls:// FROM (--cert, --key, --client-ca, --allow-client) and TO (--ca,
+    /// --client-cert, --client-key, --server-name); --insecure lets a tcp:// FROM listen
+    /// beyond loopback.
+    #[command(flatten)]
+    net: crate::net::NetArgs,
 }
 
 /// One end of a relay, as named on the command line.
@@ -264,6 +269,26 @@ fn relay_one(a: Conn, b: Conn, label: &str, verbose: bool) {
     }
 }
 
+/// A raw `tcp://` FROM exposes TO to whoever reaches the port, unauthenticated: as for
+/// pipekit's own `tcp://` listeners, only on loopback unless `--insecure` says otherwise.
+fn raw_tcp_from(addr: &str, insecure: bool) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    if insecure {
+        return Ok(());
+    }
+    let resolved = addr
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve tcp://{addr}"))?;
+    for found in resolved {
+        if !found.ip().is_loopback() {
+            return Err(crate::exit::usage(format!(
+                "refusing to relay from tcp://{addr} ({found}): plain TCP has no encryption and                  no authentication, so a tcp:// FROM listens on loopback only; use tls:// FROM                  with --cert and --key across machines, or add --insecure"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// What accepts the relay's clients.
 enum Incoming {
     Pipe(Arc<Listener>),
@@ -291,13 +316,26 @@ pub(crate) fn relay(args: &RelayArgs) -> anyhow::Result<()> {
     } else {
         Mode::Bytes
     };
+    // The TLS flags are checked against the endpoints before anything is opened.
+    let mut listen = ListenerOptions::new();
+    listen.mode(mode);
+    match &from {
+        Endpoint::Pipe(name) => args.net.server(name, &mut listen)?,
+        Endpoint::Tcp(addr) => raw_tcp_from(addr, args.net.insecure)?,
+        _ => {}
+    }
+    if let Endpoint::Pipe(name) = &to {
+        args.net.client(name, &mut ConnectOptions::new())?;
+    }
     let connect = {
         let to = to.clone();
+        let net = Arc::new(args.net.clone());
         move || -> anyhow::Result<Conn> {
             match &to {
                 Endpoint::Pipe(name) => {
                     let mut options = ConnectOptions::new();
                     options.mode(mode).wait(wait);
+                    net.client(name, &mut options)?;
                     Conn::pipe(
                         Stream::connect_with(name, &options)
                             .with_context(|| format!("cannot connect to {name}"))?,
@@ -320,7 +358,7 @@ pub(crate) fn relay(args: &RelayArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         Endpoint::Pipe(name) => {
-            let listener = Listener::bind_with(name, ListenerOptions::new().mode(mode))
+            let listener = Listener::bind_with(name, &listen)
                 .with_context(|| format!("cannot serve {name}"))?;
             let listener = Arc::new(listener);
             let cleanup = Arc::clone(&listener);
@@ -348,7 +386,7 @@ pub(crate) fn relay(args: &RelayArgs) -> anyhow::Result<()> {
                 Ok(addr) => format!("tcp://{addr}"),
                 Err(_) => from.to_string(),
             },
-            Incoming::Pipe(_) => from.to_string(),
+            Incoming::Pipe(listener) => listener.name().to_string(),
         };
         eprintln!("pipekit: relaying {from} -> {to}");
     }
@@ -356,10 +394,7 @@ pub(crate) fn relay(args: &RelayArgs) -> anyhow::Result<()> {
         let (a, who) = match &incoming {
             Incoming::Pipe(listener) => {
                 let stream = listener.accept().context("cannot accept")?;
-                let who = format!(
-                    "client {}",
-                    crate::output::Peer::of(stream.peer_credentials().ok())
-                );
+                let who = format!("client {}", crate::output::Peer::of(&stream));
                 (Conn::pipe(stream), who)
             }
             Incoming::Tcp(listener) => {

@@ -13,11 +13,13 @@ use pipekit::error::Chain;
 use pipekit::{Listener, ListenerOptions, Mode, PipeName, Stream};
 
 use crate::dialect::DialectArgs;
+use crate::net::NetArgs;
 use crate::output::{self, Format, Peer};
 
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
-    /// The pipe name (`test_pipe`, a path, or `\\.\pipe\...` on Windows).
+    /// The pipe name (`test_pipe`, a path, `\\.\pipe\...` on Windows, `tls://HOST:PORT`
+    /// with --cert and --key, or `tcp://127.0.0.1:PORT`).
     name: String,
     /// Message mode: each send is one message (the default is byte mode).
     #[arg(long)]
@@ -70,6 +72,8 @@ pub(crate) struct ListenArgs {
     verbose: bool,
     #[command(flatten)]
     dialect: DialectArgs,
+    #[command(flatten)]
+    net: NetArgs,
 }
 
 pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<()> {
@@ -86,6 +90,19 @@ pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<()> {
             Mode::Bytes
         })
         .max_instances(args.max_instances);
+    args.net.listen(&name, &mut options)?;
+    if name.as_net().is_some()
+        && (args.fifo || args.inherited || args.mode.is_some() || args.group.is_some())
+    {
+        return Err(crate::exit::usage(
+            "--fifo, --inherited, --mode and --group are for local pipes, not tcp:// or tls://",
+        ));
+    }
+    if name.as_net().is_some() && args.allow_peer.iter().any(|v| v != "same-user") {
+        return Err(crate::exit::usage(
+            "--allow-peer is about local users; over tls:// choose clients with --client-ca              and --allow-client",
+        ));
+    }
     let serve = || format!("cannot serve {}", args.name);
     let server = if args.dialect.python_mp() {
         if args.messages || args.fifo {
@@ -102,6 +119,10 @@ pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     } else {
         Server::Plain(bind(args, &name, &options, policy).with_context(serve)?)
     };
+    if args.verbose {
+        // The name served, with the port a tcp:// or tls:// name ending in :0 got.
+        eprintln!("pipekit: serving {}", server.listener().name());
+    }
     let server = Arc::new(server);
     {
         let server = Arc::clone(&server);
@@ -367,12 +388,9 @@ impl Client {
                 } else {
                     Format::Text
                 }),
-                Peer::of(s.peer_credentials().ok()),
+                Peer::of(s),
             ),
-            Conn::Python(c) => (
-                self.format.unwrap_or(Format::Text),
-                Peer::of(c.stream().peer_credentials().ok()),
-            ),
+            Conn::Python(c) => (self.format.unwrap_or(Format::Text), Peer::of(c.stream())),
         };
         if self.verbose {
             eprintln!("pipekit: client connected ({peer})");

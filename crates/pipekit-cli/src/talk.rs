@@ -12,6 +12,7 @@ use pipekit::dialect::python_mp;
 use pipekit::{ConnectOptions, Mode, PipeName, Stream};
 
 use crate::dialect::DialectArgs;
+use crate::net::NetArgs;
 use crate::output::{self, Format, Peer};
 
 #[derive(Debug, Args)]
@@ -43,6 +44,8 @@ pub(crate) struct SendArgs {
     format: Format,
     #[command(flatten)]
     dialect: DialectArgs,
+    #[command(flatten)]
+    net: NetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +72,8 @@ pub(crate) struct ConnectArgs {
     verbose: bool,
     #[command(flatten)]
     dialect: DialectArgs,
+    #[command(flatten)]
+    net: NetArgs,
 }
 
 /// `--delimiter`'s value: one byte, written as an escape, `0xNN` or an ASCII character.
@@ -140,9 +145,15 @@ fn mode(messages: bool) -> Mode {
     }
 }
 
-fn open(name: &PipeName, messages: bool, wait: Option<Duration>) -> anyhow::Result<Stream> {
+fn open(
+    name: &PipeName,
+    messages: bool,
+    wait: Option<Duration>,
+    net: &NetArgs,
+) -> anyhow::Result<Stream> {
     let mut options = ConnectOptions::new();
     options.mode(mode(messages)).wait(wait);
+    net.connect(name, &mut options)?;
     Stream::connect_with(name, &options).with_context(|| format!("cannot connect to {name}"))
 }
 
@@ -187,9 +198,9 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<()> {
     if args.dialect.python_mp() {
         return send_python(args, &name, timeout, &msgs);
     }
-    let mut conn = open(&name, args.messages, timeout)?;
+    let mut conn = open(&name, args.messages, timeout, &args.net)?;
     conn.set_read_timeout(timeout)?;
-    let peer = Peer::of(conn.peer_credentials().ok());
+    let peer = Peer::of(&conn);
     let mut buf = vec![0u8; 1 << 20];
     let mut out = io::stdout().lock();
     for msg in &msgs {
@@ -220,7 +231,7 @@ fn send_python(
 ) -> anyhow::Result<()> {
     let mut conn = open_python(name, &args.dialect, timeout)?;
     conn.set_read_timeout(timeout)?;
-    let peer = Peer::of(conn.stream().peer_credentials().ok());
+    let peer = Peer::of(conn.stream());
     let mut out = io::stdout().lock();
     for msg in msgs {
         conn.send_bytes(msg)
@@ -283,7 +294,7 @@ pub(crate) fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
     if args.dialect.python_mp() {
         // Request and reply: each stdin line is a payload, each answer is printed.
         let mut conn = open_python(&name, &args.dialect, wait)?;
-        let peer = Peer::of(conn.stream().peer_credentials().ok());
+        let peer = Peer::of(conn.stream());
         connected(peer);
         let format = args.format.unwrap_or(Format::Text);
         let mut out = io::stdout().lock();
@@ -298,12 +309,12 @@ pub(crate) fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
         })?;
         return Ok(());
     }
-    let conn = open(&name, args.messages, wait)?;
+    let conn = open(&name, args.messages, wait, &args.net)?;
     // The reader thread and the stdin loop share the stream (its methods take `&self`); the
     // reader's reads time out now and then so that it can tell when to stop on its own.
     conn.set_read_timeout(Some(Duration::from_millis(100)))?;
     let bytes = conn.mode() == Mode::Bytes;
-    let peer = Peer::of(conn.peer_credentials().ok());
+    let peer = Peer::of(&conn);
     connected(peer);
     let format = args
         .format

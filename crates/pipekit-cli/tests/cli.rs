@@ -1746,3 +1746,183 @@ fn message_queues_at_65535_bytes_run_as_labelled_chunks_for_an_unprivileged_user
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Starts `pipekit listen ARGS -v` and waits for its "serving NAME" line; the server and the
+/// name it serves (with the port a `tls://127.0.0.1:0` got). Its stdout is kept.
+fn listen_verbose(args: &[&str]) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(PIPEKIT)
+        .arg("listen")
+        .args(args)
+        .arg("-v")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let name = line
+        .strip_prefix("pipekit: serving ")
+        .unwrap_or_else(|| panic!("listen {args:?} said {line:?}"))
+        .trim()
+        .to_owned();
+    std::thread::spawn(move || for _ in stderr.lines().map_while(Result::ok) {});
+    (child, name)
+}
+
+/// The README's "Across machines" commands, on loopback: `listen tls://…` with a certificate
+/// and key, `send tls://… --ca`; without the CA the client refuses the server.
+#[test]
+fn listen_and_send_over_tls_with_certificates() {
+    let pki = pipekit_tests::Pki::new("cli-tls");
+    let (cert, key) = pki.server();
+    let ca = pki.ca_file();
+    let (cert, key, ca) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        ca.to_str().unwrap(),
+    );
+    let (mut server, name) = listen_verbose(&[
+        "tls://127.0.0.1:0",
+        "--messages",
+        "--reply",
+        "OK",
+        "--cert",
+        cert,
+        "--key",
+        key,
+    ]);
+    assert!(
+        name.starts_with("tls://127.0.0.1:") && !name.ends_with(":0"),
+        "{name}"
+    );
+    let out = pipekit(&[
+        "send",
+        &name,
+        "--messages",
+        "--wait-reply",
+        "--ca",
+        ca,
+        "hello",
+        "again",
+    ]);
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "OK\nOK\n");
+
+    let out = pipekit(&["send", &name, "--messages", "--wait-reply", "hello"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an unknown CA: {}",
+        text(&out.stderr)
+    );
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("not trusted") || said.contains("no trusted CA"),
+        "{said}"
+    );
+
+    let _ = server.kill();
+    let _ = server.wait();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut server.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(stdout, "hello\nagain\n");
+}
+
+/// `relay tls://… NAME` exposes a local pipe server to another machine over TLS; messages
+/// stay messages end to end.
+#[test]
+fn relay_exposes_a_pipe_server_over_tls() {
+    let pki = pipekit_tests::Pki::new("cli-relay-tls");
+    let (cert, key) = pki.server();
+    let ca = pki.ca_file();
+    let (cert, key, ca) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        ca.to_str().unwrap(),
+    );
+    let local = unique_name("relay-tls");
+    let mut server = quiet(&["listen", &local, "--messages", "--echo"]);
+    wait_for_messages(&local);
+    let (mut relay, from) = relay(&[
+        "tls://127.0.0.1:0",
+        &local,
+        "--messages",
+        "--cert",
+        cert,
+        "--key",
+        key,
+    ]);
+    assert!(
+        from.starts_with("tls://127.0.0.1:") && !from.ends_with(":0"),
+        "{from}"
+    );
+    let mut options = pipekit::ConnectOptions::new();
+    options.mode(pipekit::Mode::Messages).tls_ca(ca);
+    let client = pipekit::Stream::connect_with(&from, &options).unwrap();
+    let mut back = Vec::new();
+    for msg in [&b""[..], b"one", &noise(100_000)] {
+        client.send(msg).unwrap();
+        assert_eq!(client.recv_to_vec(&mut back).unwrap(), Some(msg.len()));
+        assert!(back == msg, "a message came back changed");
+    }
+    drop(client);
+    for child in [&mut relay, &mut server] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn wait_for_messages(name: &str) {
+    let mut options = pipekit::ConnectOptions::new();
+    options
+        .mode(pipekit::Mode::Messages)
+        .wait(Some(std::time::Duration::from_secs(20)));
+    drop(pipekit::Stream::connect_with(name, &options).unwrap());
+}
+
+/// Network flags where they mean nothing, and plain TCP beyond loopback, are refused.
+#[test]
+fn network_flags_are_checked() {
+    let name = unique_name("flags");
+    for args in [
+        &["listen", name.as_str(), "--cert", "c.pem", "--key", "k.pem"][..],
+        &["listen", "tls://127.0.0.1:0", "--ca", "ca.pem"],
+        &[
+            "send",
+            "tls://127.0.0.1:1",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "x",
+        ],
+        &["send", name.as_str(), "--ca", "ca.pem", "x"],
+        &["listen", "tcp://127.0.0.1:0", "--fifo"],
+        &["relay", "tcp://0.0.0.0:0", name.as_str()],
+    ] {
+        let out = pipekit(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = pipekit(&["listen", "tcp://0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--insecure"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = pipekit(&["listen", "tls://127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--cert"),
+        "{}",
+        text(&out.stderr)
+    );
+}

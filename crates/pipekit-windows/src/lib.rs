@@ -83,6 +83,14 @@ pub const CLIENT_ACCESS: u32 = sys::CLIENT_ACCESS;
 pub fn current_user_sid() -> std::io::Result<String> {
     sys::current_user_sid()
 }
+
+/// A socket seen as the kernel handle it is (a Winsock `SOCKET` of the system's providers is
+/// a file handle), for types that offer `AsHandle` and may hold a TCP socket.
+pub fn socket_as_handle(
+    socket: &impl std::os::windows::io::AsSocket,
+) -> std::os::windows::io::BorrowedHandle<'_> {
+    sys::socket_as_handle(socket)
+}
 #[cfg(feature = "mio")]
 pub use mio::MioPipe;
 pub use options::WindowsOptions;

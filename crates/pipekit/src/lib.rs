@@ -165,6 +165,7 @@ impl Listener {
     }
 
     /// The platform listener; network listeners have none.
+    #[cfg(unix)]
     pub(crate) fn local(&self) -> io::Result<&backend::Listener> {
         match &self.inner {
             ListenerInner::Local(listener) => Ok(listener),
@@ -461,6 +462,14 @@ impl Stream {
         match &self.inner {
             StreamInner::Local(stream) => std::os::fd::AsFd::as_fd(stream),
             StreamInner::Net(stream) => stream.as_fd(),
+        }
+    }
+
+    #[cfg(windows)]
+    pub(crate) fn windows_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        match &self.inner {
+            StreamInner::Local(stream) => std::os::windows::io::AsHandle::as_handle(stream),
+            StreamInner::Net(stream) => pipekit_windows::socket_as_handle(stream.tcp()),
         }
     }
 

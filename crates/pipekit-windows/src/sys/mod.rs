@@ -35,3 +35,14 @@ pub(crate) use windows_sys::Win32::System::Pipes::{
     PIPE_WAIT,
 };
 pub(crate) use windows_sys::Win32::System::Threading::INFINITE as WAIT_FOREVER;
+
+/// `socket` as a borrowed handle, for as long as the socket is borrowed.
+pub(crate) fn socket_as_handle(
+    socket: &impl std::os::windows::io::AsSocket,
+) -> std::os::windows::io::BorrowedHandle<'_> {
+    use std::os::windows::io::{AsRawSocket, BorrowedHandle, RawHandle};
+    let raw = socket.as_socket().as_raw_socket() as usize as RawHandle;
+    // SAFETY: a SOCKET from the system's Winsock providers is a kernel file handle, open for
+    // as long as the socket it was borrowed from, which the returned lifetime ties it to.
+    unsafe { BorrowedHandle::borrow_raw(raw) }
+}

@@ -510,6 +510,11 @@ impl Stream {
     pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(self.shared.wire.tcp())
     }
+
+    #[cfg(windows)]
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        self.shared.wire.tcp()
+    }
 }
 
 fn check_timeout(timeout: Option<Duration>) -> io::Result<()> {

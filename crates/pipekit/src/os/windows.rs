@@ -81,9 +81,12 @@ impl ListenerExt for Listener {
         windows: &WindowsOptions,
     ) -> io::Result<Listener> {
         let name = name.into_pipe_name()?;
-        Ok(Listener {
-            inner: pipekit_windows::Listener::bind_with(&name, options, windows)?,
-        })
+        if name.as_net().is_some() {
+            return Listener::bind_with(name, options);
+        }
+        Ok(Listener::from_local(pipekit_windows::Listener::bind_with(
+            &name, options, windows,
+        )?))
     }
 }
 
@@ -111,11 +114,11 @@ pub trait StreamExt: Sized {
 impl StreamExt for Stream {
     #[cfg(feature = "mio")]
     fn into_mio(self) -> io::Result<MioPipe> {
-        self.inner.into_mio()
+        self.into_local()?.into_mio()
     }
 
     fn flush_buffers(&self) -> io::Result<()> {
-        self.inner.flush_buffers()
+        self.local()?.flush_buffers()
     }
 }
 
@@ -127,9 +130,10 @@ impl TryFrom<OwnedHandle> for Stream {
     type Error = io::Error;
 
     fn try_from(handle: OwnedHandle) -> io::Result<Stream> {
-        Ok(Stream {
-            inner: pipekit_windows::Stream::from_handle(handle, crate::DEFAULT_MAX_MESSAGE_SIZE)?,
-        })
+        Ok(Stream::from_local(pipekit_windows::Stream::from_handle(
+            handle,
+            crate::DEFAULT_MAX_MESSAGE_SIZE,
+        )?))
     }
 }
 
@@ -140,18 +144,20 @@ impl TryFrom<Stream> for OwnedHandle {
     type Error = io::Error;
 
     fn try_from(stream: Stream) -> io::Result<OwnedHandle> {
-        stream.inner.into_handle()
+        stream.into_local()?.into_handle()
     }
 }
 
+/// The pipe handle (for `tcp://` and `tls://` names, the TCP socket, which is a kernel
+/// handle: reading or writing it directly would break the framing or the TLS session).
 impl AsHandle for Stream {
     fn as_handle(&self) -> BorrowedHandle<'_> {
-        self.inner.as_handle()
+        self.windows_handle()
     }
 }
 
 impl AsRawHandle for Stream {
     fn as_raw_handle(&self) -> RawHandle {
-        self.inner.as_raw_handle()
+        self.windows_handle().as_raw_handle()
     }
 }
