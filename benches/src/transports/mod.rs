@@ -38,6 +38,7 @@ pub fn all() -> Vec<&'static dyn Transport> {
         all.extend(windows::RAW.iter().map(|t| t as &dyn Transport));
     }
     all.push(&net::Tcp);
+    all.extend(net::PIPEKIT_NET.iter().map(|t| t as &dyn Transport));
     all.push(&net::Udp);
     #[cfg(target_os = "linux")]
     {

@@ -1,11 +1,15 @@
-//! Transports every OS has: TCP and UDP over loopback, and the `interprocess` crate's local
-//! socket.
+//! Transports every OS has: TCP and UDP over loopback, pipekit's `tcp://` and `tls://`
+//! names, and the `interprocess` crate's local socket.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use pipekit::Mode;
+
 use crate::transport::{Conn, Listen, Transport};
+use crate::transports::pipekit::{self as pk, Api};
 use crate::transports::wrap::{Bytes, Chunked};
 
 /// TCP over loopback with `TCP_NODELAY` on both ends.
@@ -45,6 +49,141 @@ impl Transport for Tcp {
         let s = TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
         Ok(Box::new(Bytes(s)))
+    }
+}
+
+/// pipekit message mode over `tcp://` (length-prefixed frames, `TCP_NODELAY`) or `tls://`
+/// (the same inside TLS 1.3 from rustls, with a certificate the server makes for the run).
+pub(crate) struct PipekitNet {
+    name: &'static str,
+    about: &'static str,
+    tls: bool,
+}
+
+pub(crate) static PIPEKIT_NET: [PipekitNet; 2] = [
+    PipekitNet {
+        name: "pipekit-tcp",
+        about: "pipekit message mode on tcp://127.0.0.1 (length-prefixed frames, TCP_NODELAY)",
+        tls: false,
+    },
+    PipekitNet {
+        name: "pipekit-tls",
+        about: "pipekit message mode on tls://127.0.0.1 (rustls, TLS 1.3, AES-GCM by ring)",
+        tls: true,
+    },
+];
+
+/// The key, certificate and CA of a `tls://` row's server, in a directory removed with it.
+struct TlsFiles {
+    dir: PathBuf,
+}
+
+impl TlsFiles {
+    fn make() -> io::Result<TlsFiles> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let fail = |e: rcgen::Error| io::Error::other(format!("cannot make a certificate: {e}"));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pkb-tls-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let files = TlsFiles { dir };
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().map_err(fail)?;
+        let ca = ca.self_signed(&ca_key).map_err(fail)?;
+        let key = KeyPair::generate().map_err(fail)?;
+        let cert = CertificateParams::new(vec![String::from("127.0.0.1")])
+            .map_err(fail)?
+            .signed_by(&key, &ca, &ca_key)
+            .map_err(fail)?;
+        std::fs::write(files.ca(), ca.pem())?;
+        std::fs::write(files.dir.join("cert.pem"), cert.pem())?;
+        std::fs::write(files.dir.join("key.pem"), key.serialize_pem())?;
+        Ok(files)
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A `tls://` row's listener with its files.
+struct NetListener {
+    inner: Box<dyn Listen>,
+    _files: Option<TlsFiles>,
+    _guard: Option<crate::cleanup::Guard>,
+}
+
+impl Listen for NetListener {
+    fn addr(&self) -> String {
+        self.inner.addr()
+    }
+
+    fn accept(&mut self) -> io::Result<Box<dyn Conn>> {
+        self.inner.accept()
+    }
+}
+
+impl Transport for PipekitNet {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn about(&self) -> &'static str {
+        self.about
+    }
+
+    fn baseline(&self) -> Option<&'static str> {
+        Some("tcp-nodelay")
+    }
+
+    fn addr(&self, _unique: &str) -> String {
+        String::from("127.0.0.1:0")
+    }
+
+    /// Listens on `addr`; the address clients get is the name served, and for `tls://` the
+    /// CA file after a `|`.
+    fn listen(&self, addr: &str, size: usize) -> io::Result<Box<dyn Listen>> {
+        let (mut options, _) = pk::options(Mode::Messages, size);
+        let files = self.tls.then(TlsFiles::make).transpose()?;
+        let scheme = if let Some(files) = &files {
+            options.tls_certificate(files.dir.join("cert.pem"), files.dir.join("key.pem"));
+            "tls"
+        } else {
+            "tcp"
+        };
+        let listener = pipekit::Listener::bind_with(format!("{scheme}://{addr}"), &options)?;
+        let mut served = listener.name().to_string();
+        let guard = files.as_ref().map(|files| {
+            served = format!("{served}|{}", files.ca().display());
+            let dir = files.dir.clone();
+            crate::cleanup::on_exit(move || {
+                let _ = std::fs::remove_dir_all(&dir);
+            })
+        });
+        Ok(Box::new(NetListener {
+            inner: pk::listen(listener, &served, Api::Blocking),
+            _files: files,
+            _guard: guard,
+        }))
+    }
+
+    fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
+        let (_, mut options) = pk::options(Mode::Messages, size);
+        let name = match addr.split_once('|') {
+            Some((name, ca)) => {
+                options.tls_ca(ca);
+                name
+            }
+            None => addr,
+        };
+        Ok(pk::conn(pipekit::Stream::connect_with(name, &options)?))
     }
 }
 

@@ -90,11 +90,11 @@ pub(crate) fn write(
         Format::Json => {
             let mut doc = json!({
                 "len": msg.len(),
-                "peer": {
-                    "pid": peer.pid, "uid": peer.uid, "gid": peer.gid,
-                    "addr": peer.addr.map(|a| a.to_string()),
-                },
+                "peer": { "pid": peer.pid, "uid": peer.uid, "gid": peer.gid },
             });
+            if let Some(addr) = peer.addr {
+                doc["peer"]["addr"] = json!(addr.to_string());
+            }
             match std::str::from_utf8(msg) {
                 Ok(text) => doc["utf8"] = json!(text),
                 Err(_) => {

@@ -19,6 +19,30 @@ impl WindowsOptions {
     }
 
     /// Lets clients on other machines connect (`false` sets `PIPE_REJECT_REMOTE_CLIENTS`).
+    ///
+    /// A remote client opens `\\server\pipe\name` over SMB and is authenticated by the
+    /// server's domain or local accounts; it is then checked against the security descriptor
+    /// as its user, like a local client. So with the owner-only default, only the server's own
+    /// account may connect from elsewhere (a domain account, or a local account with the same
+    /// name and password on both machines). To admit
+    /// others, grant them [`CLIENT_ACCESS`](crate::CLIENT_ACCESS) in [`security`](Self::security)
+    /// — the well-known SIDs tell remote from local users: `NU` (network logon users) are the
+    /// remote ones, `IU` (interactive) the local ones, `AU` every authenticated user on both.
+    /// A descriptor that denies `NU` (`(D;;GA;;;NU)`, first in the DACL) keeps a pipe local
+    /// even with this flag. SMB signs and may encrypt the traffic as the machines' policy
+    /// says; pipekit adds nothing. Across Unix and Windows machines use `tls://` names.
+    ///
+    /// ```
+    /// use pipekit_windows::{CLIENT_ACCESS, WindowsOptions, current_user_sid};
+    ///
+    /// let me = current_user_sid()?;
+    /// let mut options = WindowsOptions::new();
+    /// // This user anywhere; other users of the network may connect, and only connect.
+    /// options.remote_clients(true).security(format!(
+    ///     "D:P(A;;GA;;;SY)(A;;GA;;;{me})(A;;{CLIENT_ACCESS:#x};;;NU)"
+    /// ));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn remote_clients(&mut self, allow: bool) -> &mut Self {
         self.remote_clients = allow;
         self
