@@ -161,7 +161,7 @@ if [ "$CROSS" = 0 ]; then
     exit 0
 fi
 
-step "install: python3, node, Mono (interop peers), Wine + MinGW (Windows tests), libzmq + libnng (bench), rustfmt, clippy, targets"
+step "install: python3, node, Mono (interop peers), Wine + MinGW (Windows tests), libzmq + libnng (bench), clang (ring for the checked targets), iproute2, rustfmt, clippy, targets"
 apt_install() {
     local sudo=
     [ "$(id -u)" = 0 ] || sudo=sudo
@@ -180,6 +180,11 @@ command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(gcc-mingw-w64-x86-64)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 pkg-config --exists libzmq 2>/dev/null || missing+=(libzmq3-dev)
 pkg-config --exists nng 2>/dev/null || missing+=(libnng-dev)
+# ring (rustls's cryptography) compiles C for the checked targets too: clang cross-compiles it.
+command -v clang >/dev/null || missing+=(clang)
+command -v llvm-ar >/dev/null || missing+=(llvm)
+# The two-host TLS test makes network namespaces with ip.
+command -v ip >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 rustup component add rustfmt clippy
 rustup target add "${CHECK_TARGETS[@]}" "$WINDOWS_TARGET"
@@ -195,9 +200,16 @@ python3 ci/import-cycles.py
 
 step "cargo clippy (host)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-for target in "$WINDOWS_TARGET" "${CHECK_TARGETS[@]}"; do
+step "cargo clippy --target $WINDOWS_TARGET"
+cargo clippy --workspace --all-targets --locked --target "$WINDOWS_TARGET" -- -D warnings
+for target in "${CHECK_TARGETS[@]}"; do
     step "cargo clippy --target $target"
-    cargo clippy --workspace --all-targets --locked --target "$target" -- -D warnings
+    # ring's C code, compiled by clang for the target without its SDK or C library: it needs
+    # only freestanding headers, and ci/cross-c has the three others (clippy never links).
+    var=${target//-/_}
+    env "CC_$var=clang" "AR_$var=llvm-ar" \
+        "CFLAGS_$var=--target=$target -nostdlibinc -ffreestanding -I$PWD/ci/cross-c" \
+        cargo clippy --workspace --all-targets --locked --target "$target" -- -D warnings
 done
 
 step "cargo package: every published crate packs and builds from its package"

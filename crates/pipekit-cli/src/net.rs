@@ -92,7 +92,7 @@ impl NetArgs {
                 "--cert, --key and --client-ca are for tls:// names, and {name} is not one"
             )));
         }
-        if self.insecure && !name.as_net().is_some_and(|a| !a.is_tls()) {
+        if self.insecure && name.as_net().is_none_or(|a| a.is_tls()) {
             return Err(crate::exit::usage(format!(
                 "--insecure is for plain tcp:// servers, and {name} is not one"
             )));

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pipekit::{ConnectOptions, Listener, ListenerOptions, MessageTooLarge, Mode, Stream};
-use pipekit_tests::{Peer, Pki, chain, pattern, unique_name};
+use pipekit_tests::{Peer, Pki, chain, pattern};
 
 const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
 
@@ -499,7 +499,7 @@ struct TwoHosts {
 impl TwoHosts {
     /// Makes the namespaces, or says why it cannot (not root, no `ip`, no namespaces).
     fn new() -> Result<TwoHosts, String> {
-        let tag = unique_name("ns");
+        let tag = pipekit_tests::unique_name("ns");
         let n = tag.len() as u8 ^ (std::process::id() as u8);
         let subnet = format!("10.{}.{}", 100 + n % 100, std::process::id() % 250);
         let hosts = TwoHosts {

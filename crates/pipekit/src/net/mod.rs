@@ -58,7 +58,7 @@
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pipekit_core::backoff::Backoff;
@@ -67,8 +67,11 @@ use pipekit_core::framing::{FrameReader, FrameWriter};
 use pipekit_core::net::DEFAULT_HANDSHAKE_TIMEOUT;
 use pipekit_core::{ConnectOptions, ListenerOptions, Mode, NetAddress, PeerCredentials, PipeName};
 
+mod lock;
 #[cfg(feature = "tls")]
 mod tls;
+
+use lock::lock;
 
 /// A `tcp://` or `tls://` server.
 #[derive(Debug)]
@@ -94,18 +97,19 @@ impl Listener {
             return Err(no_tls(addr));
         }
         let candidates = resolve(addr)?;
-        if !addr.is_tls() && !options.net.insecure_network {
-            if let Some(open) = candidates.iter().find(|a| !a.ip().is_loopback()) {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!(
-                        "refusing to listen on {addr} ({open}): plain TCP has no encryption \
-                         and no authentication, so a tcp:// listener binds loopback only; use \
-                         tls:// across machines, or allow it with \
-                         ListenerOptions::insecure_network (pipekit listen --insecure)"
-                    ),
-                ));
-            }
+        if !addr.is_tls()
+            && !options.net.insecure_network
+            && let Some(open) = candidates.iter().find(|a| !a.ip().is_loopback())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "refusing to listen on {addr} ({open}): plain TCP has no encryption \
+                     and no authentication, so a tcp:// listener binds loopback only; use \
+                     tls:// across machines, or allow it with \
+                     ListenerOptions::insecure_network (pipekit listen --insecure)"
+                ),
+            ));
         }
         #[cfg(feature = "tls")]
         let tls = if addr.is_tls() {
@@ -411,10 +415,6 @@ struct Shared {
     max_message_size: usize,
     reader: Mutex<FrameReader>,
     writer: Mutex<FrameWriter>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Stream {

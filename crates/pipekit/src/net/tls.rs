@@ -31,7 +31,7 @@ use rustls::{
     SignatureScheme,
 };
 
-use super::lock;
+use super::lock::lock;
 
 /// The most handshakes a listener runs at once; a client beyond them is dropped at once.
 const MAX_HANDSHAKES: usize = 64;
@@ -518,10 +518,10 @@ impl Drop for Acceptor {
                 SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
-        if TcpStream::connect_timeout(&wake, Duration::from_secs(1)).is_ok() {
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
+        if TcpStream::connect_timeout(&wake, Duration::from_secs(1)).is_ok()
+            && let Some(thread) = self.thread.take()
+        {
+            let _ = thread.join();
         }
     }
 }
