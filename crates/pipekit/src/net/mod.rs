@@ -97,20 +97,7 @@ impl Listener {
             return Err(no_tls(addr));
         }
         let candidates = resolve(addr)?;
-        if !addr.is_tls()
-            && !options.net.insecure_network
-            && let Some(open) = candidates.iter().find(|a| !a.ip().is_loopback())
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "refusing to listen on {addr} ({open}): plain TCP has no encryption \
-                     and no authentication, so a tcp:// listener binds loopback only; use \
-                     tls:// across machines, or allow it with \
-                     ListenerOptions::insecure_network (pipekit listen --insecure)"
-                ),
-            ));
-        }
+        check_exposure(addr, &candidates, options)?;
         #[cfg(feature = "tls")]
         let tls = if addr.is_tls() {
             Some(tls::server_config(options)?)
@@ -135,13 +122,7 @@ impl Listener {
                 return Err(context(e, format!("cannot listen on {addr}")));
             }
         };
-        let local = listener.local_addr()?;
-        let name = if addr.port() == 0 {
-            let scheme = if addr.is_tls() { "tls" } else { "tcp" };
-            PipeName::parse(&format!("{scheme}://{local}"))?
-        } else {
-            PipeName::parse(&addr.to_string())?
-        };
+        let name = served_name(addr, listener.local_addr()?)?;
         let socket = Accepting::Tcp(listener);
         #[cfg(feature = "tls")]
         let socket = match (socket, tls) {
@@ -213,6 +194,53 @@ impl Listener {
     }
 }
 
+/// Refuses a plain `tcp://` listener on an address other than loopback, unless the options
+/// allow it.
+fn check_exposure(
+    addr: &NetAddress,
+    candidates: &[SocketAddr],
+    options: &ListenerOptions,
+) -> io::Result<()> {
+    if !addr.is_tls()
+        && !options.net.insecure_network
+        && let Some(open) = candidates.iter().find(|a| !a.ip().is_loopback())
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing to listen on {addr} ({open}): plain TCP has no encryption \
+                 and no authentication, so a tcp:// listener binds loopback only; use \
+                 tls:// across machines, or allow it with \
+                 ListenerOptions::insecure_network (pipekit listen --insecure)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The name a listener of `addr` serves once bound at `local`: with the port it got when
+/// `addr` asked for port 0.
+fn served_name(addr: &NetAddress, local: SocketAddr) -> io::Result<PipeName> {
+    if addr.port() == 0 {
+        let scheme = if addr.is_tls() { "tls" } else { "tcp" };
+        PipeName::parse(&format!("{scheme}://{local}"))
+    } else {
+        PipeName::parse(&addr.to_string())
+    }
+}
+
+/// A write that found the peer gone: `BrokenPipe`, as on every local transport.
+fn peer_gone(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => context_kind(
+            io::ErrorKind::BrokenPipe,
+            e,
+            "the peer has closed the connection",
+        ),
+        _ => e,
+    }
+}
+
 #[cfg(not(feature = "tls"))]
 fn no_tls(addr: &NetAddress) -> io::Error {
     io::Error::new(
@@ -256,35 +284,7 @@ pub(crate) fn connect(addr: &NetAddress, options: &ConnectOptions) -> io::Result
     let (tcp, peer) = loop {
         match connect_any(&candidates, deadline) {
             Ok(found) => break found,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                match options.wait.and_then(|_| backoff.next_pause()) {
-                    Some(pause) => std::thread::sleep(pause),
-                    None if options.wait.is_some() => {
-                        return Err(context_kind(
-                            io::ErrorKind::TimedOut,
-                            e,
-                            format!(
-                                "nobody served {addr} within {:?}",
-                                options.wait.unwrap_or_default()
-                            ),
-                        ));
-                    }
-                    None => {
-                        return Err(context_kind(
-                            io::ErrorKind::NotFound,
-                            e,
-                            format!("nobody serves {addr}"),
-                        ));
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                return Err(context(
-                    e,
-                    format!("cannot reach {addr} within {:?}", start.elapsed()),
-                ));
-            }
-            Err(e) => return Err(context(e, format!("cannot connect to {addr}"))),
+            Err(e) => std::thread::sleep(retry(addr, e, options, &mut backoff, start)?),
         }
     };
     #[cfg(feature = "tls")]
@@ -301,6 +301,38 @@ pub(crate) fn connect(addr: &NetAddress, options: &ConnectOptions) -> io::Result
     }
     let wire = Wire::Tcp(tcp);
     Stream::new(wire, peer, options.mode, options.max_message_size)
+}
+
+/// After a failed connect attempt: the pause before the next one while the wait lasts and
+/// nobody listens, or the error to report.
+fn retry(
+    addr: &NetAddress,
+    e: io::Error,
+    options: &ConnectOptions,
+    backoff: &mut Backoff,
+    start: Instant,
+) -> io::Result<Duration> {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => match options.wait {
+            Some(wait) => backoff.next_pause().ok_or_else(|| {
+                context_kind(
+                    io::ErrorKind::TimedOut,
+                    e,
+                    format!("nobody served {addr} within {wait:?}"),
+                )
+            }),
+            None => Err(context_kind(
+                io::ErrorKind::NotFound,
+                e,
+                format!("nobody serves {addr}"),
+            )),
+        },
+        io::ErrorKind::TimedOut => Err(context(
+            e,
+            format!("cannot reach {addr} within {:?}", start.elapsed()),
+        )),
+        _ => Err(context(e, format!("cannot connect to {addr}"))),
+    }
 }
 
 /// The shortest time a connect attempt is given: a host that neither accepts nor refuses
@@ -375,15 +407,7 @@ impl Write for &Wire {
             #[cfg(feature = "tls")]
             Wire::Tls(conn) => conn.write_vectored(bufs),
         };
-        put.map_err(|e| match e.kind() {
-            // The peer is gone: the same error as on every local transport.
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => context_kind(
-                io::ErrorKind::BrokenPipe,
-                e,
-                "the peer has closed the connection",
-            ),
-            _ => timed_out(e),
-        })
+        put.map_err(|e| timed_out(peer_gone(e)))
     }
 
     fn flush(&mut self) -> io::Result<()> {
