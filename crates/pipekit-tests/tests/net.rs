@@ -706,3 +706,149 @@ fn two_hosts_in_network_namespaces_over_tls() {
     drop(tcp_server.child.kill());
     drop(bytes_server.child.kill());
 }
+
+/// The Tokio API over `tls://` and `tcp://`: an async server serves blocking clients in
+/// other processes, and an async client talks to a blocking server in another process, in
+/// both modes; the too-small-buffer rule and split halves hold.
+#[test]
+fn tokio_api_over_tcp_and_tls_across_processes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new("tls-tokio");
+    let (cert, key) = pki.server();
+    let ca = pki.ca_file();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for tls in [false, true] {
+            let scheme = if tls { "tls" } else { "tcp" };
+            // An async server, clients in other processes.
+            let mut options = ListenerOptions::new();
+            options.mode(Mode::Messages);
+            if tls {
+                options.tls_certificate(&cert, &key);
+            }
+            let listener =
+                pipekit::tokio::Listener::bind_with(format!("{scheme}://127.0.0.1:0"), &options)
+                    .unwrap();
+            let name = format!("{scheme}://{}", listener.local_addr().unwrap());
+            let mut clients = Command::new(PEER);
+            clients
+                .args(["clients", &name, "3", "30"])
+                .env("PEER_TLS_CA", &ca);
+            let clients = tokio::task::spawn_blocking(move || clients.output().unwrap());
+            let served = pipekit_tests_echo(&listener, 3).await;
+            let out = clients.await.unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 3");
+            assert_eq!(served, 90, "{scheme}: messages echoed");
+
+            // An async client, a server in another process.
+            let env_cert = [
+                ("PEER_TLS_CERT", cert.as_path()),
+                ("PEER_TLS_KEY", key.as_path()),
+            ];
+            let env: &[(&str, &Path)] = if tls { &env_cert } else { &[] };
+            let (_peer, name) = serve(
+                &format!("{scheme}://127.0.0.1:0"),
+                "messages",
+                &["echo"],
+                env,
+            );
+            let mut options = ConnectOptions::new();
+            options.mode(Mode::Messages).tls_ca(&ca);
+            let mut client = pipekit::tokio::Stream::connect_with(name.as_str(), &options)
+                .await
+                .unwrap();
+            assert_eq!(client.peer_addr().unwrap().to_string(), name[6..]);
+            let mut back = Vec::new();
+            for (i, size) in [0, 1, 70_000, 1 << 20].into_iter().enumerate() {
+                let msg = pattern(size, i as u8);
+                client.send(&msg).await.unwrap();
+                assert_eq!(client.recv_to_vec(&mut back).await.unwrap(), Some(size));
+                assert!(back == msg, "{scheme}: message {i} came back changed");
+            }
+            client.send(&[3u8; 50]).await.unwrap();
+            let mut small = [0u8; 8];
+            let err = client.recv(&mut small).await.unwrap_err();
+            assert_eq!(
+                MessageTooLarge::from_io(&err).map(|t| t.size),
+                Some(50),
+                "{err}"
+            );
+            let mut big = [0u8; 50];
+            assert_eq!(client.recv(&mut big).await.unwrap(), Some(50));
+            let (mut rx, mut tx) = client.into_split();
+            let sending = tokio::spawn(async move {
+                for i in 0..200u32 {
+                    tx.send(&i.to_be_bytes()).await?;
+                }
+                Ok::<_, io::Error>(())
+            });
+            let mut four = [0u8; 4];
+            for i in 0..200u32 {
+                assert_eq!(rx.recv(&mut four).await.unwrap(), Some(4));
+                assert_eq!(u32::from_be_bytes(four), i);
+            }
+            sending.await.unwrap().unwrap();
+
+            // Byte mode, async both ends in this process.
+            let mut options = ListenerOptions::new();
+            if tls {
+                options.tls_certificate(&cert, &key);
+            }
+            let listener =
+                pipekit::tokio::Listener::bind_with(format!("{scheme}://127.0.0.1:0"), &options)
+                    .unwrap();
+            let name = format!("{scheme}://{}", listener.local_addr().unwrap());
+            let server = tokio::spawn(async move {
+                let mut conn = listener.accept().await?;
+                let mut all = Vec::new();
+                conn.read_to_end(&mut all).await?;
+                conn.write_all(&all).await?;
+                conn.shutdown().await?;
+                Ok::<_, io::Error>(())
+            });
+            let mut options = ConnectOptions::new();
+            options.tls_ca(&ca);
+            let mut client = pipekit::tokio::Stream::connect_with(name.as_str(), &options)
+                .await
+                .unwrap();
+            let data = pattern(300_000, 9);
+            client.write_all(&data).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.unwrap();
+            assert!(back == data, "{scheme}: bytes came back changed");
+            server.await.unwrap().unwrap();
+        }
+    });
+}
+
+/// Echoes every message of `conns` connections accepted from `listener`; the messages
+/// echoed.
+async fn pipekit_tests_echo(listener: &pipekit::tokio::Listener, conns: usize) -> usize {
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let mut conn = listener.accept().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut n = 0;
+            while conn.recv_to_vec(&mut buf).await.unwrap().is_some() {
+                conn.send(&buf).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total
+}

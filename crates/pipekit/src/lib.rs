@@ -114,6 +114,9 @@ pub struct Listener {
     inner: ListenerInner,
 }
 
+// A program has few listeners: the size of the larger variant costs nothing worth an
+// indirection on every call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum ListenerInner {
     Local(backend::Listener),
@@ -470,6 +473,15 @@ impl Stream {
         match &self.inner {
             StreamInner::Local(stream) => std::os::windows::io::AsHandle::as_handle(stream),
             StreamInner::Net(stream) => pipekit_windows::socket_as_handle(stream.tcp()),
+        }
+    }
+
+    /// The network connection, or this stream back if it is a local pipe.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn into_net(self) -> Result<net::Stream, Stream> {
+        match self.inner {
+            StreamInner::Net(stream) => Ok(stream),
+            inner => Err(Stream { inner }),
         }
     }
 

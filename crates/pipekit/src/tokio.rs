@@ -19,7 +19,14 @@
 //!   `accept` waits with an overlapped `ConnectNamedPipe`; with an instance limit
 //!   (`max_instances`) it waits until an accepted stream is dropped.
 //!
-//! `connect` opens the pipe on Tokio's blocking pool (it may wait for a busy server).
+//! - `tcp://` and `tls://` names ([`crate::net`]): Tokio's own TCP sockets, TLS from
+//!   `tokio-rustls` with the same certificates, checks and ALPN mode agreement as the blocking
+//!   API, and the same framing in message mode; a TLS listener runs each handshake as a task
+//!   of its own, with its deadline. A blocking `tcp://` stream can be made async
+//!   ([`Stream::from_blocking`]); a blocking `tls://` one cannot (connect with this API).
+//!
+//! `connect` opens a local pipe on Tokio's blocking pool (it may wait for a busy server);
+//! network names connect on the runtime itself.
 //!
 //! # Examples
 //!
@@ -61,12 +68,19 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::backend::tokio as imp;
+use crate::net::tokio as net;
 use crate::{ConnectOptions, IntoPipeName, ListenerOptions, Mode, PeerCredentials};
 
 /// An async server: accepts like [`crate::Listener`], waiting without blocking the runtime.
 #[derive(Debug)]
 pub struct Listener {
-    inner: imp::Listener,
+    inner: Accept,
+}
+
+#[derive(Debug)]
+enum Accept {
+    Local(imp::Listener),
+    Net(net::Listener),
 }
 
 impl Listener {
@@ -85,6 +99,12 @@ impl Listener {
     ///
     /// As [`crate::Listener::bind_with`].
     pub fn bind_with(name: impl IntoPipeName, options: &ListenerOptions) -> io::Result<Listener> {
+        let name = name.into_pipe_name()?;
+        if let Some(addr) = name.as_net() {
+            return Ok(Listener {
+                inner: Accept::Net(net::Listener::bind(addr, options)?),
+            });
+        }
         Listener::from_blocking(crate::Listener::bind_with(name, options)?)
     }
 
@@ -94,10 +114,11 @@ impl Listener {
     /// # Errors
     ///
     /// The OS error of switching the listener to non-blocking mode (Unix) or of creating
-    /// its waiting instance (Windows), or the runtime's error registering it.
+    /// its waiting instance (Windows), or the runtime's error registering it; `Unsupported`
+    /// for a `tcp://` or `tls://` listener (bind it with [`bind_with`](Self::bind_with)).
     pub fn from_blocking(listener: crate::Listener) -> io::Result<Listener> {
         Ok(Listener {
-            inner: imp::Listener::new(listener.into_local()?)?,
+            inner: Accept::Local(imp::Listener::new(listener.into_local()?)?),
         })
     }
 
@@ -107,21 +128,48 @@ impl Listener {
     ///
     /// As [`crate::Listener::accept`].
     pub async fn accept(&self) -> io::Result<Stream> {
-        Ok(Stream {
-            inner: self.inner.accept().await?,
-        })
+        let inner = match &self.inner {
+            Accept::Local(listener) => Conn::Local(listener.accept().await?),
+            Accept::Net(listener) => Conn::Net(listener.accept().await?),
+        };
+        Ok(Stream { inner })
     }
 
     /// The mode of every connection this listener accepts.
     pub fn mode(&self) -> Mode {
-        self.inner.mode()
+        match &self.inner {
+            Accept::Local(listener) => listener.mode(),
+            Accept::Net(listener) => listener.mode(),
+        }
+    }
+
+    /// The address a `tcp://` or `tls://` listener is bound to.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for a local name.
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match &self.inner {
+            Accept::Local(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "local_addr is for tcp:// and tls:// listeners",
+            )),
+            Accept::Net(listener) => Ok(listener.local_addr()),
+        }
     }
 }
 
 /// An async connection: `AsyncRead + AsyncWrite` in byte mode, `send`/`recv` in message mode.
 #[derive(Debug)]
 pub struct Stream {
-    inner: imp::Stream,
+    inner: Conn,
+}
+
+/// A local pipe on the backend's reactor, or a network connection.
+#[derive(Debug)]
+enum Conn {
+    Local(imp::Stream),
+    Net(net::Stream),
 }
 
 impl Stream {
@@ -144,6 +192,11 @@ impl Stream {
         options: &ConnectOptions,
     ) -> io::Result<Stream> {
         let name = name.into_pipe_name()?;
+        if let Some(addr) = name.as_net() {
+            return Ok(Stream {
+                inner: Conn::Net(net::connect(addr, options).await?),
+            });
+        }
         let options = options.clone();
         let stream =
             tokio::task::spawn_blocking(move || crate::Stream::connect_with(name, &options))
@@ -161,14 +214,31 @@ impl Stream {
     /// The OS error of switching modes or setting up the stream's waits, or the runtime's
     /// error registering it.
     pub fn from_blocking(stream: crate::Stream) -> io::Result<Stream> {
-        Ok(Stream {
-            inner: imp::Stream::new(stream.into_local()?)?,
-        })
+        let inner = match stream.into_net() {
+            Ok(net) => Conn::Net(net::Stream::from_blocking(net)?),
+            Err(stream) => Conn::Local(imp::Stream::new(stream.into_local()?)?),
+        };
+        Ok(Stream { inner })
     }
 
     /// The connection's mode.
     pub fn mode(&self) -> Mode {
         self.inner.mode()
+    }
+
+    /// The address of the other end of a `tcp://` or `tls://` connection.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for a local pipe.
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match &self.inner {
+            Conn::Local(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "peer_addr is for tcp:// and tls:// connections; use peer_credentials",
+            )),
+            Conn::Net(stream) => Ok(stream.peer_addr()),
+        }
     }
 
     /// Who is on the other end.
@@ -302,8 +372,8 @@ impl AsyncWrite for Stream {
 /// The stream under two halves: owned, or borrowed from a [`Stream`].
 #[derive(Debug)]
 enum Inner<'a> {
-    Owned(imp::Stream),
-    Borrowed(&'a mut imp::Stream),
+    Owned(Conn),
+    Borrowed(&'a mut Conn),
 }
 
 /// What both halves hold. The lock is taken only inside one poll of one operation, never
@@ -323,7 +393,7 @@ fn halves<'a>(inner: Inner<'a>) -> (ReadHalf<'a>, WriteHalf<'a>) {
 }
 
 /// Runs `f` on the stream under `shared`.
-fn with<R>(shared: &Shared<'_>, f: impl FnOnce(&mut imp::Stream) -> R) -> R {
+fn with<R>(shared: &Shared<'_>, f: impl FnOnce(&mut Conn) -> R) -> R {
     let mut inner = shared.lock().unwrap_or_else(|e| e.into_inner());
     match &mut *inner {
         Inner::Owned(stream) => f(stream),
@@ -418,5 +488,111 @@ impl AsyncWrite for WriteHalf<'_> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         with(&self.shared, |s| Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+impl Conn {
+    fn mode(&self) -> Mode {
+        match self {
+            Conn::Local(stream) => stream.mode(),
+            Conn::Net(stream) => stream.mode(),
+        }
+    }
+
+    fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        match self {
+            Conn::Local(stream) => stream.peer_credentials(),
+            Conn::Net(stream) => Ok(stream.peer_credentials()),
+        }
+    }
+
+    async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        match self {
+            Conn::Local(stream) => stream.send(msg).await,
+            Conn::Net(stream) => stream.send(msg).await,
+        }
+    }
+
+    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self {
+            Conn::Local(stream) => stream.recv(buf).await,
+            Conn::Net(stream) => stream.recv(buf).await,
+        }
+    }
+
+    async fn recv_to_vec(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        match self {
+            Conn::Local(stream) => stream.recv_to_vec(buf).await,
+            Conn::Net(stream) => stream.recv_to_vec(buf).await,
+        }
+    }
+
+    fn poll_send(&mut self, cx: &mut Context<'_>, msg: &[u8]) -> Poll<io::Result<()>> {
+        match self {
+            Conn::Local(stream) => stream.poll_send(cx, msg),
+            Conn::Net(stream) => stream.poll_send(cx, msg),
+        }
+    }
+
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<Option<usize>>> {
+        match self {
+            Conn::Local(stream) => stream.poll_recv(cx, buf),
+            Conn::Net(stream) => stream.poll_recv(cx, buf),
+        }
+    }
+
+    fn poll_recv_to_vec(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Poll<io::Result<Option<usize>>> {
+        match self {
+            Conn::Local(stream) => stream.poll_recv_to_vec(cx, buf),
+            Conn::Net(stream) => stream.poll_recv_to_vec(cx, buf),
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Local(stream) => Pin::new(stream).poll_read(cx, buf),
+            Conn::Net(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Local(stream) => Pin::new(stream).poll_write(cx, buf),
+            Conn::Net(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Local(stream) => Pin::new(stream).poll_flush(cx),
+            Conn::Net(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Local(stream) => Pin::new(stream).poll_shutdown(cx),
+            Conn::Net(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
     }
 }

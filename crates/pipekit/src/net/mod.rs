@@ -70,6 +70,8 @@ use pipekit_core::{ConnectOptions, ListenerOptions, Mode, NetAddress, PeerCreden
 mod lock;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio;
 
 use lock::lock;
 
@@ -441,6 +443,13 @@ struct Shared {
     writer: Mutex<FrameWriter>,
 }
 
+impl Shared {
+    #[cfg(feature = "tokio")]
+    fn into_parts(self) -> (Wire, SocketAddr, Mode, usize) {
+        (self.wire, self.peer, self.mode, self.max_message_size)
+    }
+}
+
 impl Stream {
     fn new(
         wire: Wire,
@@ -592,14 +601,5 @@ impl Write for &Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        #[cfg(feature = "tls")]
-        if let Wire::Tls(conn) = &self.wire {
-            conn.close();
-        }
     }
 }

@@ -34,13 +34,13 @@ use rustls::{
 use super::lock::lock;
 
 /// The most handshakes a listener runs at once; a client beyond them is dropped at once.
-const MAX_HANDSHAKES: usize = 64;
+pub(super) const MAX_HANDSHAKES: usize = 64;
 
 /// Finished handshakes waiting for `accept`.
 const READY_BACKLOG: usize = 16;
 
 /// The ALPN protocol that names a mode.
-fn alpn(mode: Mode) -> Vec<u8> {
+pub(super) fn alpn(mode: Mode) -> Vec<u8> {
     match mode {
         Mode::Messages => b"pipekit-messages".to_vec(),
         _ => b"pipekit-bytes".to_vec(),
@@ -236,7 +236,7 @@ fn handshake(conn: &mut Connection, tcp: &TcpStream, deadline: Instant) -> io::R
 
 /// Says what a TLS failure means: an untrusted certificate is `PermissionDenied`, a mode the
 /// server does not serve `InvalidInput`.
-fn classify(e: io::Error) -> io::Error {
+pub(super) fn classify(e: io::Error) -> io::Error {
     if e.kind() == io::ErrorKind::WouldBlock {
         return context_kind(
             io::ErrorKind::TimedOut,
@@ -439,6 +439,12 @@ impl Conn {
         if self.tcp.set_nonblocking(true).is_ok() {
             let _ = (&self.tcp).write(&out);
         }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
