@@ -784,27 +784,31 @@ fn quiet(args: &[&str]) -> Child {
 /// Starts `pipekit relay ARGS -v` and waits for its "relaying FROM -> TO" line; the relay and
 /// the FROM it serves (with the port a `tcp://127.0.0.1:0` got).
 fn relay(args: &[&str]) -> (Child, String) {
+    let (child, line) = first_report(&[&["relay"], args, &["-v"]].concat(), Stdio::null);
+    let from = line
+        .strip_prefix("pipekit: relaying ")
+        .and_then(|rest| rest.split(" -> ").next())
+        .unwrap_or_else(|| panic!("relay {args:?} said {line:?}"))
+        .to_owned();
+    (child, from)
+}
+
+/// Starts pipekit with `args` (stdout made by `out`) and waits for the first line it reports
+/// on stderr; it goes on reading the rest so that pipekit never blocks on a full pipe.
+fn first_report(args: &[&str], out: fn() -> Stdio) -> (Child, String) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(PIPEKIT)
-        .arg("relay")
         .args(args)
-        .arg("-v")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(out())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
-    let from = line
-        .strip_prefix("pipekit: relaying ")
-        .and_then(|rest| rest.split(" -> ").next())
-        .unwrap_or_else(|| panic!("relay {args:?} said {line:?}"))
-        .to_owned();
-    // Go on reading its reports so that it never blocks on a full pipe.
     std::thread::spawn(move || for _ in stderr.lines().map_while(Result::ok) {});
-    (child, from)
+    (child, line.trim_end().to_owned())
 }
 
 /// Random-looking bytes (every value, no pattern a bug could keep).
@@ -1750,25 +1754,11 @@ fn message_queues_at_65535_bytes_run_as_labelled_chunks_for_an_unprivileged_user
 /// Starts `pipekit listen ARGS -v` and waits for its "serving NAME" line; the server and the
 /// name it serves (with the port a `tls://127.0.0.1:0` got). Its stdout is kept.
 fn listen_verbose(args: &[&str]) -> (Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(PIPEKIT)
-        .arg("listen")
-        .args(args)
-        .arg("-v")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
+    let (child, line) = first_report(&[&["listen"], args, &["-v"]].concat(), Stdio::piped);
     let name = line
         .strip_prefix("pipekit: serving ")
         .unwrap_or_else(|| panic!("listen {args:?} said {line:?}"))
-        .trim()
         .to_owned();
-    std::thread::spawn(move || for _ in stderr.lines().map_while(Result::ok) {});
     (child, name)
 }
 

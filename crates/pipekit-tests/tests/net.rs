@@ -38,6 +38,22 @@ fn tls_client(pki: &Pki, mode: Mode) -> ConnectOptions {
     options
 }
 
+/// Writes `len` bytes of pattern `seed` through `client` while a second thread reads the echo
+/// back through the same stream, and checks it.
+fn echo_both_ways(client: &Stream, len: usize, seed: u8) {
+    let data = pattern(len, seed);
+    let back = thread::scope(|s| {
+        let reading = s.spawn(|| {
+            let mut back = vec![0u8; data.len()];
+            (&*client).read_exact(&mut back).map(|()| back)
+        });
+        (&*client).write_all(&data).unwrap();
+        reading.join().unwrap()
+    })
+    .unwrap();
+    assert!(back == data, "the echo differs");
+}
+
 /// Messages of every size up to the maximum cross a TCP connection to another process
 /// whole, in order, and the too-small-buffer rule holds.
 #[test]
@@ -86,17 +102,7 @@ fn tcp_messages_cross_process_keep_boundaries_and_sizes() {
 fn tcp_bytes_cross_process_echo_both_ways_at_once() {
     let (_peer, name) = serve("tcp://127.0.0.1:0", "bytes", &["echo"], &[]);
     let client = Stream::connect(&name).unwrap();
-    let data = pattern(4 << 20, 3);
-    let back = thread::scope(|s| {
-        let reading = s.spawn(|| {
-            let mut back = vec![0u8; data.len()];
-            (&client).read_exact(&mut back).map(|()| back)
-        });
-        (&client).write_all(&data).unwrap();
-        reading.join().unwrap()
-    })
-    .unwrap();
-    assert!(back == data, "the echo differs");
+    echo_both_ways(&client, 4 << 20, 3);
     client.shutdown_write().unwrap();
     assert_eq!(
         (&client).read(&mut [0u8; 8]).unwrap(),
@@ -147,17 +153,7 @@ fn tls_bytes_cross_process_echo_both_ways_at_once() {
     ];
     let (_peer, name) = serve("tls://127.0.0.1:0", "bytes", &["echo"], &env);
     let client = Stream::connect_with(&name, &tls_client(&pki, Mode::Bytes)).unwrap();
-    let data = pattern(4 << 20, 5);
-    let back = thread::scope(|s| {
-        let reading = s.spawn(|| {
-            let mut back = vec![0u8; data.len()];
-            (&client).read_exact(&mut back).map(|()| back)
-        });
-        (&client).write_all(&data).unwrap();
-        reading.join().unwrap()
-    })
-    .unwrap();
-    assert!(back == data, "the echo differs");
+    echo_both_ways(&client, 4 << 20, 5);
     client.shutdown_write().unwrap();
     assert_eq!(
         (&client).read(&mut [0u8; 8]).unwrap(),

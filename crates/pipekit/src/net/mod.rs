@@ -93,38 +93,12 @@ enum Accepting {
 
 impl Listener {
     pub(crate) fn bind(addr: &NetAddress, options: &ListenerOptions) -> io::Result<Listener> {
-        options.validate()?;
-        #[cfg(not(feature = "tls"))]
-        if addr.is_tls() {
-            return Err(no_tls(addr));
-        }
-        let candidates = resolve(addr)?;
-        check_exposure(addr, &candidates, options)?;
-        #[cfg(feature = "tls")]
-        let tls = if addr.is_tls() {
-            Some(tls::server_config(options)?)
-        } else {
-            None
-        };
-        let mut last = None;
-        let mut bound = None;
-        for candidate in &candidates {
-            match TcpListener::bind(candidate) {
-                Ok(listener) => {
-                    bound = Some(listener);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let listener = match bound {
-            Some(listener) => listener,
-            None => {
-                let e = last.unwrap_or_else(|| io::ErrorKind::AddrNotAvailable.into());
-                return Err(context(e, format!("cannot listen on {addr}")));
-            }
-        };
-        let name = served_name(addr, listener.local_addr()?)?;
+        let Bound {
+            listener,
+            name,
+            #[cfg(feature = "tls")]
+            tls,
+        } = bind(addr, options)?;
         let socket = Accepting::Tcp(listener);
         #[cfg(feature = "tls")]
         let socket = match (socket, tls) {
@@ -196,6 +170,48 @@ impl Listener {
     }
 }
 
+/// A listening socket for `addr`, what it serves, and its TLS configuration.
+struct Bound {
+    listener: TcpListener,
+    name: PipeName,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Checks the options, resolves `addr`, refuses what must not be exposed, builds the TLS
+/// configuration (reading the PEM files) and binds the first address that takes it.
+fn bind(addr: &NetAddress, options: &ListenerOptions) -> io::Result<Bound> {
+    options.validate()?;
+    #[cfg(not(feature = "tls"))]
+    if addr.is_tls() {
+        return Err(no_tls(addr));
+    }
+    let candidates = resolve(addr)?;
+    check_exposure(addr, &candidates, options)?;
+    #[cfg(feature = "tls")]
+    let tls = if addr.is_tls() {
+        Some(tls::server_config(options)?)
+    } else {
+        None
+    };
+    let mut last = None;
+    for candidate in &candidates {
+        match TcpListener::bind(candidate) {
+            Ok(listener) => {
+                return Ok(Bound {
+                    name: served_name(addr, listener.local_addr()?)?,
+                    listener,
+                    #[cfg(feature = "tls")]
+                    tls,
+                });
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.unwrap_or_else(|| io::ErrorKind::AddrNotAvailable.into());
+    Err(context(e, format!("cannot listen on {addr}")))
+}
+
 /// Refuses a plain `tcp://` listener on an address other than loopback, unless the options
 /// allow it.
 fn check_exposure(
@@ -253,10 +269,13 @@ fn no_tls(addr: &NetAddress) -> io::Error {
 
 /// The addresses `addr` names (a host name may have several).
 fn resolve(addr: &NetAddress) -> io::Result<Vec<SocketAddr>> {
-    let found: Vec<SocketAddr> = (addr.host(), addr.port())
-        .to_socket_addrs()
-        .map_err(|e| context(e, format!("cannot resolve the host of {addr}")))?
-        .collect();
+    let found = (addr.host(), addr.port()).to_socket_addrs();
+    resolved(addr, found.map(Iterator::collect))
+}
+
+/// What a lookup of `addr` found: at least one address, or the error that says why not.
+fn resolved(addr: &NetAddress, found: io::Result<Vec<SocketAddr>>) -> io::Result<Vec<SocketAddr>> {
+    let found = found.map_err(|e| context(e, format!("cannot resolve the host of {addr}")))?;
     if found.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,

@@ -55,36 +55,13 @@ impl Drop for Listener {
 impl Listener {
     /// Binds `addr`. Must run inside a Tokio runtime with I/O enabled.
     pub(crate) fn bind(addr: &NetAddress, options: &ListenerOptions) -> io::Result<Listener> {
-        options.validate()?;
-        #[cfg(not(feature = "tls"))]
-        if addr.is_tls() {
-            return Err(super::no_tls(addr));
-        }
-        let candidates = super::resolve(addr)?;
-        super::check_exposure(addr, &candidates, options)?;
-        #[cfg(feature = "tls")]
-        let tls = if addr.is_tls() {
-            Some(super::tls::server_config(options)?)
-        } else {
-            None
-        };
-        let mut last = None;
-        let mut bound = None;
-        for candidate in &candidates {
-            match std::net::TcpListener::bind(candidate) {
-                Ok(listener) => {
-                    bound = Some(listener);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let Some(listener) = bound else {
-            let e = last.unwrap_or_else(|| io::ErrorKind::AddrNotAvailable.into());
-            return Err(context(e, format!("cannot listen on {addr}")));
-        };
+        let super::Bound {
+            listener,
+            name,
+            #[cfg(feature = "tls")]
+            tls,
+        } = super::bind(addr, options)?;
         let local = listener.local_addr()?;
-        let name = super::served_name(addr, local)?;
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let accepting = Accepting::Tcp(listener);
@@ -189,16 +166,8 @@ pub(crate) async fn connect(addr: &NetAddress, options: &ConnectOptions) -> io::
     };
     let start = Instant::now();
     let deadline = start + options.wait.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
-    let candidates: Vec<SocketAddr> = tokio::net::lookup_host((addr.host(), addr.port()))
-        .await
-        .map_err(|e| context(e, format!("cannot resolve the host of {addr}")))?
-        .collect();
-    if candidates.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("the host of {addr} has no address"),
-        ));
-    }
+    let found = tokio::net::lookup_host((addr.host(), addr.port())).await;
+    let candidates = super::resolved(addr, found.map(Iterator::collect))?;
     let mut backoff = Backoff::until(deadline);
     let (tcp, peer) = loop {
         match connect_any(&candidates, deadline).await {
