@@ -666,7 +666,8 @@ impl Stream {
     }
 
     /// Who is on the other end: its process id (Linux, macOS, Windows) and, on Unix, its
-    /// user and group ids.
+    /// user and group ids. A `tcp://` or `tls://` connection has none of them: see
+    /// [`peer_addr`](Self::peer_addr) and [`peer_certificate`](Self::peer_certificate).
     ///
     /// # Errors
     ///

@@ -314,6 +314,8 @@ pub(super) struct Conn {
     reading: Mutex<()>,
     /// Encrypted records on their way out; the lock orders them.
     sending: Mutex<Vec<u8>>,
+    /// Set when records that were made could not all be sent: the session cannot go on.
+    broken: AtomicBool,
 }
 
 impl fmt::Debug for Conn {
@@ -331,7 +333,23 @@ impl Conn {
             state: Mutex::new(conn),
             reading: Mutex::new(()),
             sending: Mutex::new(Vec::new()),
+            broken: AtomicBool::new(false),
         }
+    }
+
+    /// Sends `records` (made under the state lock, in order); a failure breaks the session,
+    /// whose sequence numbers have moved on without them.
+    fn send_records(&self, records: &[u8]) -> io::Result<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write failed inside the TLS stream (a write timeout?); the \
+                 connection cannot go on",
+            ));
+        }
+        (&self.tcp).write_all(records).inspect_err(|_| {
+            self.broken.store(true, Ordering::SeqCst);
+        })
     }
 
     pub(super) fn tcp(&self) -> &TcpStream {
@@ -402,7 +420,7 @@ impl Conn {
             }
             taken
         };
-        (&self.tcp).write_all(&out)?;
+        self.send_records(&out)?;
         Ok(taken)
     }
 
@@ -416,7 +434,7 @@ impl Conn {
                 state.write_tls(&mut *out)?;
             }
         }
-        (&self.tcp).write_all(&out)
+        self.send_records(&out)
     }
 
     pub(super) fn shutdown_write(&self) -> io::Result<()> {

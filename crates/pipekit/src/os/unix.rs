@@ -62,7 +62,8 @@ pub fn socket_path(name: impl IntoPipeName) -> io::Result<PathBuf> {
 
 /// Unix-only constructors and queries for [`Listener`].
 pub trait ListenerExt: Sized {
-    /// Binds `name` with portable `options` and Unix-only `unix` options.
+    /// Binds `name` with portable `options` and Unix-only `unix` options. A `tcp://` or
+    /// `tls://` name is bound as [`Listener::bind_with`] binds it: `unix` does not apply.
     ///
     /// # Errors
     ///
