@@ -848,3 +848,120 @@ async fn pipekit_tests_echo(listener: &pipekit::tokio::Listener, conns: usize) -
     }
     total
 }
+
+/// Python's `ssl` module as a client of a pipekit `tls://` server, in byte mode (a TLS stream
+/// like any other) and in message mode (the documented 4-byte big-endian length prefix), with
+/// certificate verification on: a TLS implementation nobody here wrote. (Unix: the Windows
+/// run under Wine has no Python or Node of its own.)
+#[cfg(unix)]
+#[test]
+fn python_ssl_clients_talk_to_a_pipekit_tls_server() {
+    const PY: &str = r#"
+import socket, ssl, struct, sys
+host, port, ca, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+with socket.create_connection((host, port)) as raw:
+    with ctx.wrap_socket(raw, server_hostname=host) as s:
+        def read_exact(n):
+            got = b""
+            while len(got) < n:
+                chunk = s.recv(n - len(got))
+                assert chunk, "EOF"
+                got += chunk
+            return got
+        msgs = [b"", b"hello", bytes(range(256)) * 300]
+        for m in msgs:
+            if mode == "messages":
+                s.sendall(struct.pack(">I", len(m)) + m)
+                n = struct.unpack(">I", read_exact(4))[0]
+                assert read_exact(n) == m
+            elif m:
+                s.sendall(m)
+                assert read_exact(len(m)) == m
+        print("ok " + s.version(), flush=True)
+"#;
+    let pki = Pki::new("py-ssl");
+    let (cert, key) = pki.issue("py-server", &["localhost"], false);
+    let env = [
+        ("PEER_TLS_CERT", cert.as_path()),
+        ("PEER_TLS_KEY", key.as_path()),
+    ];
+    for mode in ["bytes", "messages"] {
+        let (_peer, name) = serve("tls://127.0.0.1:0", mode, &["echo"], &env);
+        let port = name.rsplit(':').next().unwrap();
+        let out = Command::new("python3")
+            .args(["-c", PY, "localhost", port])
+            .arg(pki.ca_file())
+            .arg(mode)
+            .output()
+            .expect("python3 must be installed (ci/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok TLSv1.3",
+            "{mode}"
+        );
+    }
+}
+
+/// A pipekit `tls://` client of servers nobody here wrote: Python's `ssl` and Node's `tls`,
+/// each echoing one byte stream; the client verifies their certificate.
+#[cfg(unix)]
+#[test]
+fn a_pipekit_tls_client_talks_to_python_and_node_servers() {
+    const PY: &str = r#"
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+with socket.create_server(("127.0.0.1", 0)) as srv:
+    print(srv.getsockname()[1], flush=True)
+    conn, _ = srv.accept()
+    with ctx.wrap_socket(conn, server_side=True) as s:
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            s.sendall(data)
+        s.unwrap()  # close_notify: a clean end, not a cut connection
+"#;
+    const NODE: &str = r#"
+const fs = require('fs');
+const server = require('tls').createServer(
+  { cert: fs.readFileSync(process.argv[1]), key: fs.readFileSync(process.argv[2]) },
+  (s) => { s.pipe(s); s.on('end', () => server.close()); });
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+"#;
+    let pki = Pki::new("tls-foreign");
+    let (cert, key) = pki.issue("foreign", &["localhost", "127.0.0.1"], false);
+    for (who, program, script) in [("python", "python3", PY), ("node", "node", NODE)] {
+        let flag = if who == "python" { "-c" } else { "-e" };
+        let mut server = Command::new(program)
+            .args([flag, script])
+            .arg(&cert)
+            .arg(&key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} must be installed: {e}"));
+        let mut port = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(server.stdout.as_mut().unwrap()),
+            &mut port,
+        )
+        .unwrap();
+        let name = format!("tls://127.0.0.1:{}", port.trim());
+        let client = Stream::connect_with(&name, &tls_client(&pki, Mode::Bytes)).unwrap();
+        echo_both_ways(&client, 1 << 20, 7);
+        client.shutdown_write().unwrap();
+        let mut rest = Vec::new();
+        (&client).read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{who}: more than the echo came back");
+        drop(client);
+        let status = server.wait().unwrap();
+        assert!(status.success(), "the {who} server failed");
+    }
+}
