@@ -965,3 +965,62 @@ server.listen(0, '127.0.0.1', () => console.log(server.address().port));
         assert!(status.success(), "the {who} server failed");
     }
 }
+
+/// The Tokio listener runs TLS handshakes beside `accept` too: clients that never finish
+/// theirs do not hold up a real one, and the server drops them at the deadline; a client
+/// asking for the other mode is told at connect.
+#[test]
+fn tokio_tls_listener_is_not_held_up_by_stalled_handshakes() {
+    use tokio::io::AsyncReadExt;
+    let pki = Pki::new("tls-tokio-slow");
+    let (cert, key) = pki.server();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut options = ListenerOptions::new();
+        options
+            .mode(Mode::Messages)
+            .tls_certificate(&cert, &key)
+            .tls_handshake_timeout(Duration::from_millis(500));
+        let listener = pipekit::tokio::Listener::bind_with("tls://127.0.0.1:0", &options).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut stalled = Vec::new();
+        for _ in 0..8 {
+            stalled.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let name = format!("tls://{addr}");
+        let server = tokio::spawn(async move {
+            let mut conn = listener.accept().await?;
+            let mut buf = Vec::new();
+            conn.recv_to_vec(&mut buf).await?;
+            conn.send(&buf).await?;
+            Ok::<_, io::Error>(listener)
+        });
+        let start = Instant::now();
+        let mut client =
+            pipekit::tokio::Stream::connect_with(name.as_str(), &tls_client(&pki, Mode::Messages))
+                .await
+                .unwrap();
+        client.send(b"through").await.unwrap();
+        let mut back = Vec::new();
+        assert_eq!(client.recv_to_vec(&mut back).await.unwrap(), Some(7));
+        assert!(
+            start.elapsed() < Duration::from_millis(450),
+            "the served client waited for the stalled ones: {:?}",
+            start.elapsed()
+        );
+        let _listener = server.await.unwrap().unwrap();
+        for mut stalled in stalled {
+            let ended =
+                tokio::time::timeout(Duration::from_secs(20), stalled.read(&mut [0u8; 64])).await;
+            assert!(ended.is_ok(), "a stalled handshake was never dropped");
+        }
+        let err =
+            pipekit::tokio::Stream::connect_with(name.as_str(), &tls_client(&pki, Mode::Bytes))
+                .await
+                .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{}", chain(&err));
+    });
+}

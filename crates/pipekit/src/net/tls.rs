@@ -33,7 +33,8 @@ use rustls::{
 
 use super::lock::lock;
 
-/// The most handshakes a listener runs at once; a client beyond them is dropped at once.
+/// The most handshakes a listener runs (or holds finished, beyond `READY_BACKLOG`, for an
+/// `accept` that does not come) at once; a client beyond them is dropped at once.
 pub(super) const MAX_HANDSHAKES: usize = 64;
 
 /// Finished handshakes waiting for `accept`.
@@ -582,11 +583,12 @@ fn accept_loop(
         let spawned = thread::Builder::new()
             .name("pipekit-tls-handshake".into())
             .spawn(move || {
-                let finished = server_handshake(tcp, config, timeout);
-                count.fetch_sub(1, Ordering::SeqCst);
-                if let Ok(conn) = finished {
+                // The place is held until `accept` has the connection: a server that stops
+                // accepting holds at most MAX_HANDSHAKES + READY_BACKLOG of them.
+                if let Ok(conn) = server_handshake(tcp, config, timeout) {
                     let _ = done.send((conn, peer));
                 }
+                count.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
             running.fetch_sub(1, Ordering::SeqCst);

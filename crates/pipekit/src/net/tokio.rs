@@ -143,10 +143,11 @@ async fn accept_tls(
         let (acceptor, done) = (acceptor.clone(), done.clone());
         tokio::spawn(async move {
             let finished = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
-            drop(permit);
             if let Ok(Ok(tls)) = finished {
                 let _ = done.send((Io::Tls(Box::new(tls.into())), peer)).await;
             }
+            // Held until `accept` has the connection, as in the blocking listener.
+            drop(permit);
         });
     }
 }
