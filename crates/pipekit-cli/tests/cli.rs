@@ -1916,3 +1916,56 @@ fn network_flags_are_checked() {
         text(&out.stderr)
     );
 }
+
+/// `--server-name`: a server reached by address whose certificate names only a host name.
+#[test]
+fn send_checks_the_server_name_it_is_told() {
+    let pki = pipekit_tests::Pki::new("cli-tls-name");
+    let (cert, key) = pki.issue("svc", &["svc.test"], false);
+    let ca = pki.ca_file();
+    let (cert, key, ca) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        ca.to_str().unwrap(),
+    );
+    let (mut server, name) = listen_verbose(&[
+        "tls://127.0.0.1:0",
+        "--messages",
+        "--reply",
+        "OK",
+        "--cert",
+        cert,
+        "--key",
+        key,
+    ]);
+    let out = pipekit(&[
+        "send",
+        &name,
+        "--messages",
+        "--wait-reply",
+        "--ca",
+        ca,
+        "hi",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not valid for name"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = pipekit(&[
+        "send",
+        &name,
+        "--messages",
+        "--wait-reply",
+        "--ca",
+        ca,
+        "--server-name",
+        "svc.test",
+        "hi",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "OK\n");
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -762,6 +762,12 @@ fn tokio_api_over_tcp_and_tls_across_processes() {
                 .await
                 .unwrap();
             assert_eq!(client.peer_addr().unwrap().to_string(), name[6..]);
+            assert!(client.local_addr().unwrap().ip().is_loopback());
+            assert_eq!(
+                client.peer_certificate().is_some(),
+                tls,
+                "{scheme}: a certificate"
+            );
             let mut back = Vec::new();
             for (i, size) in [0, 1, 70_000, 1 << 20].into_iter().enumerate() {
                 let msg = pattern(size, i as u8);

@@ -241,6 +241,30 @@ impl Stream {
         }
     }
 
+    /// The address of this end of a `tcp://` or `tls://` connection.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for a local pipe; the OS error.
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match &self.inner {
+            Conn::Local(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "local_addr is for tcp:// and tls:// connections",
+            )),
+            Conn::Net(stream) => stream.local_addr(),
+        }
+    }
+
+    /// The certificate the other end of a `tls://` connection showed (DER), as
+    /// [`crate::Stream::peer_certificate`].
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match &self.inner {
+            Conn::Local(_) => None,
+            Conn::Net(stream) => stream.peer_certificate(),
+        }
+    }
+
     /// Who is on the other end.
     ///
     /// # Errors

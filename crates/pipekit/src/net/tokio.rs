@@ -391,6 +391,24 @@ impl Stream {
         self.peer
     }
 
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.tcp().local_addr()
+    }
+
+    pub(crate) fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match &self.io {
+            Io::Tcp(_) => None,
+            #[cfg(feature = "tls")]
+            Io::Tls(tls) => {
+                let certs = match &**tls {
+                    tokio_rustls::TlsStream::Client(c) => c.get_ref().1.peer_certificates(),
+                    tokio_rustls::TlsStream::Server(s) => s.get_ref().1.peer_certificates(),
+                };
+                certs?.first().map(|c| c.to_vec())
+            }
+        }
+    }
+
     fn buffered(&self) -> usize {
         self.end - self.start
     }
