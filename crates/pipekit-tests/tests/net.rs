@@ -1030,3 +1030,50 @@ fn tokio_tls_listener_is_not_held_up_by_stalled_handshakes() {
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{}", chain(&err));
     });
 }
+
+/// A peer that announces a message over the maximum (here 4 GiB − 1) is `InvalidData`, for
+/// the blocking and the Tokio API alike, before anything is allocated for it; a cut frame is
+/// `UnexpectedEof` in both.
+#[test]
+fn hostile_frame_headers_are_refused() {
+    let raw = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let name = format!("tcp://{}", raw.local_addr().unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for tokio_api in [false, true] {
+        for (bytes, kind) in [
+            (&[0xFF, 0xFF, 0xFF, 0xFF][..], io::ErrorKind::InvalidData),
+            (&[0, 0, 0, 9, 1, 2][..], io::ErrorKind::UnexpectedEof),
+        ] {
+            let peer = thread::spawn({
+                let raw = raw.try_clone().unwrap();
+                let bytes = bytes.to_vec();
+                move || {
+                    let (mut s, _) = raw.accept().unwrap();
+                    s.write_all(&bytes).unwrap();
+                }
+            });
+            let mut back = Vec::new();
+            let err = if tokio_api {
+                rt.block_on(async {
+                    let mut client =
+                        pipekit::tokio::Stream::connect_with(name.as_str(), &messages())
+                            .await
+                            .unwrap();
+                    client.recv_to_vec(&mut back).await.unwrap_err()
+                })
+            } else {
+                let client = Stream::connect_with(&name, &messages()).unwrap();
+                client.recv_to_vec(&mut back).unwrap_err()
+            };
+            peer.join().unwrap();
+            assert_eq!(err.kind(), kind, "tokio {tokio_api}, {bytes:?}: {err}");
+            assert!(
+                back.capacity() < 1 << 20,
+                "memory reserved for a hostile header"
+            );
+        }
+    }
+}
