@@ -187,6 +187,7 @@ fn duplex(name: &str, mode: &str, rest: &[String]) -> io::Result<()> {
             Mode::Bytes
         })
         .wait(Some(std::time::Duration::from_secs(60)));
+    net_connect_options(&mut options);
     let stream = connect(name, &options, framed)?;
     pipekit_tests::duplex(&stream, via.parse()?, 1, 2, pieces)?;
     println!("ok");
