@@ -1102,7 +1102,7 @@ fn full_duplex_across_processes_over_tcp_and_tls() {
                 } else {
                     "bytes"
                 };
-                let mut client = Command::new(PEER)
+                let client = Command::new(PEER)
                     .args(["duplex", &listener.name().to_string(), mode_arg, "200", via])
                     .env("PEER_TLS_CA", pki.ca_file())
                     .stdout(std::process::Stdio::piped())
