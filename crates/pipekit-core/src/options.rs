@@ -158,7 +158,9 @@ impl ListenerOptions {
     }
 
     /// `tls://`: requires every client to show a certificate issued by a CA of this PEM file
-    /// (mutual TLS); a client without one fails its handshake.
+    /// (mutual TLS). The server refuses a client without one in the handshake; a TLS 1.3
+    /// client, which finishes its side first, reads the refusal (`PermissionDenied`) as the
+    /// first thing after connecting.
     pub fn tls_client_ca(&mut self, ca: impl Into<PathBuf>) -> &mut Self {
         self.net.client_ca = Some(ca.into());
         self
@@ -166,7 +168,8 @@ impl ListenerOptions {
 
     /// `tls://` with [`tls_client_ca`](Self::tls_client_ca): accepts only client
     /// certificates valid for `name` (a DNS subject alternative name); call once per name
-    /// allowed. The others are dropped at accept.
+    /// allowed. The others are refused in the handshake, as clients without a certificate
+    /// are, and never reach `accept`.
     pub fn tls_allow_client(&mut self, name: impl Into<String>) -> &mut Self {
         self.net.allowed_clients.push(name.into());
         self
