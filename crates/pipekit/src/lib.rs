@@ -259,7 +259,7 @@ impl Listener {
     /// `Unsupported` for a local name.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match &self.inner {
-            ListenerInner::Local(listener) => Err(network_only("local_addr", listener.name())),
+            ListenerInner::Local(_) => Err(net::network_only("local_addr")),
             ListenerInner::Net(listener) => listener.local_addr(),
         }
     }
@@ -342,13 +342,6 @@ fn not_local(name: &PipeName) -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
         format!("{name} is a network connection; this works on local pipes only"),
-    )
-}
-
-fn network_only(what: &str, name: &PipeName) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        format!("{what} is for tcp:// and tls:// connections; {name} is a local pipe"),
     )
 }
 
@@ -515,10 +508,7 @@ impl Stream {
     /// `Unsupported` for a local pipe (see [`peer_credentials`](Self::peer_credentials)).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match &self.inner {
-            StreamInner::Local(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "peer_addr is for tcp:// and tls:// connections; use peer_credentials",
-            )),
+            StreamInner::Local(_) => Err(net::network_only("peer_addr (use peer_credentials)")),
             StreamInner::Net(stream) => Ok(stream.peer_addr()),
         }
     }
@@ -530,10 +520,7 @@ impl Stream {
     /// `Unsupported` for a local pipe; the OS error.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match &self.inner {
-            StreamInner::Local(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "local_addr is for tcp:// and tls:// connections",
-            )),
+            StreamInner::Local(_) => Err(net::network_only("local_addr")),
             StreamInner::Net(stream) => stream.local_addr(),
         }
     }

@@ -150,10 +150,7 @@ impl Listener {
     /// `Unsupported` for a local name.
     pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
         match &self.inner {
-            Accept::Local(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "local_addr is for tcp:// and tls:// listeners",
-            )),
+            Accept::Local(_) => Err(crate::net::network_only("local_addr")),
             Accept::Net(listener) => Ok(listener.local_addr()),
         }
     }
@@ -233,10 +230,7 @@ impl Stream {
     /// `Unsupported` for a local pipe.
     pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         match &self.inner {
-            Conn::Local(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "peer_addr is for tcp:// and tls:// connections; use peer_credentials",
-            )),
+            Conn::Local(_) => Err(crate::net::network_only("peer_addr (use peer_credentials)")),
             Conn::Net(stream) => Ok(stream.peer_addr()),
         }
     }
@@ -248,10 +242,7 @@ impl Stream {
     /// `Unsupported` for a local pipe; the OS error.
     pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
         match &self.inner {
-            Conn::Local(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "local_addr is for tcp:// and tls:// connections",
-            )),
+            Conn::Local(_) => Err(crate::net::network_only("local_addr")),
             Conn::Net(stream) => stream.local_addr(),
         }
     }

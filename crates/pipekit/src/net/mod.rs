@@ -247,6 +247,14 @@ fn served_name(addr: &NetAddress, local: SocketAddr) -> io::Result<PipeName> {
     }
 }
 
+/// The error for a network-only call (`what`) on a local pipe.
+pub(crate) fn network_only(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what} is for tcp:// and tls:// connections; this is a local pipe"),
+    )
+}
+
 /// A write that found the peer gone: `BrokenPipe`, as on every local transport.
 fn peer_gone(e: io::Error) -> io::Error {
     match e.kind() {

@@ -103,7 +103,17 @@ fn roots(path: &Path) -> io::Result<RootCertStore> {
     Ok(roots)
 }
 
-fn system_roots() -> io::Result<RootCertStore> {
+/// The system's roots, read once per process (the first time a client needs them).
+fn system_roots() -> io::Result<Arc<RootCertStore>> {
+    static ROOTS: std::sync::OnceLock<Arc<RootCertStore>> = std::sync::OnceLock::new();
+    if let Some(roots) = ROOTS.get() {
+        return Ok(Arc::clone(roots));
+    }
+    let roots = Arc::new(load_system_roots()?);
+    Ok(Arc::clone(ROOTS.get_or_init(|| roots)))
+}
+
+fn load_system_roots() -> io::Result<RootCertStore> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
     let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
@@ -178,10 +188,10 @@ pub(super) fn server_config(options: &ListenerOptions) -> io::Result<Arc<ServerC
 pub(super) fn client_config(options: &ConnectOptions) -> io::Result<Arc<ClientConfig>> {
     let net = &options.net;
     let roots = match &net.ca {
-        Some(ca) => roots(ca)?,
+        Some(ca) => Arc::new(roots(ca)?),
         None => system_roots()?,
     };
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
         .build()
         .map_err(|e| invalid_input(format!("the CA certificates are not usable: {e}")))?;
     let builder = ClientConfig::builder_with_provider(provider())
@@ -217,10 +227,7 @@ fn handshake(conn: &mut Connection, tcp: &TcpStream, deadline: Instant) -> io::R
     while conn.is_handshaking() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the TLS handshake did not finish in time",
-            ));
+            return Err(too_slow());
         }
         tcp.set_read_timeout(Some(left))?;
         tcp.set_write_timeout(Some(left))?;
@@ -287,24 +294,53 @@ pub(super) fn connect(
     mode: Mode,
     deadline: Instant,
 ) -> io::Result<Conn> {
-    let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
-        invalid_input(format!(
-            "{server_name:?} is not a host name or IP address a certificate can name"
-        ))
-    })?;
-    let client = ClientConnection::new(config, name).map_err(|e| tls_error(e, "TLS setup"))?;
+    let client = ClientConnection::new(config, server_name_of(server_name)?)
+        .map_err(|e| tls_error(e, "TLS setup"))?;
     let mut conn = Connection::Client(client);
     handshake(&mut conn, &tcp, deadline)?;
-    let expected = alpn(mode);
-    if conn
-        .alpn_protocol()
-        .is_some_and(|p| p != expected.as_slice())
-    {
+    check_mode(conn.alpn_protocol(), mode)?;
+    Ok(Conn::new(tcp, conn))
+}
+
+/// The name a server's certificate must be valid for, from its text.
+pub(super) fn server_name_of(text: &str) -> io::Result<ServerName<'static>> {
+    ServerName::try_from(text.to_owned()).map_err(|_| {
+        invalid_input(format!(
+            "{text:?} is not a host name or IP address a certificate can name"
+        ))
+    })
+}
+
+/// Checks the mode the server chose by ALPN (a server that chose none is taken at its word).
+pub(super) fn check_mode(chosen: Option<&[u8]>, mode: Mode) -> io::Result<()> {
+    if chosen.is_some_and(|p| p != alpn(mode).as_slice()) {
         return Err(invalid_input(
             "the server chose another mode than this end asked for",
         ));
     }
-    Ok(Conn::new(tcp, conn))
+    Ok(())
+}
+
+/// A TLS read that found the connection ended without `close_notify`: `UnexpectedEof`, saying
+/// what that may mean; other errors as they are.
+pub(super) fn no_close_notify(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        context(
+            e,
+            "the peer closed the TLS connection without close_notify (it may have died, or \
+             the connection was cut)",
+        )
+    } else {
+        e
+    }
+}
+
+/// The error for a handshake that did not finish before its deadline.
+pub(super) fn too_slow() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the TLS handshake did not finish in time",
+    )
 }
 
 /// One TLS connection over a blocking TCP stream, usable from a reading and a writing thread
@@ -371,14 +407,7 @@ impl Conn {
             match lock(&self.state).reader().read(buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(context(
-                        e,
-                        "the peer closed the TLS connection without close_notify (it may have \
-                         died, or the connection was cut)",
-                    ));
-                }
-                Err(e) => return Err(e),
+                Err(e) => return Err(no_close_notify(e)),
             }
             // Wait for bytes without the state lock, so that writers carry on meanwhile.
             let arrived = loop {

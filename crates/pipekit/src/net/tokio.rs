@@ -221,34 +221,15 @@ async fn handshake(
     mode: Mode,
     deadline: Instant,
 ) -> io::Result<tokio_rustls::TlsStream<TcpStream>> {
-    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|_| {
-        pipekit_core::error::invalid_input(format!(
-            "{server_name:?} is not a host name or IP address a certificate can name"
-        ))
-    })?;
+    let name = super::tls::server_name_of(server_name)?;
     let left = deadline.saturating_duration_since(Instant::now());
     let connecting = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
     let tls = match tokio::time::timeout(left.max(super::MIN_ATTEMPT), connecting).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return Err(super::tls::classify(e)),
-        Err(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the TLS handshake did not finish in time",
-            ));
-        }
+        Err(_) => return Err(super::tls::too_slow()),
     };
-    let expected = super::tls::alpn(mode);
-    if tls
-        .get_ref()
-        .1
-        .alpn_protocol()
-        .is_some_and(|p| p != expected.as_slice())
-    {
-        return Err(pipekit_core::error::invalid_input(
-            "the server chose another mode than this end asked for",
-        ));
-    }
+    super::tls::check_mode(tls.get_ref().1.alpn_protocol(), mode)?;
     Ok(tls.into())
 }
 
@@ -275,19 +256,9 @@ impl Io {
             #[cfg(feature = "tls")]
             Io::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
         };
-        read.map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                context(
-                    e,
-                    "the peer closed the TLS connection without close_notify (it may have \
-                     died, or the connection was cut)",
-                )
-            } else {
-                #[cfg(feature = "tls")]
-                let e = super::tls::classify(e);
-                e
-            }
-        })
+        #[cfg(feature = "tls")]
+        let read = read.map_err(|e| super::tls::no_close_notify(super::tls::classify(e)));
+        read
     }
 
     fn poll_write_vectored(
