@@ -36,7 +36,8 @@ pub use name::{
     IntoPipeName, NameForm, NetAddress, PipeName, UnixAddress, UnixEnv, dotnet_temp_path,
 };
 pub use options::{
-    ConnectOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT, ListenerOptions,
+    ConnectOptions, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT,
+    ListenerOptions, MAX_SHARED_MEMORY, MIN_SHARED_MEMORY, SHARED_MEMORY_OVERHEAD,
 };
 pub use peer::PeerCredentials;
 pub use traits::{ByteStream, Connection, Listener, MessagePipe};

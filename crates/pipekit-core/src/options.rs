@@ -21,6 +21,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 /// The largest maximum message size: what a 4-byte frame header can carry.
 const MAX_MESSAGE_LIMIT: usize = u32::MAX as usize;
 
+/// The smallest shared-memory ring: one page.
+pub const MIN_SHARED_MEMORY: usize = 4096;
+
+/// The largest shared-memory ring: 1 GiB.
+pub const MAX_SHARED_MEMORY: usize = 1 << 30;
+
+/// What a message takes in a shared-memory ring besides its bytes (its length word and
+/// alignment), at most: a ring must hold one message of the maximum size.
+pub const SHARED_MEMORY_OVERHEAD: usize = 16;
+
 /// How a listener is made. One value makes every later instance.
 ///
 /// Fields are public to read; set them with the builder methods of the same name. Whichever
@@ -56,6 +66,9 @@ pub struct ListenerOptions {
     /// For `tcp://` and `tls://` names: certificates, client verification, the handshake
     /// deadline.
     pub net: NetListenerOptions,
+    /// The capacity of each shared-memory ring offered to clients that ask, in bytes;
+    /// `None` (the default) offers none.
+    pub shared_memory: Option<usize>,
 }
 
 impl ListenerOptions {
@@ -70,6 +83,7 @@ impl ListenerOptions {
             default_timeout: DEFAULT_TIMEOUT,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             net: NetListenerOptions::new(),
+            shared_memory: None,
         }
     }
 
@@ -145,6 +159,38 @@ impl ListenerOptions {
         self
     }
 
+    /// Offers clients that ask for it ([`ConnectOptions::shared_memory`]) a shared-memory
+    /// channel: two rings of `capacity` bytes each (rounded up to whole pages), one each
+    /// way, in a segment private to the connection. Both ends then move messages and bytes
+    /// through memory, without a system call per message while the other side keeps up; the
+    /// socket stays for wake-ups and for noticing the peer's death. Clients that do not ask
+    /// (other programs, older versions) get the plain connection. `None` offers nothing.
+    ///
+    /// In message mode a ring must hold the largest message: `capacity` at least
+    /// `max_message_size +` [`SHARED_MEMORY_OVERHEAD`].
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Unix-domain sockets only (Linux, macOS, the BSDs): the segment is a sealed `memfd`
+    /// (Linux, FreeBSD) or an `shm_open` object unlinked at once, passed over the socket with
+    /// `SCM_RIGHTS`. FIFO servers, `tcp://`/`tls://` names and Windows pipes offer nothing
+    /// and serve the plain connection. Streams of the Tokio and `mio` APIs do not use it
+    /// (their listener refuses the option).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipekit_core::{ListenerOptions, Mode};
+    ///
+    /// let mut options = ListenerOptions::new();
+    /// options.mode(Mode::Messages).max_message_size(65536).shared_memory(Some(4 << 20));
+    /// assert!(options.validate().is_ok());
+    /// ```
+    pub fn shared_memory(&mut self, capacity: Option<usize>) -> &mut Self {
+        self.shared_memory = capacity;
+        self
+    }
+
     /// `tls://`: the server's certificate chain and private key, PEM files. A `tls://`
     /// listener needs them.
     pub fn tls_certificate(
@@ -194,13 +240,31 @@ impl ListenerOptions {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a maximum message size above 4 GiB − 1, or a zero TLS handshake
-    /// timeout.
+    /// `InvalidInput` for a maximum message size above 4 GiB − 1, a zero TLS handshake
+    /// timeout, or a shared-memory capacity out of range or too small for the largest
+    /// message.
     pub fn validate(&self) -> io::Result<()> {
         if self.net.handshake_timeout.is_zero() {
             return Err(invalid_input("the TLS handshake timeout is zero"));
         }
-        check_max_message_size(self.max_message_size)
+        check_max_message_size(self.max_message_size)?;
+        if let Some(capacity) = self.shared_memory {
+            if !(MIN_SHARED_MEMORY..=MAX_SHARED_MEMORY).contains(&capacity) {
+                return Err(invalid_input(format!(
+                    "shared-memory capacity of {capacity} bytes is outside \
+                     {MIN_SHARED_MEMORY}..={MAX_SHARED_MEMORY}"
+                )));
+            }
+            let need = self.max_message_size.saturating_add(SHARED_MEMORY_OVERHEAD);
+            if self.mode == Mode::Messages && capacity < need {
+                return Err(invalid_input(format!(
+                    "shared-memory capacity of {capacity} bytes cannot hold a message of the \
+                     maximum size ({} bytes): it needs at least {need}",
+                    self.max_message_size
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -240,6 +304,8 @@ pub struct ConnectOptions {
     pub max_message_size: usize,
     /// For `tls://` names: which CAs to trust, the client's certificate.
     pub net: NetConnectOptions,
+    /// Whether to take a shared-memory channel the server offers.
+    pub shared_memory: bool,
 }
 
 impl ConnectOptions {
@@ -252,6 +318,7 @@ impl ConnectOptions {
             out_buffer_size: DEFAULT_BUFFER_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             net: NetConnectOptions::new(),
+            shared_memory: false,
         }
     }
 
@@ -296,6 +363,25 @@ impl ConnectOptions {
     /// The largest message, in bytes, that `send` accepts and `recv` takes (default 1 MiB).
     pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// Takes a shared-memory channel if the server offers one
+    /// ([`ListenerOptions::shared_memory`]); default `false`. Nothing is waited for: the
+    /// connection starts on the socket and moves to memory when the offer is seen (at the
+    /// latest at the first read); a server that offers nothing keeps the plain connection.
+    ///
+    /// The client marks its socket for the server by binding it, before it connects, to an
+    /// address servers that know nothing of this ignore (Linux: an abstract name
+    /// `pipekit-shm-v1/…`; elsewhere a socket file in the per-user directory, removed once
+    /// connected).
+    ///
+    /// # Platform-specific behavior
+    ///
+    /// Unix-domain sockets only; elsewhere (FIFOs, network names, Windows) it has no
+    /// effect. The Tokio API refuses it.
+    pub fn shared_memory(&mut self, accept: bool) -> &mut Self {
+        self.shared_memory = accept;
         self
     }
 

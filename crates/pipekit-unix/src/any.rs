@@ -388,6 +388,63 @@ impl Stream {
         dispatch!(StreamInner, &self.inner, s => s.recv_to_vec(buf))
     }
 
+    /// Sends one message of `len` bytes that `fill` writes in place. On a shared-memory
+    /// connection `fill` writes straight into the ring, so the sender makes no copy of its
+    /// own; elsewhere it writes into a buffer that is then sent (one allocation).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send); `fill` is not called when nothing can be sent (a size over
+    /// the maximum, the wrong mode, a peer gone).
+    pub fn send_with<R>(&self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> io::Result<R> {
+        match &self.inner {
+            StreamInner::Socket(s) => s.send_with(len, fill),
+            StreamInner::Fifo(s) => {
+                if len > s.max_message_size() {
+                    return Err(pipekit_core::error::message_over_limit(
+                        len,
+                        s.max_message_size(),
+                    ));
+                }
+                let mut buf = vec![0u8; len];
+                let out = fill(&mut buf);
+                s.send(&buf).map(|()| out)
+            }
+        }
+    }
+
+    /// Receives one message and hands it to `take` in place: on a shared-memory connection
+    /// the bytes are read where they lie in the ring (no copy); elsewhere from a buffer the
+    /// message was received into. `None` at the end.
+    ///
+    /// The bytes are the peer's: a peer that breaks the protocol could change them while
+    /// `take` looks (only its own connection suffers).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_to_vec`](Self::recv_to_vec).
+    pub fn recv_with<R>(&self, take: impl FnOnce(&[u8]) -> R) -> io::Result<Option<R>> {
+        match &self.inner {
+            StreamInner::Socket(s) => s.recv_with(take),
+            StreamInner::Fifo(s) => {
+                let mut buf = Vec::new();
+                Ok(s.recv_to_vec(&mut buf)?.map(|_| take(&buf)))
+            }
+        }
+    }
+
+    /// Whether this connection runs over shared memory
+    /// ([`ListenerOptions::shared_memory`](pipekit_core::ListenerOptions::shared_memory)):
+    /// the server offered it and this client asked. A client learns it from the server's
+    /// first word, which it finds at its first read or write; this call also looks for it,
+    /// without waiting, and is `false` while it has not come.
+    pub fn is_shared_memory(&self) -> bool {
+        match &self.inner {
+            StreamInner::Socket(s) => s.is_shared_memory(),
+            StreamInner::Fifo(_) => false,
+        }
+    }
+
     /// Shuts down the write side: the peer reads EOF after everything sent before.
     ///
     /// # Errors

@@ -47,6 +47,7 @@ mod listener;
 #[cfg(feature = "mio")]
 mod mio;
 mod options;
+mod shm;
 mod stream;
 #[allow(unsafe_code)]
 mod sys;

@@ -18,6 +18,7 @@ use pipekit_core::slots::Slots;
 use pipekit_core::{ListenerOptions, Mode, PipeName, UnixAddress};
 
 use crate::busy::{busy_path, lock_path};
+use crate::shm::{self, Link};
 use crate::stream::SocketStream;
 use crate::stream::{adopted_mode, socket_addr, uses_seqpacket};
 use crate::{PeerPolicy, UnixOptions, dir, sys};
@@ -48,6 +49,8 @@ pub(crate) struct SocketListener {
     peer_policy: PeerPolicy,
     /// Peers closed because the policy refused them.
     refused: AtomicU64,
+    /// The ring capacity offered to clients that ask for shared memory.
+    shared_memory: Option<usize>,
 }
 
 /// The file a listener bound, removed on drop if it is still the same file.
@@ -194,6 +197,7 @@ impl SocketListener {
             nonblocking: AtomicBool::new(false),
             peer_policy: unix.peer_policy.clone(),
             refused: AtomicU64::new(0),
+            shared_memory: options.shared_memory,
         };
         sys::listen(&listener.fd).map_err(|e| context(e, format!("cannot listen on {name}")))?;
         Ok(listener)
@@ -224,12 +228,14 @@ impl SocketListener {
         };
         sys::after_accept(&fd, sys::sock_type(self.seqpacket))?;
         sys::raise_buffers(fd.as_fd(), self.buffers.0, self.buffers.1);
+        let link = self.shared_memory.and_then(|capacity| offer(&fd, capacity));
         Ok(SocketStream::new(
             fd,
             self.mode,
             self.seqpacket,
             self.max_message_size,
             slot,
+            link,
         ))
     }
 
@@ -300,6 +306,19 @@ impl SocketListener {
         self.nonblocking.store(nonblocking, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// A shared-memory channel for a client that asks (its address carries the marker), offered
+/// on `fd`; `None` for any other client, or if the offer cannot be made (the connection is
+/// then plain, as for a client that did not ask).
+fn offer(fd: &OwnedFd, capacity: usize) -> Option<Link> {
+    let peer = nix::sys::socket::getpeername::<UnixAddr>(fd.as_raw_fd()).ok()?;
+    if !shm::marked(&peer) {
+        return None;
+    }
+    shm::Channel::offer(fd.as_fd(), capacity)
+        .ok()
+        .map(Link::server)
 }
 
 /// The name of the address an adopted listener is bound to.
@@ -374,6 +393,7 @@ impl SocketListener {
             nonblocking: AtomicBool::new(false),
             peer_policy: unix.peer_policy.clone(),
             refused: AtomicU64::new(0),
+            shared_memory: options.shared_memory,
         })
     }
 

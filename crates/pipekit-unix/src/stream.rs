@@ -16,6 +16,7 @@ use pipekit_core::framing::{FrameReader, FrameWriter};
 use pipekit_core::slots::Slot;
 use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName, UnixAddress};
 
+use crate::shm::{self, Link, Route};
 use crate::{Framing, UnixOptions, sys};
 
 /// How messages travel on this connection.
@@ -37,8 +38,17 @@ struct Shared {
     /// `O_NONBLOCK` belongs to the socket, not to one descriptor.
     nonblocking: AtomicBool,
     read: Mutex<ReadState>,
-    /// Framed streams: the frame writer (`None` otherwise).
-    write: Mutex<Option<FrameWriter>>,
+    write: Mutex<WriteState>,
+    /// A shared-memory connection (offered by the server or asked for by the client).
+    shm: Option<Link>,
+}
+
+/// The write side's state.
+struct WriteState {
+    /// Framed streams: the frame writer.
+    frames: Option<FrameWriter>,
+    /// Shared-memory connections: the ring's progress.
+    ring: shm::Writer,
 }
 
 /// The read side's state.
@@ -48,6 +58,8 @@ struct ReadState {
     cmsg: Vec<u8>,
     /// Framed streams: the frame reader.
     frames: Option<FrameReader>,
+    /// Shared-memory connections: the ring's progress.
+    ring: shm::Reader,
 }
 
 /// Locks `mutex`; a panic in another thread while it held the lock leaves state that is
@@ -121,7 +133,16 @@ impl SocketStream {
         let sockaddr = socket_addr(addr)?;
         let seqpacket = uses_seqpacket(options.mode, unix);
         let fd = sys::socket(sys::sock_type(seqpacket))?;
-        let err = match sys::connect(&fd, &sockaddr, deadline) {
+        let marker = if options.shared_memory {
+            shm::mark(&fd)
+        } else {
+            None
+        };
+        let connected = sys::connect(&fd, &sockaddr, deadline);
+        if let Some(marker) = &marker {
+            marker.remove_file();
+        }
+        let err = match connected {
             Ok(()) => {
                 sys::raise_buffers(
                     fd.as_fd(),
@@ -138,6 +159,7 @@ impl SocketStream {
                     seqpacket,
                     options.max_message_size,
                     None,
+                    marker.map(|_| Link::client()),
                 ));
             }
             Err(err) => err,
@@ -180,6 +202,7 @@ impl SocketStream {
         seqpacket: bool,
         max_message_size: usize,
         slot: Option<Slot>,
+        shm: Option<Link>,
     ) -> SocketStream {
         let wire = match (mode, seqpacket) {
             #[cfg(linux_android)]
@@ -189,6 +212,7 @@ impl SocketStream {
             _ => Wire::Bytes,
         };
         let framed = wire == Wire::Framed;
+        let ring = shm.as_ref().map(Link::writer).unwrap_or_default();
         SocketStream {
             fd,
             mode,
@@ -200,8 +224,13 @@ impl SocketStream {
                     #[cfg(linux_android)]
                     cmsg: Vec::new(),
                     frames: framed.then(|| FrameReader::new(max_message_size)),
+                    ring: shm::Reader::default(),
                 }),
-                write: Mutex::new(framed.then(|| FrameWriter::new(max_message_size))),
+                write: Mutex::new(WriteState {
+                    frames: framed.then(|| FrameWriter::new(max_message_size)),
+                    ring,
+                }),
+                shm,
             }),
             _slot: slot,
         }
@@ -240,6 +269,7 @@ impl SocketStream {
             seqpacket,
             max_message_size,
             None,
+            None,
         ))
     }
 
@@ -251,11 +281,21 @@ impl SocketStream {
     /// `InvalidData` if a framed stream holds part of a message it read or has not yet
     /// written (the bytes would be lost with it).
     pub(crate) fn into_fd(self) -> io::Result<OwnedFd> {
+        if let Some(link) = &self.shared.shm
+            && (link.active() || link.undecided())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the connection runs over shared memory (or may yet): its descriptor alone \
+                 cannot carry it",
+            ));
+        }
         let read = lock(&self.shared.read)
             .frames
             .as_ref()
             .map_or(0, FrameReader::buffered);
         let unsent = lock(&self.shared.write)
+            .frames
             .as_ref()
             .map_or(0, FrameWriter::pending);
         if read + unsent > 0 {
@@ -301,6 +341,16 @@ impl SocketStream {
     ///
     /// The OS error.
     pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        if let Some(link) = &self.shared.shm {
+            let mut state = lock(&self.shared.write);
+            state.ring.shut = true;
+            if state.ring.on_ring
+                && let Some(channel) = link.channel()
+            {
+                channel.close_tx();
+                return Ok(());
+            }
+        }
         sys::shutdown_write(self.fd.as_fd())
     }
 
@@ -311,7 +361,11 @@ impl SocketStream {
     ///
     /// `InvalidInput` for a zero duration.
     pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        sys::set_read_timeout(self.fd.as_fd(), timeout)
+        sys::set_read_timeout(self.fd.as_fd(), timeout)?;
+        if let Some(link) = &self.shared.shm {
+            link.set_timeouts(Some(timeout), None);
+        }
+        Ok(())
     }
 
     /// Sets the write timeout (`SO_SNDTIMEO`); a write or `send` that waits longer fails
@@ -321,7 +375,11 @@ impl SocketStream {
     ///
     /// `InvalidInput` for a zero duration.
     pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        sys::set_write_timeout(self.fd.as_fd(), timeout)
+        sys::set_write_timeout(self.fd.as_fd(), timeout)?;
+        if let Some(link) = &self.shared.shm {
+            link.set_timeouts(None, Some(timeout));
+        }
+        Ok(())
     }
 
     /// A second handle on the same socket (`dup`), for reading on one thread while another
@@ -362,6 +420,47 @@ impl SocketStream {
         Io::new(self.fd.as_fd(), &self.shared.nonblocking)
     }
 
+    fn nonblocking(&self) -> bool {
+        self.shared.nonblocking.load(Ordering::Relaxed)
+    }
+
+    /// Where the next write goes on a shared-memory connection (`state` is the write
+    /// lock's), refusing writes after `shutdown_write` on the ring.
+    fn write_route<'a>(&self, link: &'a Link, state: &mut WriteState) -> io::Result<Route<'a>> {
+        let settled = state.frames.as_ref().is_none_or(|w| w.pending() == 0);
+        let route = link.write_route(
+            self.fd.as_fd(),
+            &mut state.ring,
+            self.max_message_size,
+            settled,
+        )?;
+        if matches!(route, Route::Ring(_)) && state.ring.shut {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the stream was shut down for writing",
+            ));
+        }
+        Ok(route)
+    }
+
+    /// Where the next read goes on a shared-memory connection.
+    fn read_route<'a>(&self, link: &'a Link, state: &mut ReadState) -> io::Result<Route<'a>> {
+        let buffered = state.frames.as_ref().is_some_and(|r| r.buffered() > 0);
+        let wait = link.read_wait(self.nonblocking());
+        link.read_route(self.fd.as_fd(), &mut state.ring, buffered, wait)
+            .map_err(|e| read_error(e, &self.shared.nonblocking))
+    }
+
+    /// Whether the connection runs over shared memory (one way or both): the server
+    /// offered it and the client took it. A client that asked and has not yet seen the
+    /// server's first word looks for it now, without waiting.
+    pub(crate) fn is_shared_memory(&self) -> bool {
+        self.shared
+            .shm
+            .as_ref()
+            .is_some_and(|link| link.look_now(self.fd.as_fd()))
+    }
+
     /// Sends `msg` as one message.
     ///
     /// # Errors
@@ -370,6 +469,68 @@ impl SocketStream {
     /// `BrokenPipe` if the peer is gone; `TimedOut` after the write timeout; `InvalidInput` on
     /// a byte-mode stream.
     pub(crate) fn send(&self, msg: &[u8]) -> io::Result<()> {
+        if self.wire == Wire::Bytes {
+            return Err(wrong_mode("send", self.mode));
+        }
+        let Some(link) = &self.shared.shm else {
+            return match self.wire {
+                Wire::Framed => self.send_socket(&mut lock(&self.shared.write).frames, msg),
+                _ => self.send_socket(&mut None, msg),
+            };
+        };
+        let mut state = lock(&self.shared.write);
+        match self.write_route(link, &mut state)? {
+            Route::Ring(channel) => {
+                let wait = link.write_wait(self.nonblocking());
+                let max = self.max_message_size;
+                channel.send(&mut state.ring.head, msg.len(), max, wait, |dst| {
+                    dst.copy_from_slice(msg)
+                })
+            }
+            Route::Socket => {
+                self.send_socket(&mut state.frames, msg)?;
+                state.ring.to_socket += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends one message of `len` bytes that `fill` writes in place: into the shared-memory
+    /// ring on such a connection (no copy of the caller's), else into a buffer then sent.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send); `fill` is not called when the message cannot be sent.
+    pub(crate) fn send_with<R>(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> io::Result<R> {
+        if self.wire == Wire::Bytes {
+            return Err(wrong_mode("send_with", self.mode));
+        }
+        if len > self.max_message_size {
+            return Err(pipekit_core::error::message_over_limit(
+                len,
+                self.max_message_size,
+            ));
+        }
+        if let Some(link) = &self.shared.shm {
+            let mut state = lock(&self.shared.write);
+            if let Route::Ring(channel) = self.write_route(link, &mut state)? {
+                let wait = link.write_wait(self.nonblocking());
+                let max = self.max_message_size;
+                return channel.send(&mut state.ring.head, len, max, wait, fill);
+            }
+        }
+        let mut buf = vec![0u8; len];
+        let out = fill(&mut buf);
+        self.send(&buf)?;
+        Ok(out)
+    }
+
+    /// One message on the socket.
+    fn send_socket(&self, frames: &mut Option<FrameWriter>, msg: &[u8]) -> io::Result<()> {
         match self.wire {
             #[cfg(linux_android)]
             Wire::Packets => {
@@ -394,9 +555,7 @@ impl SocketStream {
                 }
             }
             // `Framed` streams always have their frame writer.
-            Wire::Framed if let Some(writer) = &mut *lock(&self.shared.write) => {
-                writer.send(&mut self.io(), msg)
-            }
+            Wire::Framed if let Some(writer) = frames => writer.send(&mut self.io(), msg),
             Wire::Framed | Wire::Bytes => Err(wrong_mode("send", self.mode)),
         }
     }
@@ -410,15 +569,69 @@ impl SocketStream {
     /// fit `buf`; the message stays readable. `TimedOut` after the read timeout;
     /// `InvalidData` if the peer breaks the protocol; `InvalidInput` on a byte-mode stream.
     pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        if self.wire == Wire::Bytes {
+            return Err(wrong_mode("recv", self.mode));
+        }
+        let mut state = lock(&self.shared.read);
+        let Some(link) = &self.shared.shm else {
+            return self.recv_socket(&mut state, buf);
+        };
+        let max = self.max_message_size;
+        loop {
+            match self.read_route(link, &mut state)? {
+                Route::Ring(channel) => {
+                    let wait = link.read_wait(self.nonblocking());
+                    let room = Some(buf.len());
+                    return channel.recv(&mut state.ring.tail, room, max, wait, |map, at, len| {
+                        map.copy_out(at, &mut buf[..len]);
+                        len
+                    });
+                }
+                Route::Socket => {
+                    let got = self.recv_socket(&mut state, buf);
+                    if let Some(got) = counted(link, &mut state.ring, got)? {
+                        return Ok(got);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receives one message and hands it to `take` in place: from the shared-memory ring on
+    /// such a connection (no copy into a buffer of the caller's), else from a buffer it was
+    /// received into. `None` at the end.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_to_vec`](Self::recv_to_vec).
+    pub(crate) fn recv_with<R>(&self, take: impl FnOnce(&[u8]) -> R) -> io::Result<Option<R>> {
+        if self.wire == Wire::Bytes {
+            return Err(wrong_mode("recv_with", self.mode));
+        }
+        if let Some(link) = &self.shared.shm {
+            let mut state = lock(&self.shared.read);
+            if let Route::Ring(channel) = self.read_route(link, &mut state)? {
+                let wait = link.read_wait(self.nonblocking());
+                let max = self.max_message_size;
+                return channel.recv(&mut state.ring.tail, None, max, wait, |map, at, len| {
+                    map.with_slice(at, len, take)
+                });
+            }
+        }
+        let mut buf = Vec::new();
+        Ok(self.recv_to_vec(&mut buf)?.map(|_| take(&buf)))
+    }
+
+    fn recv_socket(&self, state: &mut ReadState, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match self.wire {
             #[cfg(linux_android)]
             Wire::Packets => {
                 let fd = self.fd.as_fd();
                 let max = self.max_message_size;
                 let nonblocking = &self.shared.nonblocking;
-                // Held from the peek to the read, so that another reader cannot take the
-                // message in between.
-                let cmsg = &mut lock(&self.shared.read).cmsg;
+                // The caller holds the read lock from the peek to the read, so that another
+                // reader cannot take the message in between.
+                let cmsg = &mut state.cmsg;
                 if buf.len() < max {
                     // Look at the size first, so that a message too large stays queued.
                     let size = match packet(fd, &mut [], true, cmsg, nonblocking)? {
@@ -437,7 +650,7 @@ impl SocketStream {
                     sys::Packet::Message(size) => Ok(Some(size)),
                 }
             }
-            Wire::Framed if let Some(reader) = &mut lock(&self.shared.read).frames => {
+            Wire::Framed if let Some(reader) = &mut state.frames => {
                 reader.recv(&mut self.io(), buf)
             }
             Wire::Framed | Wire::Bytes => Err(wrong_mode("recv", self.mode)),
@@ -451,13 +664,47 @@ impl SocketStream {
     /// As [`recv`](Self::recv), except that no message is too large for it (a message over
     /// the maximum message size is `InvalidData`).
     pub(crate) fn recv_to_vec(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        if self.wire == Wire::Bytes {
+            return Err(wrong_mode("recv_to_vec", self.mode));
+        }
+        let mut state = lock(&self.shared.read);
+        let Some(link) = &self.shared.shm else {
+            return self.recv_to_vec_socket(&mut state, buf);
+        };
+        let max = self.max_message_size;
+        loop {
+            match self.read_route(link, &mut state)? {
+                Route::Ring(channel) => {
+                    let wait = link.read_wait(self.nonblocking());
+                    buf.clear();
+                    return channel.recv(&mut state.ring.tail, None, max, wait, |map, at, len| {
+                        buf.resize(len, 0);
+                        map.copy_out(at, buf);
+                        len
+                    });
+                }
+                Route::Socket => {
+                    let got = self.recv_to_vec_socket(&mut state, buf);
+                    if let Some(got) = counted(link, &mut state.ring, got)? {
+                        return Ok(got);
+                    }
+                }
+            }
+        }
+    }
+
+    fn recv_to_vec_socket(
+        &self,
+        state: &mut ReadState,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<Option<usize>> {
         match self.wire {
             #[cfg(linux_android)]
             Wire::Packets => {
                 let fd = self.fd.as_fd();
                 let max = self.max_message_size;
                 let nonblocking = &self.shared.nonblocking;
-                let cmsg = &mut lock(&self.shared.read).cmsg;
+                let cmsg = &mut state.cmsg;
                 buf.clear();
                 let size = match packet(fd, &mut [], true, cmsg, nonblocking)? {
                     sys::Packet::Eof => return Ok(None),
@@ -478,7 +725,7 @@ impl SocketStream {
                 buf.clear();
                 outcome
             }
-            Wire::Framed if let Some(reader) = &mut lock(&self.shared.read).frames => {
+            Wire::Framed if let Some(reader) = &mut state.frames => {
                 reader.recv_to_vec(&mut self.io(), buf)
             }
             Wire::Framed | Wire::Bytes => Err(wrong_mode("recv_to_vec", self.mode)),
@@ -488,15 +735,35 @@ impl SocketStream {
     /// Byte mode: reads what has arrived. Message mode: receives one message (`Ok(0)` is a
     /// zero-length message or the end).
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.wire {
-            Wire::Bytes => self.io().read(buf),
-            _ => Ok(self.recv(buf)?.unwrap_or(0)),
+        if self.wire != Wire::Bytes {
+            return Ok(self.recv(buf)?.unwrap_or(0));
+        }
+        let Some(link) = &self.shared.shm else {
+            return self.io().read(buf);
+        };
+        let mut state = lock(&self.shared.read);
+        loop {
+            match self.read_route(link, &mut state)? {
+                Route::Ring(channel) => {
+                    let wait = link.read_wait(self.nonblocking());
+                    return channel
+                        .read(&mut state.ring.tail, buf, wait)
+                        .map_err(|e| read_error(e, &self.shared.nonblocking));
+                }
+                Route::Socket => match self.io().read(buf)? {
+                    0 if !buf.is_empty() && link.switched_meanwhile(&state.ring) => continue,
+                    n => {
+                        state.ring.from_socket += n as u64;
+                        return Ok(n);
+                    }
+                },
+            }
         }
     }
 
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         match self.wire {
-            Wire::Bytes => self.io().read_vectored(bufs),
+            Wire::Bytes if self.shared.shm.is_none() => self.io().read_vectored(bufs),
             _ => {
                 let first = bufs.iter_mut().find(|b| !b.is_empty());
                 first.map_or(Ok(0), |b| self.read(b))
@@ -506,15 +773,31 @@ impl SocketStream {
 
     /// Byte mode: writes some of `buf`. Message mode: sends `buf` as one message.
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        match self.wire {
-            Wire::Bytes => self.io().write(buf),
-            _ => self.send(buf).map(|()| buf.len()),
+        if self.wire != Wire::Bytes {
+            return self.send(buf).map(|()| buf.len());
+        }
+        let Some(link) = &self.shared.shm else {
+            return self.io().write(buf);
+        };
+        let mut state = lock(&self.shared.write);
+        match self.write_route(link, &mut state)? {
+            Route::Ring(channel) => {
+                let wait = link.write_wait(self.nonblocking());
+                channel
+                    .write(&mut state.ring.head, buf, wait)
+                    .map_err(|e| write_error(e, &self.shared.nonblocking))
+            }
+            Route::Socket => {
+                let n = self.io().write(buf)?;
+                state.ring.to_socket += n as u64;
+                Ok(n)
+            }
         }
     }
 
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self.wire {
-            Wire::Bytes => self.io().write_vectored(bufs),
+            Wire::Bytes if self.shared.shm.is_none() => self.io().write_vectored(bufs),
             _ => {
                 let first = bufs.iter().find(|b| !b.is_empty());
                 first.map_or(Ok(0), |b| self.write(b))
@@ -525,9 +808,33 @@ impl SocketStream {
     /// Message mode on a framed stream in non-blocking mode: writes the kept tail of a
     /// message the socket took only in part. Otherwise nothing to do.
     pub(crate) fn flush(&self) -> io::Result<()> {
-        match &mut *lock(&self.shared.write) {
+        match &mut lock(&self.shared.write).frames {
             Some(writer) => writer.flush(&mut self.io()),
             None => Ok(()),
+        }
+    }
+}
+
+/// Server, a message read from the socket before the client switched: counts it (a message
+/// thrown away for its size counts too: it was taken from the socket). `None`: the socket
+/// ended because the client moved to the ring meanwhile; read again.
+fn counted(
+    link: &Link,
+    reader: &mut shm::Reader,
+    got: io::Result<Option<usize>>,
+) -> io::Result<Option<Option<usize>>> {
+    match got {
+        Ok(Some(n)) => {
+            reader.from_socket += 1;
+            Ok(Some(Some(n)))
+        }
+        Ok(None) if link.switched_meanwhile(reader) => Ok(None),
+        Ok(None) => Ok(Some(None)),
+        Err(e) => {
+            if e.kind() == io::ErrorKind::InvalidData {
+                reader.from_socket += 1;
+            }
+            Err(e)
         }
     }
 }

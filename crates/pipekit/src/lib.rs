@@ -572,6 +572,88 @@ impl Stream {
         }
     }
 
+    /// Sends one message of `len` bytes that `fill` writes in place (message mode). On a
+    /// shared-memory connection ([`ListenerOptions::shared_memory`]) `fill` writes straight
+    /// into the ring, so the sender makes no copy of its own; on any other connection it
+    /// writes into a buffer that is then sent (one allocation).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send); `fill` is not called when nothing can be sent (a size over
+    /// the maximum, byte mode, a peer gone).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipekit::{ConnectOptions, Listener, ListenerOptions, Mode, Stream};
+    /// # let name = format!("doc-send-with-{}", std::process::id());
+    ///
+    /// let mut options = ListenerOptions::new();
+    /// options.mode(Mode::Messages).shared_memory(Some(1 << 20));
+    /// let listener = Listener::bind_with(&name, &options)?;
+    /// let client = Stream::connect_with(
+    ///     &name,
+    ///     ConnectOptions::new().mode(Mode::Messages).shared_memory(true),
+    /// )?;
+    /// let server = listener.accept()?;
+    /// server.send_with(4, |buf| buf.copy_from_slice(b"ping"))?;
+    /// let first = client.recv_with(|msg| msg.to_vec())?;
+    /// assert_eq!(first.as_deref(), Some(&b"ping"[..]));
+    /// assert_eq!(client.is_shared_memory(), cfg!(unix));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn send_with<R>(&self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> io::Result<R> {
+        match &self.inner {
+            #[cfg(unix)]
+            StreamInner::Local(stream) => stream.send_with(len, fill),
+            _ => {
+                let max = self.max_message_size();
+                if len > max {
+                    return Err(pipekit_core::error::message_over_limit(len, max));
+                }
+                let mut buf = vec![0u8; len];
+                let out = fill(&mut buf);
+                self.send(&buf).map(|()| out)
+            }
+        }
+    }
+
+    /// Receives one message and hands it to `take` in place (message mode): on a
+    /// shared-memory connection the bytes are read where they lie in the ring, without a
+    /// copy; on any other connection from a buffer the message was received into. `None`
+    /// once the peer has closed and every message has been read.
+    ///
+    /// The bytes are the peer's: a peer that breaks the protocol could change them while
+    /// `take` looks (only its own connection suffers).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_to_vec`](Self::recv_to_vec).
+    pub fn recv_with<R>(&self, take: impl FnOnce(&[u8]) -> R) -> io::Result<Option<R>> {
+        match &self.inner {
+            #[cfg(unix)]
+            StreamInner::Local(stream) => stream.recv_with(take),
+            _ => {
+                let mut buf = Vec::new();
+                Ok(self.recv_to_vec(&mut buf)?.map(|_| take(&buf)))
+            }
+        }
+    }
+
+    /// Whether this connection runs over shared memory: the listener offers it
+    /// ([`ListenerOptions::shared_memory`]) and the client asked
+    /// ([`ConnectOptions::shared_memory`]). A client learns it from the server's first word,
+    /// which it finds at its first read or write; this call also looks for it, without
+    /// waiting, and is `false` while it has not come.
+    /// Always `false` for FIFOs, network names and Windows pipes.
+    pub fn is_shared_memory(&self) -> bool {
+        match &self.inner {
+            #[cfg(unix)]
+            StreamInner::Local(stream) => stream.is_shared_memory(),
+            _ => false,
+        }
+    }
+
     /// Receives one message into `buf`: `Some(len)`, or `None` once the peer has closed and
     /// every message has been read. Zero-length messages are `Some(0)`.
     ///

@@ -20,6 +20,7 @@ use nix::sys::time::TimeVal;
 mod fd;
 pub(crate) mod fifo;
 mod os;
+pub(crate) mod shm;
 
 pub(crate) use fd::{cvt, errno, poll_until, set_nonblocking};
 
@@ -101,12 +102,7 @@ pub(crate) fn adopt(fd: &OwnedFd) -> io::Result<Adopted> {
         )));
     }
     let listening = cvt(socket::getsockopt(fd, sockopt::AcceptConn))?;
-    let flags = cvt(nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD))?;
-    let cloexec = nix::fcntl::FdFlag::from_bits_retain(flags) | nix::fcntl::FdFlag::FD_CLOEXEC;
-    cvt(nix::fcntl::fcntl(
-        fd,
-        nix::fcntl::FcntlArg::F_SETFD(cloexec),
-    ))?;
+    fd_cloexec(fd.as_fd())?;
     set_nonblocking(fd.as_fd(), false)?;
     os::after_socket(fd, ty)?;
     Ok(Adopted {
@@ -114,6 +110,17 @@ pub(crate) fn adopt(fd: &OwnedFd) -> io::Result<Adopted> {
         listening,
         addr,
     })
+}
+
+/// Sets close-on-exec on `fd`.
+pub(crate) fn fd_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = cvt(nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD))?;
+    let cloexec = nix::fcntl::FdFlag::from_bits_retain(flags) | nix::fcntl::FdFlag::FD_CLOEXEC;
+    cvt(nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(cloexec),
+    ))
+    .map(drop)
 }
 
 pub(crate) fn listen(fd: &OwnedFd) -> io::Result<()> {

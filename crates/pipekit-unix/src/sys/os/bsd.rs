@@ -18,6 +18,8 @@ pub(crate) const ABSTRACT_NAMESPACE: bool = false;
 pub(crate) const SUN_PATH_LEN: usize = 104;
 pub(crate) const SOCKET_FLAGS: SockFlag = SockFlag::SOCK_CLOEXEC;
 pub(crate) const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
+/// Flags of a receive that may take descriptors: close-on-exec at once where the OS can.
+pub(crate) const RECV_CLOEXEC: MsgFlags = MsgFlags::empty();
 
 pub(crate) fn after_socket(_fd: &OwnedFd, _ty: SockType) -> io::Result<()> {
     Ok(())

@@ -17,6 +17,8 @@ pub(crate) const ABSTRACT_NAMESPACE: bool = true;
 pub(crate) const SUN_PATH_LEN: usize = 108;
 pub(crate) const SOCKET_FLAGS: SockFlag = SockFlag::SOCK_CLOEXEC;
 pub(crate) const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
+/// Flags of a receive that may take descriptors: close-on-exec at once where the OS can.
+pub(crate) const RECV_CLOEXEC: MsgFlags = MsgFlags::MSG_CMSG_CLOEXEC;
 
 pub(crate) fn after_socket(fd: &OwnedFd, ty: SockType) -> io::Result<()> {
     if ty == SockType::SeqPacket {
