@@ -3,9 +3,10 @@
 #![cfg(unix)]
 
 use std::io::{self, Read, Write};
+use std::thread;
 
 use pipekit::{ConnectOptions, Listener, ListenerOptions, Mode, Stream};
-use pipekit_tests::unique_name;
+use pipekit_tests::{Peer, chain, pattern, unique_name};
 
 /// Ring capacity of the tests that do not say otherwise.
 const CAPACITY: usize = 1 << 20;
@@ -87,5 +88,203 @@ fn writes_before_the_offer_are_read_before_the_ring() {
         }
         drop(client);
         assert_eq!(server.read(&mut [0u8; 8]).unwrap(), 0, "{mode:?}: the end");
+    }
+}
+
+const PEER: &str = env!("CARGO_BIN_EXE_pipekit-peer");
+
+/// A peer process (pipekit's test peer) with `PEER_SHM` set.
+fn peer_command(shm: &str, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(PEER);
+    command.args(args).env("PEER_SHM", shm);
+    command
+}
+
+/// A pipekit server in another process offers shared memory; messages of every size up to
+/// the maximum (1 MiB, the peer's) and a byte stream in both directions at once come back
+/// whole, over the rings.
+#[test]
+fn messages_and_bytes_cross_process_over_shared_memory() {
+    let name = unique_name("shm-xp-msg");
+    let mut peer = Peer::start_command(&mut peer_command(
+        "2097152",
+        &["serve", &name, "messages", "echo"],
+    ));
+    let mut options = connect_options(Mode::Messages);
+    options.max_message_size(1 << 20);
+    let client = Stream::connect_with(&name, &options).unwrap();
+    let mut back = Vec::new();
+    for (i, size) in [0usize, 1, 7, 4096, 65535, 65536, 300_000, 1 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let msg = pattern(size, i as u8);
+        client.send(&msg).unwrap();
+        assert_eq!(client.recv_to_vec(&mut back).unwrap(), Some(size));
+        assert!(back == msg, "message of {size} bytes came back changed");
+    }
+    assert!(client.is_shared_memory(), "the peer offered shared memory");
+    let err = client.send(&vec![0u8; (1 << 20) + 1]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    drop(client);
+    peer.child.kill().unwrap();
+    peer.child.wait().unwrap();
+
+    let name = unique_name("shm-xp-bytes");
+    let mut peer = Peer::start_command(&mut peer_command(
+        "65536",
+        &["serve", &name, "bytes", "echo"],
+    ));
+    let client = Stream::connect_with(&name, &connect_options(Mode::Bytes)).unwrap();
+    let total = 3 << 20;
+    let sent = pattern(total, 3);
+    let writer = {
+        let mut client = client.try_clone().unwrap();
+        let sent = sent.clone();
+        thread::spawn(move || {
+            for piece in sent.chunks(10_000) {
+                client.write_all(piece).unwrap();
+            }
+            client.shutdown_write().unwrap();
+        })
+    };
+    let mut got = Vec::new();
+    (&client)
+        .read_to_end(&mut got)
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    writer.join().unwrap();
+    assert_eq!(got.len(), total);
+    assert!(got == sent, "the byte stream came back changed");
+    assert!(client.is_shared_memory());
+    peer.child.kill().unwrap();
+    peer.child.wait().unwrap();
+}
+
+/// A flooding peer (`pipekit-peer flood`) is SIGKILLed while it waits, mid-message, for room
+/// in the ring: what it published is read whole, then the end; nothing hangs, no torn
+/// message is delivered, and a write to it is `BrokenPipe`.
+#[test]
+fn a_peer_killed_mid_message_is_the_end() {
+    for mode in [Mode::Messages, Mode::Bytes] {
+        let name = unique_name("shm-kill");
+        let size = 40_000;
+        let mut listen = listen_options(mode, 65536);
+        listen.max_message_size(size);
+        let listener = Listener::bind_with(&name, &listen).unwrap();
+        let mode_arg = if mode == Mode::Messages {
+            "messages"
+        } else {
+            "bytes"
+        };
+        let mut child = pipekit_tests::spawn(
+            peer_command("1", &["flood", &name, mode_arg, &size.to_string()])
+                .stdout(std::process::Stdio::piped()),
+        )
+        .unwrap();
+        let mut server = listener.accept().unwrap();
+        assert!(server.is_shared_memory());
+        server.write_all(b"go").unwrap();
+        // `sending 1`: message 0 is in the ring, and message 1 cannot fit until it is read.
+        let mut lines = io::BufRead::lines(io::BufReader::new(child.stdout.take().unwrap()));
+        while lines.next().unwrap().unwrap() != "sending 1" {}
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let chunk = pattern(size, 7);
+        let mut got = Vec::new();
+        match mode {
+            Mode::Messages => {
+                assert_eq!(server.recv_to_vec(&mut got).unwrap(), Some(size));
+                assert!(got == chunk, "message 0 came changed");
+                assert_eq!(server.recv_to_vec(&mut got).unwrap(), None, "then the end");
+            }
+            _ => {
+                server.read_to_end(&mut got).unwrap();
+                assert!(got.len() >= size, "got {} bytes", got.len());
+                let torn = got
+                    .iter()
+                    .enumerate()
+                    .position(|(i, &b)| b != chunk[i % size]);
+                assert_eq!(torn, None, "every byte read is one the peer sent");
+            }
+        }
+        let err = (0..64)
+            .find_map(|_| server.write_all(&[1u8; 4096]).err())
+            .expect("writes to a killed peer kept succeeding");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{mode:?}: {err}");
+    }
+}
+
+/// A hostile client (a Python process that maps the segment it was offered) writes garbage
+/// indices and lengths: the server gets `InvalidData` on that connection, and neither
+/// crashes nor hangs nor reads outside the segment.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_peer_writing_garbage_indices_gets_invalid_data() {
+    use pipekit::os::unix::ListenerExt;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/shm_hostile.py");
+    for case in ["head", "length", "wrap", "tail"] {
+        let name = unique_name("shm-garbage");
+        let listen = listen_options(Mode::Messages, 1 << 17);
+        let listener = Listener::bind_with(&name, &listen).unwrap();
+        let path = listener.path().unwrap().to_owned();
+        let mut hostile = pipekit_tests::spawn(
+            std::process::Command::new("python3")
+                .args([script, "client"])
+                .arg(&path)
+                .arg(case)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped()),
+        )
+        .unwrap();
+        let server = listener.accept().unwrap();
+        assert!(server.is_shared_memory());
+        let mut lines = io::BufRead::lines(io::BufReader::new(hostile.stdout.take().unwrap()));
+        assert_eq!(lines.next().unwrap().unwrap(), "done", "{case}");
+        let err = if case == "tail" {
+            server.send(b"hello").unwrap_err()
+        } else {
+            server.recv_to_vec(&mut Vec::new()).unwrap_err()
+        };
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{case}: {err}");
+        assert!(
+            err.to_string().contains("shared-memory protocol"),
+            "{case}: {err}"
+        );
+        drop(hostile.stdin.take());
+        hostile.wait().unwrap();
+    }
+}
+
+/// A hostile server offers an unusable segment: the client's read fails with `InvalidData`
+/// naming the offer (nothing mapped past a segment that could shrink).
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unusable_offer_is_refused() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/shm_hostile.py");
+    for case in ["unsealed", "two-fds", "capacity"] {
+        let dir = std::env::temp_dir().join(unique_name("shm-offer"));
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("s");
+        let mut peer = Peer::start_command(
+            std::process::Command::new("python3")
+                .args([script, "server"])
+                .arg(&path)
+                .arg(case)
+                .stdin(std::process::Stdio::piped()),
+        );
+        let client =
+            Stream::connect_with(path.to_str().unwrap(), &connect_options(Mode::Messages)).unwrap();
+        assert_eq!(peer.line().as_deref(), Some("done"));
+        for _ in 0..2 {
+            // The connection stays broken: no later call takes it for a plain one.
+            let err = client.recv_to_vec(&mut Vec::new()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{case}: {err}");
+            assert!(err.to_string().contains("offer"), "{case}: {err}");
+            let err = client.send(b"x").unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{case}: {err}");
+        }
+        drop(peer.child.stdin.take());
+        peer.child.wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -207,6 +207,23 @@ impl Listener {
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         dispatch!(ListenerInner, &self.inner, l => l.set_nonblocking(nonblocking))
     }
+
+    /// Fails for a listener that offers shared memory: the Tokio and `mio` APIs wait on
+    /// descriptors alone, and a shared-memory stream's data is not on one.
+    #[cfg_attr(not(any(feature = "tokio", feature = "mio")), allow(dead_code))]
+    pub(crate) fn no_shared_memory(&self) -> io::Result<()> {
+        match &self.inner {
+            ListenerInner::Socket(l) if l.offers_shared_memory() => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{}: a listener that offers shared memory serves blocking streams only \
+                     (the async APIs wait on descriptors, and shared-memory data is on none)",
+                    l.name()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl AsFd for Listener {
@@ -505,6 +522,21 @@ impl Stream {
     /// The OS error.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         dispatch!(StreamInner, &self.inner, s => s.set_nonblocking(nonblocking))
+    }
+
+    /// Fails for a stream that has (or, a client that asked, may yet have) shared memory:
+    /// the Tokio and `mio` APIs wait on descriptors alone. Non-blocking calls on such a
+    /// stream work (`WouldBlock`), but nothing would wake an event loop for them.
+    #[cfg_attr(not(any(feature = "tokio", feature = "mio")), allow(dead_code))]
+    pub(crate) fn no_shared_memory(&self) -> io::Result<()> {
+        match &self.inner {
+            StreamInner::Socket(s) if s.has_shared_memory_link() => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a shared-memory stream (or one that asked for shared memory) is for blocking \
+                 use only: the async APIs wait on descriptors, and its data is on none",
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ impl mio::event::Source for Listener {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
+        self.no_shared_memory()?;
         SourceFd(&self.as_raw_fd()).register(registry, token, interests)
     }
 
@@ -40,6 +41,7 @@ impl mio::event::Source for Stream {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
+        self.no_shared_memory()?;
         match &mut self.inner {
             StreamInner::Socket(s) => SourceFd(&s.as_raw_fd()).register(registry, token, interests),
             StreamInner::Fifo(s) => s.register(registry, token, interests),

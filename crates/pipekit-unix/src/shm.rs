@@ -173,12 +173,7 @@ impl Channel {
     /// Client: maps the segment of an offer, after checking everything about it that the
     /// server could have got wrong.
     fn take(fds: Vec<OwnedFd>) -> io::Result<Channel> {
-        let bad = |why: String| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the server's shared-memory offer is unusable: {why}"),
-            )
-        };
+        let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
         let Ok([segment, bell0, bell1]) = <[OwnedFd; 3]>::try_from(fds) else {
             return Err(bad("it does not carry three descriptors".into()));
         };
@@ -274,16 +269,17 @@ impl Channel {
         wait: Wait,
         what: &str,
     ) -> io::Result<()> {
+        let deadline = match wait {
+            Wait::No if ready() || self.gone() => return Ok(()),
+            Wait::No => return Err(io::ErrorKind::WouldBlock.into()),
+            Wait::Until(deadline) => deadline,
+        };
         for _ in 0..SPINS {
             if ready() || self.gone() {
                 return Ok(());
             }
             std::hint::spin_loop();
         }
-        let deadline = match wait {
-            Wait::No => return Err(io::ErrorKind::WouldBlock.into()),
-            Wait::Until(deadline) => deadline,
-        };
         waiting.store(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if ready() || self.gone() {
@@ -627,6 +623,8 @@ pub(crate) struct Link {
     plain: AtomicBool,
     /// Client: held while looking for the offer.
     looking: Mutex<()>,
+    /// Client: the offer was unusable; every later call fails with this.
+    broken: OnceLock<String>,
     /// The timeouts, for waits on the rings (the socket keeps its own).
     read_timeout: Mutex<Option<Duration>>,
     write_timeout: Mutex<Option<Duration>>,
@@ -660,6 +658,7 @@ impl Link {
             channel: OnceLock::new(),
             plain: AtomicBool::new(false),
             looking: Mutex::new(()),
+            broken: OnceLock::new(),
             read_timeout: Mutex::new(None),
             write_timeout: Mutex::new(None),
         }
@@ -716,10 +715,12 @@ impl Link {
         if self.server {
             return self.server_read_route(socket, reader, buffered, wait);
         }
+        self.check()?;
         if self.plain.load(Ordering::Acquire) {
             return Ok(Route::Socket);
         }
         let _looking = lock(&self.looking);
+        self.check()?;
         if self.channel.get().is_none() && !self.plain.load(Ordering::Acquire) {
             self.look(socket, !matches!(wait, Wait::No))?;
         }
@@ -803,6 +804,7 @@ impl Link {
         {
             return Ok(Route::Ring(channel));
         }
+        self.check()?;
         if writer.shut || self.plain.load(Ordering::Acquire) {
             return Ok(Route::Socket);
         }
@@ -836,14 +838,24 @@ impl Link {
         Ok(Route::Ring(channel))
     }
 
+    /// Fails if an unusable offer broke the connection.
+    fn check(&self) -> io::Result<()> {
+        match self.broken.get() {
+            Some(why) => Err(io::Error::new(io::ErrorKind::InvalidData, why.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// Client: looks at what the server sent first; takes an offer, or settles on a plain
     /// connection. Errors: the socket's (`WouldBlock` when nothing came yet and `wait` is
     /// false), or an unusable offer.
     fn look(&self, socket: BorrowedFd<'_>, wait: bool) -> io::Result<()> {
         let mut buf = [0u8; OFFER.len()];
         let seen = sys::shm::recv_fds(socket, &mut buf, true, wait)?;
+        // The offer's bytes with descriptors (or control data cut short) is an offer, usable
+        // or not; the same bytes alone are a plain server's data.
         let offer = |got: &sys::shm::Received, buf: &[u8]| {
-            !got.truncated && got.bytes == OFFER.len() && buf == OFFER && got.fds.len() == 3
+            got.bytes == OFFER.len() && buf == OFFER && (got.truncated || !got.fds.is_empty())
         };
         if !offer(&seen, &buf) {
             self.plain.store(true, Ordering::Release);
@@ -852,11 +864,26 @@ impl Link {
         drop(seen);
         let got = sys::shm::recv_fds(socket, &mut buf, false, false)?;
         let taken = match offer(&got, &buf) {
-            true => Channel::take(got.fds),
+            true if got.truncated => Err(broken("the offer carries too many descriptors")),
+            true => Channel::take(got.fds).map_err(|e| {
+                context_kind(
+                    io::ErrorKind::InvalidData,
+                    e,
+                    "the server's shared-memory offer is unusable",
+                )
+            }),
             false => Err(broken("the offer changed between two looks")),
         };
-        let _ = self.channel.set(taken?);
-        Ok(())
+        match taken {
+            Ok(channel) => {
+                let _ = self.channel.set(channel);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.broken.set(e.to_string());
+                Err(e)
+            }
+        }
     }
 
     /// Whether the connection runs over shared memory (one way or both).
@@ -878,7 +905,10 @@ impl Link {
 
     /// Whether the client is still to see the server's first word.
     pub(crate) fn undecided(&self) -> bool {
-        !self.server && self.channel.get().is_none() && !self.plain.load(Ordering::Acquire)
+        !self.server
+            && self.channel.get().is_none()
+            && !self.plain.load(Ordering::Acquire)
+            && self.broken.get().is_none()
     }
 }
 

@@ -461,6 +461,12 @@ impl SocketStream {
             .is_some_and(|link| link.look_now(self.fd.as_fd()))
     }
 
+    /// Whether the connection has shared memory or may yet (a client that asked): the
+    /// Tokio and `mio` APIs, which wait on the socket alone, refuse such streams.
+    pub(crate) fn has_shared_memory_link(&self) -> bool {
+        self.shared.shm.is_some()
+    }
+
     /// Sends `msg` as one message.
     ///
     /// # Errors

@@ -38,9 +38,10 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// The OS error of switching modes or registering (which needs a runtime with I/O
-    /// enabled).
+    /// `Unsupported` for a listener that offers shared memory; the OS error of switching
+    /// modes or registering (which needs a runtime with I/O enabled).
     pub fn new(listener: crate::Listener) -> io::Result<Listener> {
+        listener.no_shared_memory()?;
         listener.set_nonblocking(true)?;
         // SAFETY: the listener owns its descriptor and keeps it open and unchanged for as
         // long as it lives (nothing in `crate::Listener` replaces it); the AsyncFd owns the
@@ -89,8 +90,10 @@ impl Stream {
     ///
     /// # Errors
     ///
-    /// The OS error of switching modes or registering.
+    /// `Unsupported` for a stream that has or asked for shared memory; the OS error of
+    /// switching modes or registering.
     pub fn new(stream: crate::Stream) -> io::Result<Stream> {
+        stream.no_shared_memory()?;
         stream.set_nonblocking(true)?;
         let watch = |fd, interest| {
             // SAFETY: `fd` belongs to `stream`, which the returned Stream owns. The watchers

@@ -5,6 +5,7 @@
 //! pipekit-peer clients NAME CONNS MSGS
 //! pipekit-peer bytes-client NAME TEXT
 //! pipekit-peer duplex NAME bytes|messages PIECES clone|shared [--framed]
+//! pipekit-peer flood NAME bytes|messages SIZE
 //! ```
 //!
 //! Binds NAME, prints `ready` on stdout, and serves each client on its own thread: `echo`
@@ -20,7 +21,11 @@
 //! `PEER_TLS_ALLOW` (the one client name allowed), `PEER_TLS_CA` (what a client trusts),
 //! `PEER_TLS_CLIENT_CERT` and `PEER_TLS_CLIENT_KEY` (a client's own); `PEER_INSECURE_NETWORK=1`
 //! lets a plain `tcp://` server bind a non-loopback address; `PEER_WAIT_MS` is how long a
-//! client waits for its server (60 s by default).
+//! client waits for its server (60 s by default). `PEER_SHM=CAPACITY` makes a server offer
+//! shared memory (rings of CAPACITY bytes) and a client (any value) ask for it.
+//!
+//! `flood` connects, waits for the server's first message (or, in byte mode, 2 bytes), then
+//! sends SIZE-byte messages (or chunks) until it is stopped, printing `sending I` before each.
 #![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
@@ -71,6 +76,9 @@ fn run(args: &[String]) -> io::Result<()> {
     }
     if cmd == "duplex" {
         return duplex(name, mode, rest);
+    }
+    if cmd == "flood" {
+        return flood(name, mode, rest);
     }
     if cmd != "serve" {
         return Err(usage());
@@ -223,6 +231,40 @@ fn bytes_client(name: &str, text: &str) -> io::Result<()> {
     Ok(())
 }
 
+fn flood(name: &str, mode: &str, rest: &[String]) -> io::Result<()> {
+    let [size] = rest else {
+        return Err(usage());
+    };
+    let size: usize = size.parse().map_err(|_| usage())?;
+    let mode = match mode {
+        "bytes" => Mode::Bytes,
+        "messages" => Mode::Messages,
+        _ => return Err(usage()),
+    };
+    let mut options = pipekit::ConnectOptions::new();
+    options
+        .mode(mode)
+        .max_message_size(size.max(16))
+        .wait(Some(std::time::Duration::from_secs(60)));
+    net_connect_options(&mut options);
+    let mut stream = Stream::connect_with(name, &options)?;
+    let mut go = [0u8; 16];
+    match mode {
+        Mode::Messages => drop(stream.recv(&mut go)?),
+        _ => stream.read_exact(&mut go[..2])?,
+    }
+    let chunk = pipekit_tests::pattern(size, 7);
+    for i in 0.. {
+        println!("sending {i}");
+        io::stdout().flush()?;
+        match mode {
+            Mode::Messages => stream.send(&chunk)?,
+            _ => stream.write_all(&chunk)?,
+        }
+    }
+    Ok(())
+}
+
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
 }
@@ -239,6 +281,9 @@ fn net_listener_options(options: &mut ListenerOptions) {
         options.tls_allow_client(name);
     }
     options.insecure_network(env("PEER_INSECURE_NETWORK").is_some());
+    if let Some(capacity) = env("PEER_SHM").and_then(|c| c.parse().ok()) {
+        options.shared_memory(Some(capacity));
+    }
 }
 
 /// The `PEER_TLS_*` client settings, and `PEER_WAIT_MS` (how long to wait for the server,
@@ -253,6 +298,7 @@ fn net_connect_options(options: &mut pipekit::ConnectOptions) {
     if let (Some(cert), Some(key)) = (env("PEER_TLS_CLIENT_CERT"), env("PEER_TLS_CLIENT_KEY")) {
         options.tls_client_certificate(cert, key);
     }
+    options.shared_memory(env("PEER_SHM").is_some());
 }
 
 #[cfg(unix)]

@@ -1,0 +1,91 @@
+"""A hostile peer of pipekit's shared-memory connections (Linux).
+
+    shm_hostile.py client PATH CASE   connect to the pipekit server at PATH, take its offer,
+                                      and break the ring protocol as CASE says
+    shm_hostile.py server PATH CASE   serve PATH and send the first client an unusable offer
+
+Client cases: `head` (a write index far past the ring), `length` (a message length past what
+was published), `wrap` (a wrap mark covering more than was published), `tail` (a read index
+far past the ring). Server cases: `unsealed` (a segment that may shrink), `two-fds` (an offer
+with two descriptors), `capacity` (a header that does not match the segment).
+
+Prints `done` once the damage is done, then stays connected until stdin closes, so that the
+other side meets the damage and not the end of a dead peer.
+"""
+
+import fcntl
+import mmap
+import os
+import socket
+import struct
+import sys
+
+OFFER = b"\0pipekit-shm-v1\0"
+PAGE = 4096
+CONTROL = (512, 1536)  # ring 0: server to client; ring 1: client to server
+HEAD, SWITCHED, BEFORE, TAIL = 0, 12, 16, 128
+
+
+def client(path, case):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sock.bind(b"\0pipekit-shm-v1/hostile-%d" % os.getpid())
+    sock.connect(path)
+    msg, anc, _flags, _addr = sock.recvmsg(len(OFFER), socket.CMSG_SPACE(3 * 4))
+    assert msg == OFFER, msg
+    fds = []
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += struct.unpack("%di" % (len(data) // 4), data)
+    segment, _bell0, bell1 = fds
+    size = os.fstat(segment).st_size
+    mem = mmap.mmap(segment, size)
+    capacity = struct.unpack_from("<Q", mem, 8)[0]
+    ring1 = CONTROL[1]
+    data1 = PAGE + capacity
+    if case == "tail":
+        struct.pack_into("<Q", mem, CONTROL[0] + TAIL, 1 << 40)
+    else:
+        if case == "head":
+            head = 1 << 40
+        elif case == "length":
+            struct.pack_into("<I", mem, data1, 0x7FFFFFFF)
+            head = 16
+        elif case == "wrap":
+            struct.pack_into("<I", mem, data1, 0xFFFFFFFF)
+            head = 8
+        else:
+            raise SystemExit("unknown case " + case)
+        struct.pack_into("<Q", mem, ring1 + BEFORE, 0)
+        struct.pack_into("<Q", mem, ring1 + HEAD, head)
+        struct.pack_into("<I", mem, ring1 + SWITCHED, 1)
+    os.write(bell1, b"\1")
+    print("done", flush=True)
+    sys.stdin.read()
+
+
+def server(path, case):
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    srv.bind(path)
+    srv.listen(1)
+    print("ready", flush=True)
+    conn, _ = srv.accept()
+    bells = socket.socketpair()
+    if case == "unsealed":
+        segment = os.memfd_create("hostile")
+        os.ftruncate(segment, PAGE + 2 * 65536)
+    else:
+        segment = os.memfd_create("hostile", os.MFD_ALLOW_SEALING)
+        os.ftruncate(segment, PAGE + 2 * 65536)
+        mem = mmap.mmap(segment, PAGE + 2 * 65536)
+        struct.pack_into("<QQ", mem, 0, int.from_bytes(b"pkshm-v1", "little"), 1 << 20)
+        fcntl.fcntl(segment, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+    fds = [segment, bells[0].fileno()]
+    if case != "two-fds":
+        fds.append(bells[1].fileno())
+    conn.sendmsg([OFFER], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("%di" % len(fds), *fds))])
+    print("done", flush=True)
+    sys.stdin.read()
+
+
+if __name__ == "__main__":
+    {"client": client, "server": server}[sys.argv[1]](sys.argv[2], sys.argv[3])
