@@ -100,8 +100,7 @@ fn sink(conn: &mut dyn Conn, chunk: &mut [u8]) -> io::Result<()> {
         }
         let mut total = 0u64;
         for _ in 0..count {
-            conn.recv_exact(chunk)?;
-            if *chunk != *expected {
+            if !conn.recv_check(chunk, &expected)? {
                 return Err(corrupt("a chunk"));
             }
             total += chunk.len() as u64;

@@ -20,6 +20,18 @@ pub trait Conn: Send {
     /// The transport's error; `InvalidData` for a message of another length.
     fn recv_exact(&mut self, buf: &mut [u8]) -> io::Result<()>;
 
+    /// Receives as [`recv_exact`](Self::recv_exact) and says whether what came is
+    /// `expected`: how a sink consumes a chunk. `buf` is scratch space; a transport that can
+    /// look at a message where it lies (without copying it out) does so.
+    ///
+    /// # Errors
+    ///
+    /// As `recv_exact`.
+    fn recv_check(&mut self, buf: &mut [u8], expected: &[u8]) -> io::Result<bool> {
+        self.recv_exact(buf)?;
+        Ok(*buf == *expected)
+    }
+
     /// The kernel buffer sizes in effect, for the report (empty if there is nothing to say).
     fn settings(&self) -> String {
         String::new()

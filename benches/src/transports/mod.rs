@@ -29,6 +29,7 @@ pub fn all() -> Vec<&'static dyn Transport> {
     {
         all.extend(unix::PIPEKIT.iter().map(|t| t as &dyn Transport));
         all.extend(unix::TOKIO.iter().map(|t| t as &dyn Transport));
+        all.extend(unix::PIPEKIT_SHM.iter().map(|t| t as &dyn Transport));
         all.extend(unix::RAW.iter().copied());
     }
     #[cfg(windows)]

@@ -35,6 +35,8 @@ pub(crate) enum Api {
     Blocking,
     /// The Tokio API, `block_on` per operation.
     Tokio,
+    /// `send_with`/`recv_with` (message mode).
+    ZeroCopy,
 }
 
 /// A pipekit listener at `addr`, its files registered for removal should the run be
@@ -75,6 +77,7 @@ impl Listen for Listener {
         match self.api {
             Api::Blocking => Ok(conn(stream)),
             Api::Tokio => TokioConn::boxed(stream),
+            Api::ZeroCopy => Ok(zero_copy(stream)),
         }
     }
 }
@@ -96,9 +99,46 @@ impl Conn for Messages {
     }
 
     fn recv_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        match self.0.recv(buf)? {
+        Messages::recv_into(&self.0, buf)
+    }
+
+    fn settings(&self) -> String {
+        settings(&self.0)
+    }
+}
+
+impl Messages {
+    /// One message of exactly `buf.len()` bytes.
+    fn recv_into(stream: &pipekit::Stream, buf: &mut [u8]) -> io::Result<()> {
+        match stream.recv(buf)? {
             Some(n) if n == buf.len() => Ok(()),
             Some(n) => Err(wrong_length(buf.len(), n)),
+            None => Err(io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
+/// A pipekit message connection used in place: `send_with` writes each message where it
+/// will be read, `recv_with` reads it there (on shared memory, no copy on either side
+/// beyond the producer's writing and the consumer's looking).
+pub(crate) fn zero_copy(stream: pipekit::Stream) -> Box<dyn Conn> {
+    Box::new(ZeroCopy(stream))
+}
+
+struct ZeroCopy(pipekit::Stream);
+
+impl Conn for ZeroCopy {
+    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.send_with(buf.len(), |dst| dst.copy_from_slice(buf))
+    }
+
+    fn recv_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        Messages::recv_into(&self.0, buf)
+    }
+
+    fn recv_check(&mut self, _buf: &mut [u8], expected: &[u8]) -> io::Result<bool> {
+        match self.0.recv_with(|msg| msg == expected)? {
+            Some(same) => Ok(same),
             None => Err(io::ErrorKind::UnexpectedEof.into()),
         }
     }

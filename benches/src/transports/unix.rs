@@ -70,6 +70,75 @@ pub(crate) static PIPEKIT: [Pipekit; 5] = [
     },
 ];
 
+/// pipekit message mode over shared memory: the listener offers two rings, the client
+/// takes them.
+pub(crate) struct PipekitShm {
+    name: &'static str,
+    about: &'static str,
+    zero_copy: bool,
+}
+
+pub(crate) static PIPEKIT_SHM: [PipekitShm; 2] = [
+    PipekitShm {
+        name: "pipekit-shm",
+        about: "pipekit message mode over shared memory (two rings, the socket for wake-ups)",
+        zero_copy: false,
+    },
+    PipekitShm {
+        name: "pipekit-shm-zc",
+        about: "pipekit-shm with send_with (written in place) and recv_with (read in place)",
+        zero_copy: true,
+    },
+];
+
+/// The rings' capacity for `size`-byte messages: 256 KiB, or room for four messages. (Small
+/// rings stay in cache: on the reference machine 256 KiB moved 4 KiB messages almost three
+/// times as fast as 4 MiB, and 64 KiB messages as fast.)
+fn shm_capacity(size: usize) -> usize {
+    (256 << 10).max(size.saturating_add(pipekit::SHARED_MEMORY_OVERHEAD) * 4)
+}
+
+impl Transport for PipekitShm {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn about(&self) -> &'static str {
+        self.about
+    }
+
+    fn baseline(&self) -> Option<&'static str> {
+        Some("raw-uds")
+    }
+
+    fn addr(&self, unique: &str) -> String {
+        unique.to_string()
+    }
+
+    fn listen(&self, addr: &str, size: usize) -> io::Result<Box<dyn Listen>> {
+        let (mut options, _) = pk::options(Mode::Messages, size);
+        options.shared_memory(Some(shm_capacity(size)));
+        let listener = pipekit::Listener::bind_with(addr, &options)?;
+        let api = if self.zero_copy {
+            Api::ZeroCopy
+        } else {
+            Api::Blocking
+        };
+        Ok(pk::listen(listener, addr, api))
+    }
+
+    fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
+        let (_, mut options) = pk::options(Mode::Messages, size);
+        options.shared_memory(true);
+        let stream = pipekit::Stream::connect_with(addr, &options)?;
+        Ok(if self.zero_copy {
+            pk::zero_copy(stream)
+        } else {
+            pk::conn(stream)
+        })
+    }
+}
+
 impl Pipekit {
     fn unix(&self) -> UnixOptions {
         let mut unix = UnixOptions::new();

@@ -54,19 +54,36 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Which transport a pair runs on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Socket,
+    Fifo,
+    SharedMemory,
+}
+
 /// A connected pair over a fresh name: (server side, client side).
-fn pair(mode: Mode, fifo: bool) -> (Stream, Stream) {
+fn pair(mode: Mode, kind: Kind) -> (Stream, Stream) {
     let name = unique_name("no-alloc");
+    let shm = kind == Kind::SharedMemory;
     let mut listen = ListenerOptions::new();
     listen.mode(mode).max_message_size(65535);
-    let listener = bind(&name, &listen, fifo);
+    if shm {
+        listen.shared_memory(Some(1 << 20));
+    }
+    let listener = bind(&name, &listen, kind == Kind::Fifo);
     let client = thread::spawn(move || {
         let mut options = ConnectOptions::new();
-        options.mode(mode).max_message_size(65535);
+        options
+            .mode(mode)
+            .max_message_size(65535)
+            .shared_memory(shm);
         Stream::connect_with(name.as_str(), &options).unwrap()
     });
     let server = listener.accept().unwrap();
-    (server, client.join().unwrap())
+    let client = client.join().unwrap();
+    assert_eq!(client.is_shared_memory(), shm, "{kind:?}");
+    (server, client)
 }
 
 #[cfg(unix)]
@@ -98,19 +115,19 @@ fn allocations(mut round_trip: impl FnMut()) -> usize {
     ALLOCATIONS.load(Ordering::Relaxed)
 }
 
-fn transports() -> Vec<bool> {
+fn transports() -> Vec<Kind> {
     if cfg!(unix) {
-        vec![false, true]
+        vec![Kind::Socket, Kind::Fifo, Kind::SharedMemory]
     } else {
-        vec![false]
+        vec![Kind::Socket]
     }
 }
 
 #[test]
 fn message_round_trips_allocate_nothing() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for fifo in transports() {
-        let (a, b) = pair(Mode::Messages, fifo);
+    for kind in transports() {
+        let (a, b) = pair(Mode::Messages, kind);
         let msg = vec![0x42u8; 65535];
         let mut buf = vec![0u8; 65535];
         let mut vec = Vec::new();
@@ -120,15 +137,15 @@ fn message_round_trips_allocate_nothing() {
             b.send(&buf).unwrap();
             assert_eq!(a.recv_to_vec(&mut vec).unwrap(), Some(65535));
         });
-        assert_eq!(n, 0, "message mode (fifo: {fifo}) allocated {n} times");
+        assert_eq!(n, 0, "message mode ({kind:?}) allocated {n} times");
     }
 }
 
 #[test]
 fn byte_round_trips_allocate_nothing() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for fifo in transports() {
-        let (mut a, mut b) = pair(Mode::Bytes, fifo);
+    for kind in transports() {
+        let (mut a, mut b) = pair(Mode::Bytes, kind);
         let chunk = vec![0x42u8; 65535];
         let mut buf = vec![0u8; 65535];
         let n = allocations(|| {
@@ -137,6 +154,23 @@ fn byte_round_trips_allocate_nothing() {
             b.write_all(&buf).unwrap();
             a.read_exact(&mut buf).unwrap();
         });
-        assert_eq!(n, 0, "byte mode (fifo: {fifo}) allocated {n} times");
+        assert_eq!(n, 0, "byte mode ({kind:?}) allocated {n} times");
     }
+}
+
+/// Messages written and read in place on shared memory (`send_with`/`recv_with`) allocate
+/// nothing either.
+#[cfg(unix)]
+#[test]
+fn in_place_round_trips_allocate_nothing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (a, b) = pair(Mode::Messages, Kind::SharedMemory);
+    let n = allocations(|| {
+        a.send_with(65535, |buf| buf.fill(0x42)).unwrap();
+        let sum = b.recv_with(|msg| msg.iter().map(|&x| x as usize).sum::<usize>());
+        assert_eq!(sum.unwrap(), Some(0x42 * 65535));
+        b.send_with(1, |buf| buf[0] = 1).unwrap();
+        assert_eq!(a.recv_with(|msg| msg.len()).unwrap(), Some(1));
+    });
+    assert_eq!(n, 0, "in-place messages allocated {n} times");
 }

@@ -625,9 +625,10 @@ pub(crate) struct Link {
     looking: Mutex<()>,
     /// Client: the offer was unusable; every later call fails with this.
     broken: OnceLock<String>,
-    /// The timeouts, for waits on the rings (the socket keeps its own).
-    read_timeout: Mutex<Option<Duration>>,
-    write_timeout: Mutex<Option<Duration>>,
+    /// The timeouts, for waits on the rings (the socket keeps its own), in nanoseconds;
+    /// 0 is none.
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
 }
 
 impl std::fmt::Debug for Link {
@@ -659,8 +660,8 @@ impl Link {
             plain: AtomicBool::new(false),
             looking: Mutex::new(()),
             broken: OnceLock::new(),
-            read_timeout: Mutex::new(None),
-            write_timeout: Mutex::new(None),
+            read_timeout: AtomicU64::new(0),
+            write_timeout: AtomicU64::new(0),
         }
     }
 
@@ -677,25 +678,29 @@ impl Link {
         }
     }
 
+    /// Sets the read and/or write timeout (`Some(None)`: none).
     pub(crate) fn set_timeouts(
         &self,
         read: Option<Option<Duration>>,
         write: Option<Option<Duration>>,
     ) {
+        let nanos = |t: Option<Duration>| {
+            t.map_or(0, |t| t.as_nanos().clamp(1, u128::from(u64::MAX)) as u64)
+        };
         if let Some(t) = read {
-            *lock(&self.read_timeout) = t;
+            self.read_timeout.store(nanos(t), Ordering::Relaxed);
         }
         if let Some(t) = write {
-            *lock(&self.write_timeout) = t;
+            self.write_timeout.store(nanos(t), Ordering::Relaxed);
         }
     }
 
     pub(crate) fn read_wait(&self, nonblocking: bool) -> Wait {
-        Wait::new(nonblocking, *lock(&self.read_timeout))
+        Wait::new(nonblocking, timeout(&self.read_timeout))
     }
 
     pub(crate) fn write_wait(&self, nonblocking: bool) -> Wait {
-        Wait::new(nonblocking, *lock(&self.write_timeout))
+        Wait::new(nonblocking, timeout(&self.write_timeout))
     }
 
     /// Where the next read goes. `buffered`: the framed reader holds bytes already read from
@@ -909,6 +914,13 @@ impl Link {
             && self.channel.get().is_none()
             && !self.plain.load(Ordering::Acquire)
             && self.broken.get().is_none()
+    }
+}
+
+fn timeout(nanos: &AtomicU64) -> Option<Duration> {
+    match nanos.load(Ordering::Relaxed) {
+        0 => None,
+        n => Some(Duration::from_nanos(n)),
     }
 }
 

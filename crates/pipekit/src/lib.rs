@@ -69,8 +69,8 @@ use std::time::Duration;
 pub use pipekit_core::MessageTooLarge;
 pub use pipekit_core::{
     ByteStream, ConnectOptions, Connection, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_TIMEOUT, IntoPipeName, ListenerOptions, MessagePipe, Mode, NameForm, PeerCredentials,
-    PipeName, framing,
+    DEFAULT_TIMEOUT, IntoPipeName, ListenerOptions, MAX_SHARED_MEMORY, MIN_SHARED_MEMORY,
+    MessagePipe, Mode, NameForm, PeerCredentials, PipeName, SHARED_MEMORY_OVERHEAD, framing,
 };
 
 pub mod dialect;
@@ -589,7 +589,7 @@ impl Stream {
     /// # let name = format!("doc-send-with-{}", std::process::id());
     ///
     /// let mut options = ListenerOptions::new();
-    /// options.mode(Mode::Messages).shared_memory(Some(1 << 20));
+    /// options.mode(Mode::Messages).shared_memory(Some(4 << 20));
     /// let listener = Listener::bind_with(&name, &options)?;
     /// let client = Stream::connect_with(
     ///     &name,
