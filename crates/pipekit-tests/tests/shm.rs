@@ -288,3 +288,167 @@ fn an_unusable_offer_is_refused() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// The behaviour suite once more on framed stream sockets (message mode's transport off
+/// Linux, chosen here with `Framing::LengthPrefixed`).
+#[test]
+fn behaviour_suite_over_shared_memory_on_framed_sockets() {
+    use pipekit::os::unix::{Framing, ListenerExt, StreamExt, UnixOptions};
+    let mut unix = UnixOptions::new();
+    unix.framing(Framing::LengthPrefixed);
+    let name = unique_name("shm-framed");
+    let listen = listen_options(Mode::Messages, CAPACITY);
+    let connect = connect_options(Mode::Messages);
+    pipekit_core::testing::messages_suite(|| {
+        let listener = Listener::bind_unix(&name, &listen, &unix)?;
+        let client = Stream::connect_unix(&name, &connect, &unix)?;
+        let server = listener.accept()?;
+        assert!(server.is_shared_memory() && client.is_shared_memory());
+        Ok((server, client))
+    });
+}
+
+/// Clients that do not ask (pipekit without the option, a Python socket) get the plain
+/// connection from a listener that offers; a client that asks gets the plain connection
+/// from a listener that does not offer.
+#[test]
+fn peers_that_do_not_speak_it_get_the_plain_connection() {
+    use pipekit::os::unix::ListenerExt;
+    let name = unique_name("shm-plain");
+    let listener = Listener::bind_with(&name, &listen_options(Mode::Bytes, CAPACITY)).unwrap();
+    let path = listener.path().unwrap().to_owned();
+    let server = thread::spawn(move || {
+        for _ in 0..2 {
+            let mut conn = listener.accept().unwrap();
+            assert!(!conn.is_shared_memory());
+            let mut got = [0u8; 5];
+            conn.read_exact(&mut got).unwrap();
+            conn.write_all(&got).unwrap();
+        }
+    });
+    let mut plain = Stream::connect(&name).unwrap();
+    plain.write_all(b"plain").unwrap();
+    let mut back = [0u8; 5];
+    plain.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"plain");
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
+                  s.sendall(b'hello')\nd=b''\nwhile len(d)<5:\n d+=s.recv(5)\nprint(d.decode())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+    server.join().unwrap();
+
+    let name = unique_name("shm-no-offer");
+    let listener = Listener::bind(&name).unwrap();
+    let mut client = Stream::connect_with(&name, &connect_options(Mode::Bytes)).unwrap();
+    let mut server = listener.accept().unwrap();
+    server.write_all(b"first").unwrap();
+    client.write_all(b"hello").unwrap();
+    let mut got = [0u8; 5];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"first");
+    server.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello");
+    assert!(!client.is_shared_memory() && !server.is_shared_memory());
+}
+
+/// Both ends write more than the rings hold before either reads, on cloned handles, in both
+/// modes: each direction moves on its own (no end waits for the other to read first).
+#[test]
+fn full_duplex_over_small_rings() {
+    for mode in [Mode::Bytes, Mode::Messages] {
+        let name = unique_name("shm-duplex");
+        let listen = listen_options(mode, 1 << 17);
+        let (server, client) = pair(&name, &listen, &connect_options(mode)).unwrap();
+        let pieces = 400;
+        let run = |end: Stream, seed: u8| {
+            thread::spawn(move || {
+                let mut writer = end.try_clone().unwrap();
+                let sender = thread::spawn(move || {
+                    for i in 0..pieces {
+                        writer.write_all(&pattern(30_000, seed ^ i as u8)).unwrap();
+                    }
+                });
+                let mut end = end;
+                let mut got = vec![0u8; 30_000];
+                for i in 0..pieces {
+                    end.read_exact(&mut got).unwrap();
+                    assert!(got == pattern(30_000, seed ^ 1 ^ i as u8), "piece {i}");
+                }
+                sender.join().unwrap();
+            })
+        };
+        let a = run(server, 0);
+        let b = run(client, 1);
+        a.join().unwrap();
+        b.join().unwrap();
+    }
+}
+
+/// Non-blocking calls say `WouldBlock` instead of waiting; a full ring times out a blocked
+/// write after the write timeout; `send_with` and `recv_with` fall back to a buffer on a
+/// plain connection; the async APIs refuse shared-memory streams.
+#[test]
+fn nonblocking_timeouts_in_place_calls_and_async_refusal() {
+    use pipekit::os::unix::StreamExt;
+    let name = unique_name("shm-misc");
+    let (server, client) = pair(
+        &name,
+        &listen_options(Mode::Messages, 1 << 17),
+        &connect_options(Mode::Messages),
+    )
+    .unwrap();
+    server.set_nonblocking(true).unwrap();
+    let err = server.recv(&mut [0u8; 8]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    client.send(b"now").unwrap();
+    assert_eq!(server.recv(&mut [0u8; 8]).unwrap(), Some(3));
+    server.set_nonblocking(false).unwrap();
+
+    client
+        .set_write_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let err = (0..10)
+        .find_map(|_| client.send(&[0u8; 60_000]).err())
+        .expect("a ring of 128 KiB took 600 KB unread");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+
+    let plain_name = unique_name("shm-misc-plain");
+    let mut listen = ListenerOptions::new();
+    listen.mode(Mode::Messages);
+    let listener = Listener::bind_with(&plain_name, &listen).unwrap();
+    let mut connect = ConnectOptions::new();
+    connect.mode(Mode::Messages);
+    let a = Stream::connect_with(&plain_name, &connect).unwrap();
+    let b = listener.accept().unwrap();
+    a.send_with(3, |buf| buf.copy_from_slice(b"abc")).unwrap();
+    assert_eq!(
+        b.recv_with(|m| m.to_vec()).unwrap().as_deref(),
+        Some(&b"abc"[..])
+    );
+    let err = a.send_with(2 << 20, |_| unreachable!()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let _inside = runtime.enter();
+    let err = pipekit::tokio::Stream::from_blocking(server).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+    let shm_listener = Listener::bind_with(
+        unique_name("shm-async"),
+        &listen_options(Mode::Bytes, CAPACITY),
+    )
+    .unwrap();
+    let err = pipekit::tokio::Listener::from_blocking(shm_listener).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+}
