@@ -286,7 +286,11 @@ pub(crate) fn recv_fds(
     peek: bool,
     wait: bool,
 ) -> io::Result<Received> {
+    // Linux: message sockets carry credentials on every message (`SO_PASSCRED`).
+    #[cfg(linux_android)]
     let mut cmsg = nix::cmsg_space!(socket::UnixCredentials, [RawFd; 8]);
+    #[cfg(not(linux_android))]
+    let mut cmsg = nix::cmsg_space!([RawFd; 8]);
     let mut flags = os::RECV_CLOEXEC;
     if peek {
         flags |= MsgFlags::MSG_PEEK;
