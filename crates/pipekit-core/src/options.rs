@@ -174,8 +174,8 @@ impl ListenerOptions {
     /// Unix-domain sockets only (Linux, macOS, the BSDs): the segment is a sealed `memfd`
     /// (Linux, FreeBSD) or an `shm_open` object unlinked at once, passed over the socket with
     /// `SCM_RIGHTS`. FIFO servers, `tcp://`/`tls://` names and Windows pipes offer nothing
-    /// and serve the plain connection. Streams of the Tokio and `mio` APIs do not use it
-    /// (their listener refuses the option).
+    /// and serve the plain connection. The Tokio API waits on such streams as on any other;
+    /// `mio` refuses to register them (their data is on no descriptor it could watch).
     ///
     /// # Examples
     ///
@@ -379,7 +379,7 @@ impl ConnectOptions {
     /// # Platform-specific behavior
     ///
     /// Unix-domain sockets only; elsewhere (FIFOs, network names, Windows) it has no
-    /// effect. The Tokio API refuses it.
+    /// effect.
     pub fn shared_memory(&mut self, accept: bool) -> &mut Self {
         self.shared_memory = accept;
         self

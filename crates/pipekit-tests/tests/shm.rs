@@ -395,9 +395,9 @@ fn full_duplex_over_small_rings() {
 
 /// Non-blocking calls say `WouldBlock` instead of waiting; a full ring times out a blocked
 /// write after the write timeout; `send_with` and `recv_with` fall back to a buffer on a
-/// plain connection; the async APIs refuse shared-memory streams.
+/// plain connection; `mio` refuses to register a shared-memory stream.
 #[test]
-fn nonblocking_timeouts_in_place_calls_and_async_refusal() {
+fn nonblocking_timeouts_in_place_calls_and_mio_refusal() {
     use pipekit::os::unix::StreamExt;
     let name = unique_name("shm-misc");
     let (server, client) = pair(
@@ -437,18 +437,108 @@ fn nonblocking_timeouts_in_place_calls_and_async_refusal() {
     let err = a.send_with(2 << 20, |_| unreachable!()).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
 
+    let registry = mio::Poll::new().unwrap();
+    let mut server = server;
+    let err = registry
+        .registry()
+        .register(&mut server, mio::Token(0), mio::Interest::READABLE)
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "mio: {err}");
+}
+
+/// The Tokio API over shared memory, both ends on one current-thread runtime: a writer
+/// that fills the ring waits (`Pending`) until the reader frees room, and a reader waits
+/// for data, both woken through the wake-up pairs; in message and byte mode.
+#[test]
+fn tokio_streams_over_shared_memory() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
         .unwrap();
-    let _inside = runtime.enter();
-    let err = pipekit::tokio::Stream::from_blocking(server).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
-    let shm_listener = Listener::bind_with(
-        unique_name("shm-async"),
-        &listen_options(Mode::Bytes, CAPACITY),
-    )
-    .unwrap();
-    let err = pipekit::tokio::Listener::from_blocking(shm_listener).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+    for mode in [Mode::Messages, Mode::Bytes] {
+        let name = unique_name("shm-tokio");
+        let (server, client) = pair(
+            &name,
+            &listen_options(mode, 1 << 17),
+            &connect_options(mode),
+        )
+        .unwrap();
+        runtime.block_on(async move {
+            let mut server = pipekit::tokio::Stream::from_blocking(server).unwrap();
+            let mut client = pipekit::tokio::Stream::from_blocking(client).unwrap();
+            let count = 200usize;
+            let writer = tokio::spawn(async move {
+                for i in 0..count {
+                    let piece = pattern(60_000, i as u8);
+                    match mode {
+                        Mode::Messages => client.send(&piece).await.unwrap(),
+                        _ => client.write_all(&piece).await.unwrap(),
+                    }
+                }
+                client
+            });
+            let mut got = vec![0u8; 60_000];
+            for i in 0..count {
+                match mode {
+                    Mode::Messages => {
+                        assert_eq!(server.recv(&mut got).await.unwrap(), Some(60_000));
+                    }
+                    _ => drop(server.read_exact(&mut got).await.unwrap()),
+                }
+                assert!(got == pattern(60_000, i as u8), "{mode:?} piece {i}");
+            }
+            let mut client = writer.await.unwrap();
+            match mode {
+                Mode::Messages => client.send(b"bye").await.unwrap(),
+                _ => client.write_all(b"bye").await.unwrap(),
+            }
+            drop(client);
+            let mut rest = Vec::new();
+            match mode {
+                Mode::Messages => {
+                    assert_eq!(server.recv_to_vec(&mut rest).await.unwrap(), Some(3));
+                    assert_eq!(server.recv_to_vec(&mut rest).await.unwrap(), None);
+                }
+                _ => {
+                    server.read_to_end(&mut rest).await.unwrap();
+                    assert_eq!(rest, b"bye");
+                }
+            }
+        });
+    }
+}
+
+/// A Tokio client that asks for shared memory, against a pipekit server in another process:
+/// it learns of the offer after it became async, and waits on the wake-up pairs from then on.
+#[test]
+fn a_tokio_client_takes_the_offer_of_a_peer_process() {
+    let name = unique_name("shm-tokio-xp");
+    let mut peer = Peer::start_command(&mut peer_command(
+        "2097152",
+        &["serve", &name, "messages", "echo"],
+    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut options = connect_options(Mode::Messages);
+        options.max_message_size(1 << 20);
+        let mut client = pipekit::tokio::Stream::connect_with(name.as_str(), &options)
+            .await
+            .unwrap();
+        let mut back = Vec::new();
+        for i in 0..100usize {
+            let msg = pattern((i * 10_007) % (1 << 20), i as u8);
+            client.send(&msg).await.unwrap();
+            assert_eq!(
+                client.recv_to_vec(&mut back).await.unwrap(),
+                Some(msg.len())
+            );
+            assert!(back == msg, "message {i} came back changed");
+        }
+    });
+    peer.child.kill().unwrap();
+    peer.child.wait().unwrap();
 }

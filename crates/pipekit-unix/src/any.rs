@@ -208,16 +208,17 @@ impl Listener {
         dispatch!(ListenerInner, &self.inner, l => l.set_nonblocking(nonblocking))
     }
 
-    /// Fails for a listener that offers shared memory: the Tokio and `mio` APIs wait on
-    /// descriptors alone, and a shared-memory stream's data is not on one.
-    #[cfg_attr(not(any(feature = "tokio", feature = "mio")), allow(dead_code))]
+    /// Fails for a listener that offers shared memory: `mio` waits on descriptors alone, and
+    /// a shared-memory stream's data is not on one.
+    #[cfg_attr(not(feature = "mio"), allow(dead_code))]
     pub(crate) fn no_shared_memory(&self) -> io::Result<()> {
         match &self.inner {
             ListenerInner::Socket(l) if l.offers_shared_memory() => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!(
-                    "{}: a listener that offers shared memory serves blocking streams only \
-                     (the async APIs wait on descriptors, and shared-memory data is on none)",
+                    "{}: a listener that offers shared memory cannot be a mio source (mio \
+                     waits on descriptors, and shared-memory data is on none; use the blocking \
+                     or the Tokio API)",
                     l.name()
                 ),
             )),
@@ -524,16 +525,32 @@ impl Stream {
         dispatch!(StreamInner, &self.inner, s => s.set_nonblocking(nonblocking))
     }
 
+    /// Whether the stream has (or, a client that asked, may yet have) shared memory.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn has_shared_memory_link(&self) -> bool {
+        matches!(&self.inner, StreamInner::Socket(s) if s.has_shared_memory_link())
+    }
+
+    /// The shared-memory wake-up descriptors (reads, writes), once there is a channel.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn shared_memory_bells(&self) -> Option<(RawFd, RawFd)> {
+        match &self.inner {
+            StreamInner::Socket(s) => s.shared_memory_bells(),
+            StreamInner::Fifo(_) => None,
+        }
+    }
+
     /// Fails for a stream that has (or, a client that asked, may yet have) shared memory:
-    /// the Tokio and `mio` APIs wait on descriptors alone. Non-blocking calls on such a
-    /// stream work (`WouldBlock`), but nothing would wake an event loop for them.
-    #[cfg_attr(not(any(feature = "tokio", feature = "mio")), allow(dead_code))]
+    /// `mio` waits on the descriptors it is given, and such a stream's data is on none.
+    /// Non-blocking calls on it work (`WouldBlock`), and the Tokio API waits for them.
+    #[cfg_attr(not(feature = "mio"), allow(dead_code))]
     pub(crate) fn no_shared_memory(&self) -> io::Result<()> {
         match &self.inner {
             StreamInner::Socket(s) if s.has_shared_memory_link() => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "a shared-memory stream (or one that asked for shared memory) is for blocking \
-                 use only: the async APIs wait on descriptors, and its data is on none",
+                "a shared-memory stream (or one that asked for shared memory) cannot be a mio \
+                 source: mio waits on descriptors, and its data is on none (use the blocking \
+                 or the Tokio API)",
             )),
             _ => Ok(()),
         }

@@ -271,7 +271,18 @@ impl Channel {
     ) -> io::Result<()> {
         let deadline = match wait {
             Wait::No if ready() || self.gone() => return Ok(()),
-            Wait::No => return Err(io::ErrorKind::WouldBlock.into()),
+            Wait::No => {
+                // An event loop waits on `bell` next: empty it (so that the next wake-up is
+                // a new edge), say so, and look once more.
+                self.drain(bell);
+                waiting.store(1, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                if ready() || self.gone() {
+                    waiting.store(0, Ordering::Relaxed);
+                    return Ok(());
+                }
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             Wait::Until(deadline) => deadline,
         };
         for _ in 0..SPINS {
@@ -889,6 +900,15 @@ impl Link {
                 Err(e)
             }
         }
+    }
+
+    /// The wake-up descriptors an event loop waits on once there is a channel: (reads,
+    /// writes). Each becomes readable when the peer published, or freed room, after this
+    /// side said (by a `WouldBlock`) that it waits; and at the peer's end.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn bells(&self) -> Option<(BorrowedFd<'_>, BorrowedFd<'_>)> {
+        let channel = self.channel.get()?;
+        Some((channel.rx_bell.as_fd(), channel.tx_bell.as_fd()))
     }
 
     /// Whether the connection runs over shared memory (one way or both).

@@ -461,8 +461,16 @@ impl SocketStream {
             .is_some_and(|link| link.look_now(self.fd.as_fd()))
     }
 
-    /// Whether the connection has shared memory or may yet (a client that asked): the
-    /// Tokio and `mio` APIs, which wait on the socket alone, refuse such streams.
+    /// The shared-memory wake-up descriptors (reads, writes), once there is a channel.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn shared_memory_bells(&self) -> Option<(RawFd, RawFd)> {
+        let link = self.shared.shm.as_ref()?;
+        link.bells().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd()))
+    }
+
+    /// Whether the connection has shared memory or may yet (a client that asked): `mio`
+    /// refuses such streams, the Tokio API waits on their wake-up pairs too.
+    #[cfg_attr(not(any(feature = "tokio", feature = "mio")), allow(dead_code))]
     pub(crate) fn has_shared_memory_link(&self) -> bool {
         self.shared.shm.is_some()
     }

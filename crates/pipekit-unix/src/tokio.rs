@@ -38,10 +38,9 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// `Unsupported` for a listener that offers shared memory; the OS error of switching
-    /// modes or registering (which needs a runtime with I/O enabled).
+    /// The OS error of switching modes or registering (which needs a runtime with I/O
+    /// enabled).
     pub fn new(listener: crate::Listener) -> io::Result<Listener> {
-        listener.no_shared_memory()?;
         listener.set_nonblocking(true)?;
         // SAFETY: the listener owns its descriptor and keeps it open and unchanged for as
         // long as it lives (nothing in `crate::Listener` replaces it); the AsyncFd owns the
@@ -81,7 +80,25 @@ pub struct Stream {
     read: AsyncFd<Watched>,
     /// A FIFO connection's write FIFO.
     write: Option<AsyncFd<Watched>>,
+    /// A shared-memory connection's wake-up descriptors, watched from when its channel exists.
+    bells: Option<Bells>,
     inner: crate::Stream,
+}
+
+/// The wake-up socket pairs of a shared-memory connection: each becomes readable when the
+/// peer published (`rx`) or freed room (`tx`) after this side said it waits, and at the
+/// peer's end.
+#[derive(Debug)]
+struct Bells {
+    rx: AsyncFd<Watched>,
+    tx: AsyncFd<Watched>,
+}
+
+/// Which way an operation goes.
+#[derive(Clone, Copy)]
+enum Dir {
+    Read,
+    Write,
 }
 
 impl Stream {
@@ -90,10 +107,8 @@ impl Stream {
     ///
     /// # Errors
     ///
-    /// `Unsupported` for a stream that has or asked for shared memory; the OS error of
-    /// switching modes or registering.
+    /// The OS error of switching modes or registering.
     pub fn new(stream: crate::Stream) -> io::Result<Stream> {
-        stream.no_shared_memory()?;
         stream.set_nonblocking(true)?;
         let watch = |fd, interest| {
             // SAFETY: `fd` belongs to `stream`, which the returned Stream owns. The watchers
@@ -115,8 +130,78 @@ impl Stream {
         Ok(Stream {
             read,
             write,
+            bells: None,
             inner: stream,
         })
+    }
+
+    /// Runs `op` until it does not say `WouldBlock` on a shared-memory connection (or one
+    /// that asked for it): the data comes through the socket (before the switch) or the ring
+    /// (after), so readiness is the socket's or the wake-up pair's, whichever comes first.
+    fn poll_shm<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        dir: Dir,
+        mut op: impl FnMut(&crate::Stream) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            if self.bells.is_none()
+                && let Some((rx, tx)) = self.inner.shared_memory_bells()
+            {
+                let watch = |fd| {
+                    // SAFETY: `fd` belongs to the shared-memory channel of `self.inner`, which
+                    // keeps it open and unchanged for as long as the stream lives (the
+                    // channel is set once, never replaced); `bells` is declared, so dropped,
+                    // before `inner`.
+                    unsafe { AsyncFd::register_with_interest(Watched(fd), Interest::READABLE) }
+                };
+                self.bells = Some(Bells {
+                    rx: watch(rx)?,
+                    tx: watch(tx)?,
+                });
+            }
+            let socket = match dir {
+                Dir::Read => self.read.poll_read_ready(cx),
+                Dir::Write => self.read.poll_write_ready(cx),
+            };
+            let socket = match socket {
+                Poll::Ready(Ok(guard)) => Some(guard),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => None,
+            };
+            let bell = match &self.bells {
+                None => None,
+                Some(bells) => {
+                    let fd = match dir {
+                        Dir::Read => &bells.rx,
+                        Dir::Write => &bells.tx,
+                    };
+                    match fd.poll_read_ready(cx) {
+                        Poll::Ready(Ok(guard)) => Some(guard),
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => None,
+                    }
+                }
+            };
+            // Tried whether or not a descriptor is ready: data can be in the ring with no
+            // wake-up sent (the peer rings only after this side said, by a `WouldBlock`, that
+            // it waits). The wakers are registered first, so a wake-up after the attempt is
+            // never lost.
+            match op(&self.inner) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                result => return Poll::Ready(result),
+            }
+            if socket.is_none() && bell.is_none() {
+                return Poll::Pending;
+            }
+            // Readiness seen before the attempt is used up; a wake-up since then stays.
+            if let Some(mut guard) = socket {
+                guard.clear_ready();
+            }
+            if let Some(mut guard) = bell {
+                guard.clear_ready();
+            }
+        }
     }
 
     /// The connection's mode.
@@ -152,6 +237,9 @@ impl Stream {
     ///
     /// As [`crate::Stream::send`].
     pub fn poll_send(&mut self, cx: &mut Context<'_>, msg: &[u8]) -> Poll<io::Result<()>> {
+        if self.inner.has_shared_memory_link() {
+            return self.poll_shm(cx, Dir::Write, |s| s.send(msg));
+        }
         loop {
             let writer = self.write.as_ref().unwrap_or(&self.read);
             let mut guard = ready!(writer.poll_write_ready(cx))?;
@@ -181,6 +269,9 @@ impl Stream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<Option<usize>>> {
+        if self.inner.has_shared_memory_link() {
+            return self.poll_shm(cx, Dir::Read, |s| s.recv(buf));
+        }
         loop {
             let mut guard = ready!(self.read.poll_read_ready(cx))?;
             match guard.try_io(|_| self.inner.recv(buf)) {
@@ -209,6 +300,9 @@ impl Stream {
         cx: &mut Context<'_>,
         buf: &mut Vec<u8>,
     ) -> Poll<io::Result<Option<usize>>> {
+        if self.inner.has_shared_memory_link() {
+            return self.poll_shm(cx, Dir::Read, |s| s.recv_to_vec(buf));
+        }
         loop {
             let mut guard = ready!(self.read.poll_read_ready(cx))?;
             match guard.try_io(|_| self.inner.recv_to_vec(buf)) {
@@ -226,6 +320,12 @@ impl AsyncRead for Stream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.inner.has_shared_memory_link() {
+            let n =
+                ready!(this.poll_shm(cx, Dir::Read, |mut s| s.read(buf.initialize_unfilled())))?;
+            buf.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         loop {
             let mut guard = ready!(this.read.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
@@ -248,6 +348,9 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.inner.has_shared_memory_link() {
+            return this.poll_shm(cx, Dir::Write, |mut s| s.write(buf));
+        }
         loop {
             let writer = this.write.as_ref().unwrap_or(&this.read);
             let mut guard = ready!(writer.poll_write_ready(cx))?;
@@ -260,6 +363,9 @@ impl AsyncWrite for Stream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.inner.has_shared_memory_link() {
+            return this.poll_shm(cx, Dir::Write, |mut s| s.flush());
+        }
         loop {
             let writer = this.write.as_ref().unwrap_or(&this.read);
             let mut guard = ready!(writer.poll_write_ready(cx))?;
