@@ -75,19 +75,24 @@ pub(crate) static PIPEKIT: [Pipekit; 5] = [
 pub(crate) struct PipekitShm {
     name: &'static str,
     about: &'static str,
-    zero_copy: bool,
+    api: Api,
 }
 
-pub(crate) static PIPEKIT_SHM: [PipekitShm; 2] = [
+pub(crate) static PIPEKIT_SHM: [PipekitShm; 3] = [
     PipekitShm {
         name: "pipekit-shm",
         about: "pipekit message mode over shared memory (two rings, the socket for wake-ups)",
-        zero_copy: false,
+        api: Api::Blocking,
     },
     PipekitShm {
         name: "pipekit-shm-zc",
         about: "pipekit-shm with send_with (written in place) and recv_with (read in place)",
-        zero_copy: true,
+        api: Api::ZeroCopy,
+    },
+    PipekitShm {
+        name: "pipekit-shm-tokio",
+        about: "pipekit-shm through the Tokio API, block_on per message on each end",
+        api: Api::Tokio,
     },
 ];
 
@@ -108,7 +113,10 @@ impl Transport for PipekitShm {
     }
 
     fn baseline(&self) -> Option<&'static str> {
-        Some("raw-uds")
+        match self.api {
+            Api::Tokio => Some("pipekit-shm"),
+            _ => Some("raw-uds"),
+        }
     }
 
     fn addr(&self, unique: &str) -> String {
@@ -119,23 +127,18 @@ impl Transport for PipekitShm {
         let (mut options, _) = pk::options(Mode::Messages, size);
         options.shared_memory(Some(shm_capacity(size)));
         let listener = pipekit::Listener::bind_with(addr, &options)?;
-        let api = if self.zero_copy {
-            Api::ZeroCopy
-        } else {
-            Api::Blocking
-        };
-        Ok(pk::listen(listener, addr, api))
+        Ok(pk::listen(listener, addr, self.api))
     }
 
     fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
         let (_, mut options) = pk::options(Mode::Messages, size);
         options.shared_memory(true);
         let stream = pipekit::Stream::connect_with(addr, &options)?;
-        Ok(if self.zero_copy {
-            pk::zero_copy(stream)
-        } else {
-            pk::conn(stream)
-        })
+        match self.api {
+            Api::Blocking => Ok(pk::conn(stream)),
+            Api::ZeroCopy => Ok(pk::zero_copy(stream)),
+            Api::Tokio => pk::TokioConn::boxed(stream),
+        }
     }
 }
 

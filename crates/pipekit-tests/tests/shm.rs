@@ -509,6 +509,59 @@ fn tokio_streams_over_shared_memory() {
     }
 }
 
+/// What a client sent over the socket before it saw the offer reaches a Tokio server (which
+/// waits on the socket and the wake-up pair at once) even while the client, before it writes
+/// again, waits for an answer; then the ring's messages follow.
+#[test]
+fn a_tokio_server_reads_what_came_before_the_switch() {
+    use std::time::Duration;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for mode in [Mode::Messages, Mode::Bytes] {
+        let name = unique_name("shm-tokio-before");
+        let listener = Listener::bind_with(&name, &listen_options(mode, CAPACITY)).unwrap();
+        let mut client = Stream::connect_with(&name, &connect_options(mode)).unwrap();
+        for i in 0..3u8 {
+            client.write_all(&[i; 100]).unwrap();
+        }
+        let server = listener.accept().unwrap();
+        let writer = thread::spawn(move || {
+            let mut answer = [0u8; 2];
+            client.read_exact(&mut answer).unwrap();
+            assert_eq!(&answer, b"ok");
+            for i in 3..6u8 {
+                client.write_all(&[i; 100]).unwrap();
+            }
+            assert!(client.is_shared_memory());
+        });
+        runtime.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut server = pipekit::tokio::Stream::from_blocking(server).unwrap();
+            for i in 0..6u8 {
+                if i == 3 {
+                    server.write_all(b"ok").await.unwrap();
+                }
+                let mut got = [0u8; 100];
+                let read = async {
+                    match mode {
+                        Mode::Messages => server.recv(&mut got).await.map(|n| n.unwrap_or(0)),
+                        _ => server.read_exact(&mut got).await,
+                    }
+                };
+                let n = tokio::time::timeout(Duration::from_secs(20), read)
+                    .await
+                    .unwrap_or_else(|_| panic!("{mode:?}: piece {i} never came"))
+                    .unwrap();
+                assert_eq!(n, 100);
+                assert_eq!(got, [i; 100], "{mode:?} piece {i}");
+            }
+        });
+        writer.join().unwrap();
+    }
+}
+
 /// A Tokio client that asks for shared memory, against a pipekit server in another process:
 /// it learns of the offer after it became async, and waits on the wake-up pairs from then on.
 #[test]

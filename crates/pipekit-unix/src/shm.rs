@@ -777,16 +777,15 @@ impl Link {
                 PollFd::new(socket, PollFlags::POLLIN),
                 PollFd::new(channel.rx_bell.as_fd(), PollFlags::POLLIN),
             ];
-            let deadline = match wait {
-                Wait::No => Some(Instant::now()),
-                Wait::Until(deadline) => deadline,
-            };
-            match sys::poll_until(&mut fds, deadline) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut && matches!(wait, Wait::No) => {
-                    return Err(io::ErrorKind::WouldBlock.into());
+            match wait {
+                Wait::No => {
+                    if !sys::poll_now(&mut fds)? {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
                 }
-                Err(e) => return Err(timed_out(e, "read")),
+                Wait::Until(deadline) => {
+                    sys::poll_until(&mut fds, deadline).map_err(|e| timed_out(e, "read"))?;
+                }
             }
             if fds[0].any().unwrap_or(true) {
                 return Ok(Route::Socket);

@@ -56,6 +56,17 @@ pub(crate) fn poll_until(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> i
     }
 }
 
+/// Polls `fds` without waiting: whether one of them has an event (see their `revents`).
+pub(crate) fn poll_now(fds: &mut [PollFd<'_>]) -> io::Result<bool> {
+    loop {
+        match nix::poll::poll(fds, PollTimeout::ZERO) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 fn poll_timeout(left: Duration) -> PollTimeout {
     let ms = left.as_millis().max(1);
     PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)

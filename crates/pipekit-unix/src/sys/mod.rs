@@ -22,7 +22,7 @@ pub(crate) mod fifo;
 mod os;
 pub(crate) mod shm;
 
-pub(crate) use fd::{cvt, errno, poll_until, set_nonblocking};
+pub(crate) use fd::{cvt, errno, poll_now, poll_until, set_nonblocking};
 
 // `after_accept`: per-OS set-up of an accepted socket. `peer_credentials`: who is on the other
 // end. `recv_packet`: receives (or with `peek`, looks at) the next `SOCK_SEQPACKET` message,
