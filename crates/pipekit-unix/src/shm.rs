@@ -623,7 +623,14 @@ pub(crate) struct Writer {
     pub(crate) to_socket: u64,
     /// `shutdown_write` was called: nothing switches any more.
     pub(crate) shut: bool,
+    /// Client: writes that looked for the offer (each a system call) and found nothing.
+    looks: u32,
 }
+
+/// How many writes of a client look for an offer that has not come: a server that offers
+/// sends it at `accept`, so after these the server probably offers nothing, and writes stop
+/// paying for the look (a read still finds a late offer, and writes then switch too).
+const WRITE_LOOKS: u32 = 64;
 
 /// What a shared-memory connection's handles share: the channel once there is one, and
 /// the client's search for the offer.
@@ -824,6 +831,10 @@ impl Link {
             return Ok(Route::Socket);
         }
         if self.channel.get().is_none() {
+            if writer.looks >= WRITE_LOOKS {
+                return Ok(Route::Socket);
+            }
+            writer.looks += 1;
             // A reader waiting for the server's first word holds the lock: write on.
             let Ok(_looking) = self.looking.try_lock() else {
                 return Ok(Route::Socket);
@@ -979,17 +990,8 @@ impl Marked {
 /// Client: binds `fd` to a fresh marker address before it connects. `None` if no marker
 /// could be bound: the connection is then plain.
 pub(crate) fn mark(fd: &OwnedFd) -> Option<Marked> {
-    use std::sync::atomic::AtomicU32;
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
     for _ in 0..4 {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let unique = format!(
-            "{:x}-{:x}-{nanos:x}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let unique = sys::shm::unique_suffix();
         #[cfg(linux_android)]
         let (addr, file) = {
             let mut name = MARK.to_vec();

@@ -43,17 +43,8 @@ fn anonymous(_name: &CStr) -> io::Result<OwnedFd> {
     use nix::fcntl::OFlag;
     use nix::sys::mman::{shm_open, shm_unlink};
     use nix::sys::stat::Mode;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
     loop {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!(
-            "/pk{:x}.{:x}.{nanos:x}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("/pk{}", unique_suffix());
         match shm_open(
             name.as_str(),
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
@@ -69,6 +60,21 @@ fn anonymous(_name: &CStr) -> io::Result<OwnedFd> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// A name part no other call in this process returns, and unlikely in another (the pid,
+/// a counter, the clock's nanoseconds).
+pub(crate) fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{:x}-{:x}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The size of a segment a peer passed, after checking that it is a regular shared-memory
