@@ -178,7 +178,8 @@ impl Channel {
             return Err(bad("it does not carry three descriptors".into()));
         };
         let len = sys::shm::received_segment_len(segment.as_fd())?;
-        if len < PAGE + 2 * MIN_SHARED_MEMORY {
+        // Checked before anything is mapped: no segment beyond the largest rings is.
+        if !(PAGE + 2 * MIN_SHARED_MEMORY..=PAGE + 2 * MAX_SHARED_MEMORY).contains(&len) {
             return Err(bad(format!("its segment is {len} bytes")));
         }
         let map = Mapping::new(segment.as_fd(), len)?;
