@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-type Action = Box<dyn Fn() + Send + Sync>;
+pub(crate) type Action = Box<dyn Fn() + Send + Sync>;
 
 static ACTIONS: Mutex<Vec<(u64, Action)>> = Mutex::new(Vec::new());
 
@@ -31,7 +31,6 @@ pub struct Guard(u64);
 /// process is being stopped ([`run_all`] has begun), the action runs at once instead: what
 /// the rest of the program makes meanwhile is removed too.
 pub fn on_exit(action: impl Fn() + Send + Sync + 'static) -> Guard {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     let mut actions = actions();
     if STOPPING.load(Ordering::SeqCst) {
@@ -41,6 +40,28 @@ pub fn on_exit(action: impl Fn() + Send + Sync + 'static) -> Guard {
         actions.push((id, Box::new(action)));
     }
     Guard(id)
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// Makes something with `make` and registers the action it returns as one step: a stop
+/// ([`run_all`], from a signal) waits for both, so nothing made here escapes it (a peer
+/// process started just as the run is stopped is stopped too). `Interrupted` once the run is
+/// being stopped, without calling `make`.
+pub(crate) fn made_with_exit<T>(
+    make: impl FnOnce() -> std::io::Result<(T, Action)>,
+) -> std::io::Result<(T, Guard)> {
+    let mut actions = actions();
+    if STOPPING.load(Ordering::SeqCst) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Interrupted,
+            "the run is being stopped",
+        ));
+    }
+    let (made, action) = make()?;
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    actions.push((id, action));
+    Ok((made, Guard(id)))
 }
 
 impl Drop for Guard {

@@ -33,14 +33,18 @@ impl PeerProcess {
             cpu: pinning.peer_cpu(),
             ..spec.clone()
         };
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut command = Command::new(std::env::current_exe()?);
+        command
             .env(PEER_ENV, spec.encode())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let pid = child.id();
-        let stop = cleanup::on_exit(move || terminate(pid));
+            .stderr(Stdio::inherit());
+        // Started and registered in one step: a stop in between would miss the peer.
+        let (mut child, stop) = cleanup::made_with_exit(|| {
+            let child = command.spawn()?;
+            let pid = child.id();
+            Ok((child, Box::new(move || terminate(pid)) as cleanup::Action))
+        })?;
         let stdin = child.stdin.take();
         let mut stdout = child.stdout.take().expect("piped stdout");
         let line = read_line(&mut stdout)?;
