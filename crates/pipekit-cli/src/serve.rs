@@ -70,6 +70,16 @@ pub(crate) struct ListenArgs {
     /// Report on stderr who connects and leaves, and the size of each message.
     #[arg(short, long)]
     verbose: bool,
+    /// Offer clients that ask (`send`/`connect --shared-memory`) a shared-memory channel:
+    /// rings of BYTES each way (default 4 MiB; Unix sockets; others get the plain pipe).
+    #[arg(
+        long,
+        value_name = "BYTES",
+        num_args = 0..=1,
+        default_missing_value = "4194304",
+        conflicts_with_all = ["fifo", "inbox"]
+    )]
+    shared_memory: Option<usize>,
     #[command(flatten)]
     dialect: DialectArgs,
     #[command(flatten)]
@@ -89,13 +99,19 @@ pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<()> {
         } else {
             Mode::Bytes
         })
-        .max_instances(args.max_instances);
+        .max_instances(args.max_instances)
+        .shared_memory(args.shared_memory);
     args.net.listen(&name, &mut options)?;
     if name.as_net().is_some()
-        && (args.fifo || args.inherited || args.mode.is_some() || args.group.is_some())
+        && (args.fifo
+            || args.inherited
+            || args.mode.is_some()
+            || args.group.is_some()
+            || args.shared_memory.is_some())
     {
         return Err(crate::exit::usage(
-            "--fifo, --inherited, --mode and --group are for local pipes, not tcp:// or tls://",
+            "--fifo, --inherited, --mode, --group and --shared-memory are for local pipes, not \
+             tcp:// or tls://",
         ));
     }
     if name.as_net().is_some() && args.allow_peer.iter().any(|v| v != "same-user") {
@@ -393,7 +409,11 @@ impl Client {
             Conn::Python(c) => (self.format.unwrap_or(Format::Text), Peer::of(c.stream())),
         };
         if self.verbose {
-            eprintln!("pipekit: client connected ({peer})");
+            let shm = match &conn {
+                Conn::Plain(s) if s.is_shared_memory() => ", over shared memory",
+                _ => "",
+            };
+            eprintln!("pipekit: client connected ({peer}){shm}");
         }
         loop {
             let msg: &[u8] = match &mut conn {

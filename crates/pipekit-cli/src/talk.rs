@@ -42,6 +42,9 @@ pub(crate) struct SendArgs {
     /// How to print each reply: text (a line, the default), raw, hex or json.
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
     format: Format,
+    /// Take a shared-memory channel if the server offers one (`listen --shared-memory`).
+    #[arg(long)]
+    shared_memory: bool,
     #[command(flatten)]
     dialect: DialectArgs,
     #[command(flatten)]
@@ -70,6 +73,9 @@ pub(crate) struct ConnectArgs {
     /// Report on stderr whom we connected to.
     #[arg(short, long)]
     verbose: bool,
+    /// Take a shared-memory channel if the server offers one (`listen --shared-memory`).
+    #[arg(long)]
+    shared_memory: bool,
     #[command(flatten)]
     dialect: DialectArgs,
     #[command(flatten)]
@@ -150,9 +156,13 @@ fn open(
     messages: bool,
     wait: Option<Duration>,
     net: &NetArgs,
+    shared_memory: bool,
 ) -> anyhow::Result<Stream> {
     let mut options = ConnectOptions::new();
-    options.mode(mode(messages)).wait(wait);
+    options
+        .mode(mode(messages))
+        .wait(wait)
+        .shared_memory(shared_memory);
     net.connect(name, &mut options)?;
     Stream::connect_with(name, &options).with_context(|| format!("cannot connect to {name}"))
 }
@@ -198,7 +208,7 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<()> {
     if args.dialect.python_mp() {
         return send_python(args, &name, timeout, &msgs);
     }
-    let mut conn = open(&name, args.messages, timeout, &args.net)?;
+    let mut conn = open(&name, args.messages, timeout, &args.net, args.shared_memory)?;
     conn.set_read_timeout(timeout)?;
     let peer = Peer::of(&conn);
     let mut buf = vec![0u8; 1 << 20];
@@ -309,7 +319,7 @@ pub(crate) fn connect(args: &ConnectArgs) -> anyhow::Result<()> {
         })?;
         return Ok(());
     }
-    let conn = open(&name, args.messages, wait, &args.net)?;
+    let conn = open(&name, args.messages, wait, &args.net, args.shared_memory)?;
     // The reader thread and the stdin loop share the stream (its methods take `&self`); the
     // reader's reads time out now and then so that it can tell when to stop on its own.
     conn.set_read_timeout(Some(Duration::from_millis(100)))?;

@@ -1969,3 +1969,49 @@ fn send_checks_the_server_name_it_is_told() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// `listen --shared-memory` offers, `send --shared-memory` takes: the messages come back and
+/// `-v` says which client is on shared memory; a `send` without the flag is served plainly.
+/// On a network name the flag is a usage error.
+#[cfg(unix)]
+#[test]
+fn listen_and_send_over_shared_memory() {
+    let name = unique_name("cli-shm");
+    let server = spawn(&[
+        "listen",
+        &name,
+        "--messages",
+        "--echo",
+        "--shared-memory",
+        "-v",
+        "--count",
+        "3",
+    ]);
+    let out = pipekit(&[
+        "send",
+        &name,
+        "--messages",
+        "--shared-memory",
+        "--wait-reply",
+        "--timeout",
+        "20000",
+        "hello",
+        "world",
+    ]);
+    assert!(out.status.success(), "send: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello\nworld\n");
+    assert_eq!(send_messages(&name, &["plain"]), "plain\n");
+    let served = server.wait_with_output().unwrap();
+    assert!(served.status.success(), "{}", text(&served.stderr));
+    let log = text(&served.stderr);
+    assert_eq!(log.matches("client connected (").count(), 2, "{log}");
+    assert_eq!(log.matches("over shared memory").count(), 1, "{log}");
+
+    let out = pipekit(&["listen", "tcp://127.0.0.1:0", "--shared-memory"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--shared-memory"),
+        "{}",
+        text(&out.stderr)
+    );
+}
