@@ -174,8 +174,8 @@ impl ListenerOptions {
     /// Unix-domain sockets only (Linux, macOS, the BSDs): the segment is a sealed `memfd`
     /// (Linux, FreeBSD) or an `shm_open` object unlinked at once, passed over the socket with
     /// `SCM_RIGHTS`. FIFO servers, `tcp://`/`tls://` names and Windows pipes offer nothing
-    /// and serve the plain connection. The Tokio API waits on such streams as on any other;
-    /// `mio` refuses to register them (their data is on no descriptor it could watch).
+    /// and serve the plain connection. The Tokio and `mio` APIs wait on such streams too
+    /// (their wake-up socket pairs are watched beside the socket).
     ///
     /// # Examples
     ///

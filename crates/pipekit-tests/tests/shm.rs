@@ -395,9 +395,9 @@ fn full_duplex_over_small_rings() {
 
 /// Non-blocking calls say `WouldBlock` instead of waiting; a full ring times out a blocked
 /// write after the write timeout; `send_with` and `recv_with` fall back to a buffer on a
-/// plain connection; `mio` refuses to register a shared-memory stream.
+/// plain connection.
 #[test]
-fn nonblocking_timeouts_in_place_calls_and_mio_refusal() {
+fn nonblocking_timeouts_and_in_place_calls() {
     use pipekit::os::unix::StreamExt;
     let name = unique_name("shm-misc");
     let (server, client) = pair(
@@ -436,14 +436,6 @@ fn nonblocking_timeouts_in_place_calls_and_mio_refusal() {
     );
     let err = a.send_with(2 << 20, |_| unreachable!()).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
-
-    let registry = mio::Poll::new().unwrap();
-    let mut server = server;
-    let err = registry
-        .registry()
-        .register(&mut server, mio::Token(0), mio::Interest::READABLE)
-        .unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "mio: {err}");
 }
 
 /// The Tokio API over shared memory, both ends on one current-thread runtime: a writer
@@ -594,4 +586,146 @@ fn a_tokio_client_takes_the_offer_of_a_peer_process() {
     });
     peer.child.kill().unwrap();
     peer.child.wait().unwrap();
+}
+
+/// One `mio` thread serves 8 shared-memory connections from 2 client processes
+/// (`pipekit-peer clients`, 100 echoed messages each): the wake-up pairs are registered
+/// under each stream's token, and every event is answered by reading until `WouldBlock`.
+#[test]
+fn a_mio_loop_serves_shared_memory_clients_of_peer_processes() {
+    use std::collections::VecDeque;
+    use std::time::{Duration, Instant};
+    let name = unique_name("shm-mio");
+    let mut listen = ListenerOptions::new();
+    listen
+        .mode(Mode::Messages)
+        .max_message_size(1 << 20)
+        .shared_memory(Some(2 << 20));
+    let listener = Listener::bind_with(&name, &listen).unwrap();
+    let (processes, conns, msgs) = (2, 4, 100);
+    let children: Vec<_> = (0..processes)
+        .map(|_| {
+            pipekit_tests::spawn(
+                peer_command(
+                    "1",
+                    &["clients", &name, &conns.to_string(), &msgs.to_string()],
+                )
+                .stdout(std::process::Stdio::piped()),
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut poll = mio::Poll::new().unwrap();
+    let mut streams = Vec::new();
+    for i in 0..processes * conns {
+        let stream = listener.accept().unwrap();
+        assert!(stream.is_shared_memory());
+        let mut stream = stream.into_nonblocking().unwrap();
+        poll.registry()
+            .register(
+                &mut stream,
+                mio::Token(i),
+                mio::Interest::READABLE | mio::Interest::WRITABLE,
+            )
+            .unwrap();
+        streams.push((stream, VecDeque::<Vec<u8>>::new(), false));
+    }
+    let mut events = mio::Events::with_capacity(64);
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut echoed = 0;
+    while streams.iter().any(|(_, _, done)| !done) {
+        assert!(Instant::now() < deadline, "the clients were not all served");
+        poll.poll(&mut events, Some(Duration::from_secs(1)))
+            .unwrap();
+        for event in &events {
+            let (stream, pending, done) = &mut streams[event.token().0];
+            loop {
+                match stream.try_recv_to_vec(&mut buf) {
+                    Ok(Some(_)) => pending.push_back(buf.clone()),
+                    Ok(None) => {
+                        *done = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{}", chain(&e)),
+                }
+            }
+            while let Some(msg) = pending.front() {
+                match stream.try_send(msg) {
+                    Ok(()) => {
+                        pending.pop_front();
+                        echoed += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) if *done => break,
+                    Err(e) => panic!("{}", chain(&e)),
+                }
+            }
+        }
+    }
+    pipekit_tests::check_client_processes(children, conns);
+    assert_eq!(echoed, processes * conns * msgs);
+}
+
+/// A `mio` client registered before it saw the offer: its wake-up pairs are registered when
+/// it takes the offer (at the first read the socket's event leads to), and the server's
+/// messages through the ring wake it from then on.
+#[test]
+fn a_mio_client_registered_before_the_offer_is_woken_by_the_ring() {
+    use std::time::{Duration, Instant};
+    let name = unique_name("shm-mio-client");
+    let listener = Listener::bind_with(&name, &listen_options(Mode::Messages, 1 << 17)).unwrap();
+    let client = Stream::connect_with(&name, &connect_options(Mode::Messages)).unwrap();
+    let mut client = client.into_nonblocking().unwrap();
+    let mut poll = mio::Poll::new().unwrap();
+    poll.registry()
+        .register(
+            &mut client,
+            mio::Token(0),
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        )
+        .unwrap();
+    let server = listener.accept().unwrap();
+    let count = 200usize;
+    let server = thread::spawn(move || {
+        let mut back = vec![0u8; 65536];
+        for i in 0..count {
+            let msg = pattern(1000 + i * 300, i as u8);
+            server.send(&msg).unwrap();
+            assert_eq!(server.recv(&mut back).unwrap(), Some(msg.len()));
+            assert!(back[..msg.len()] == msg[..], "echo {i}");
+        }
+        server.shutdown_write().unwrap();
+    });
+    let mut events = mio::Events::with_capacity(8);
+    let mut buf = Vec::new();
+    let mut pending: Option<Vec<u8>> = None;
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'serve: loop {
+        assert!(Instant::now() < deadline, "got {got} of {count} messages");
+        poll.poll(&mut events, Some(Duration::from_secs(1)))
+            .unwrap();
+        loop {
+            if let Some(msg) = &pending {
+                match client.try_send(msg) {
+                    Ok(()) => pending = None,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{}", chain(&e)),
+                }
+            }
+            match client.try_recv_to_vec(&mut buf) {
+                Ok(Some(_)) => {
+                    got += 1;
+                    pending = Some(buf.clone());
+                }
+                Ok(None) => break 'serve,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{}", chain(&e)),
+            }
+        }
+    }
+    server.join().unwrap();
+    assert_eq!(got, count);
 }

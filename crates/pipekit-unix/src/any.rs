@@ -207,24 +207,6 @@ impl Listener {
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         dispatch!(ListenerInner, &self.inner, l => l.set_nonblocking(nonblocking))
     }
-
-    /// Fails for a listener that offers shared memory: `mio` waits on descriptors alone, and
-    /// a shared-memory stream's data is not on one.
-    #[cfg_attr(not(feature = "mio"), allow(dead_code))]
-    pub(crate) fn no_shared_memory(&self) -> io::Result<()> {
-        match &self.inner {
-            ListenerInner::Socket(l) if l.offers_shared_memory() => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "{}: a listener that offers shared memory cannot be a mio source (mio \
-                     waits on descriptors, and shared-memory data is on none; use the blocking \
-                     or the Tokio API)",
-                    l.name()
-                ),
-            )),
-            _ => Ok(()),
-        }
-    }
 }
 
 impl AsFd for Listener {
@@ -537,22 +519,6 @@ impl Stream {
         match &self.inner {
             StreamInner::Socket(s) => s.shared_memory_bells(),
             StreamInner::Fifo(_) => None,
-        }
-    }
-
-    /// Fails for a stream that has (or, a client that asked, may yet have) shared memory:
-    /// `mio` waits on the descriptors it is given, and such a stream's data is on none.
-    /// Non-blocking calls on it work (`WouldBlock`), and the Tokio API waits for them.
-    #[cfg_attr(not(feature = "mio"), allow(dead_code))]
-    pub(crate) fn no_shared_memory(&self) -> io::Result<()> {
-        match &self.inner {
-            StreamInner::Socket(s) if s.has_shared_memory_link() => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "a shared-memory stream (or one that asked for shared memory) cannot be a mio \
-                 source: mio waits on descriptors, and its data is on none (use the blocking \
-                 or the Tokio API)",
-            )),
-            _ => Ok(()),
         }
     }
 }

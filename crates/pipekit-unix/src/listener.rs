@@ -272,11 +272,6 @@ impl SocketListener {
         }
     }
 
-    /// Whether clients that ask get a shared-memory channel.
-    pub(crate) fn offers_shared_memory(&self) -> bool {
-        self.shared_memory.is_some()
-    }
-
     /// The mode of every connection this listener accepts.
     pub(crate) fn mode(&self) -> Mode {
         self.mode

@@ -594,6 +594,9 @@ fn timed_out(err: io::Error, what: &str) -> io::Error {
     }
 }
 
+/// What an event loop's registration does once a client's channel exists.
+pub(crate) type OnChannel = Box<dyn FnOnce(BorrowedFd<'_>, BorrowedFd<'_>) + Send>;
+
 /// Where a read or a write goes.
 pub(crate) enum Route<'a> {
     /// The socket, as on a plain connection.
@@ -644,6 +647,10 @@ pub(crate) struct Link {
     looking: Mutex<()>,
     /// Client: the offer was unusable; every later call fails with this.
     broken: OnceLock<String>,
+    /// Called with the wake-up descriptors once the channel exists (an event loop's
+    /// registration made before the client saw the offer).
+    #[cfg_attr(not(feature = "mio"), allow(dead_code))]
+    on_channel: Mutex<Option<OnChannel>>,
     /// The timeouts, for waits on the rings (the socket keeps its own), in nanoseconds;
     /// 0 is none.
     read_timeout: AtomicU64,
@@ -679,6 +686,7 @@ impl Link {
             plain: AtomicBool::new(false),
             looking: Mutex::new(()),
             broken: OnceLock::new(),
+            on_channel: Mutex::new(None),
             read_timeout: AtomicU64::new(0),
             write_timeout: AtomicU64::new(0),
         }
@@ -904,6 +912,11 @@ impl Link {
         match taken {
             Ok(channel) => {
                 let _ = self.channel.set(channel);
+                if let Some((rx, tx)) = self.bells()
+                    && let Some(hook) = lock(&self.on_channel).take()
+                {
+                    hook(rx, tx);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -916,10 +929,29 @@ impl Link {
     /// The wake-up descriptors an event loop waits on once there is a channel: (reads,
     /// writes). Each becomes readable when the peer published, or freed room, after this
     /// side said (by a `WouldBlock`) that it waits; and at the peer's end.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn bells(&self) -> Option<(BorrowedFd<'_>, BorrowedFd<'_>)> {
         let channel = self.channel.get()?;
         Some((channel.rx_bell.as_fd(), channel.tx_bell.as_fd()))
+    }
+
+    /// Calls `hook` with the wake-up descriptors (reads, writes) now if there is a channel,
+    /// else once the client takes the offer; a later call replaces a hook not yet called.
+    #[cfg_attr(not(feature = "mio"), allow(dead_code))]
+    pub(crate) fn when_channel(&self, hook: OnChannel) {
+        let mut pending = lock(&self.on_channel);
+        match self.bells() {
+            Some((rx, tx)) => {
+                *pending = None;
+                hook(rx, tx);
+            }
+            None => *pending = Some(hook),
+        }
+    }
+
+    /// Drops a hook not yet called.
+    #[cfg_attr(not(feature = "mio"), allow(dead_code))]
+    pub(crate) fn forget_hook(&self) {
+        *lock(&self.on_channel) = None;
     }
 
     /// Whether the connection runs over shared memory (one way or both).

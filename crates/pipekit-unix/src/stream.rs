@@ -461,6 +461,12 @@ impl SocketStream {
             .is_some_and(|link| link.look_now(self.fd.as_fd()))
     }
 
+    /// The shared-memory link, on a connection that has one (or asked for one).
+    #[cfg_attr(not(feature = "mio"), allow(dead_code))]
+    pub(crate) fn link(&self) -> Option<&Link> {
+        self.shared.shm.as_ref()
+    }
+
     /// The shared-memory wake-up descriptors (reads, writes), once there is a channel.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn shared_memory_bells(&self) -> Option<(RawFd, RawFd)> {
@@ -468,9 +474,9 @@ impl SocketStream {
         link.bells().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd()))
     }
 
-    /// Whether the connection has shared memory or may yet (a client that asked): `mio`
-    /// refuses such streams, the Tokio API waits on their wake-up pairs too.
-    #[cfg_attr(not(any(feature = "tokio", feature = "mio")), allow(dead_code))]
+    /// Whether the connection has shared memory or may yet (a client that asked): the
+    /// Tokio API waits on their wake-up pairs too.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn has_shared_memory_link(&self) -> bool {
         self.shared.shm.is_some()
     }
