@@ -588,6 +588,62 @@ fn a_tokio_client_takes_the_offer_of_a_peer_process() {
     peer.child.wait().unwrap();
 }
 
+/// A Tokio client that takes the offer inside a wait: its first `recv` finds the offer (sent
+/// at `accept`, before the reactor saw the socket readable), takes it and finds the ring
+/// empty. Reading the offer used up the socket's readiness, so that poll must already watch
+/// the wake-up pair: the message the server sends next wakes the task.
+#[test]
+fn a_tokio_client_that_takes_the_offer_while_waiting_is_woken_by_the_ring() {
+    use std::future::{Future, poll_fn};
+    use std::time::Duration;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let name = unique_name("shm-tokio-late");
+    let listener = Listener::bind_with(&name, &listen_options(Mode::Messages, CAPACITY)).unwrap();
+    let client = Stream::connect_with(&name, &connect_options(Mode::Messages)).unwrap();
+    let server = listener.accept().unwrap();
+    let (go, start) = std::sync::mpsc::channel::<()>();
+    let sender = thread::spawn(move || {
+        // The client waits (it said so in the ring) before this is sent.
+        start.recv().unwrap();
+        server.send(b"after the offer").unwrap();
+        server
+    });
+    runtime.block_on(async move {
+        let mut client = pipekit::tokio::Stream::from_blocking(client).unwrap();
+        // A task of its own: the timer below must not poll it again.
+        let receiver = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut go = Some(go);
+            let n = {
+                let mut recv = std::pin::pin!(client.recv_to_vec(&mut got));
+                poll_fn(|cx| {
+                    let poll = recv.as_mut().poll(cx);
+                    if poll.is_pending()
+                        && let Some(go) = go.take()
+                    {
+                        go.send(()).unwrap();
+                    }
+                    poll
+                })
+                .await
+                .unwrap()
+            };
+            (n, got)
+        });
+        let (n, got) = tokio::time::timeout(Duration::from_secs(20), receiver)
+            .await
+            .expect("the message in the ring never woke the client")
+            .unwrap();
+        assert_eq!(n, Some(15));
+        assert_eq!(got, b"after the offer");
+    });
+    let server = sender.join().unwrap();
+    assert!(server.is_shared_memory());
+}
+
 /// One `mio` thread serves 8 shared-memory connections from 2 client processes
 /// (`pipekit-peer clients`, 100 echoed messages each): the wake-up pairs are registered
 /// under each stream's token, and every event is answered by reading until `WouldBlock`.

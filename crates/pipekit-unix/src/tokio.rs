@@ -191,6 +191,12 @@ impl Stream {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 result => return Poll::Ready(result),
             }
+            // A client's attempt can take the offer, and with it the socket's readiness (the
+            // reactor may not have seen it yet, and never will): the wake-up pairs it brought
+            // are watched before this waits.
+            if self.bells.is_none() && self.inner.shared_memory_bells().is_some() {
+                continue;
+            }
             if socket.is_none() && bell.is_none() {
                 return Poll::Pending;
             }
