@@ -583,6 +583,7 @@ fn a_tokio_client_takes_the_offer_of_a_peer_process() {
             );
             assert!(back == msg, "message {i} came back changed");
         }
+        assert!(client.is_shared_memory(), "the client took the offer");
     });
     peer.child.kill().unwrap();
     peer.child.wait().unwrap();
@@ -631,14 +632,15 @@ fn a_tokio_client_that_takes_the_offer_while_waiting_is_woken_by_the_ring() {
                 .await
                 .unwrap()
             };
-            (n, got)
+            (n, got, client)
         });
-        let (n, got) = tokio::time::timeout(Duration::from_secs(20), receiver)
+        let (n, got, client) = tokio::time::timeout(Duration::from_secs(20), receiver)
             .await
             .expect("the message in the ring never woke the client")
             .unwrap();
         assert_eq!(n, Some(15));
         assert_eq!(got, b"after the offer");
+        assert!(client.is_shared_memory());
     });
     let server = sender.join().unwrap();
     assert!(server.is_shared_memory());

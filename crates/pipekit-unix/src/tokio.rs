@@ -224,6 +224,12 @@ impl Stream {
         self.inner.peer_credentials()
     }
 
+    /// Whether the connection runs over shared memory, as
+    /// [`crate::Stream::is_shared_memory`].
+    pub fn is_shared_memory(&self) -> bool {
+        self.inner.is_shared_memory()
+    }
+
     /// Sends `msg` as one message, waiting until all of it is written.
     ///
     /// # Errors

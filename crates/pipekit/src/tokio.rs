@@ -265,6 +265,17 @@ impl Stream {
         self.inner.peer_credentials()
     }
 
+    /// Whether this connection runs over shared memory, as
+    /// [`crate::Stream::is_shared_memory`] (a client that asked looks for the offer now,
+    /// without waiting).
+    pub fn is_shared_memory(&self) -> bool {
+        match &self.inner {
+            #[cfg(unix)]
+            Conn::Local(stream) => stream.is_shared_memory(),
+            _ => false,
+        }
+    }
+
     /// Sends `msg` as one message, waiting until all of it is written.
     ///
     /// # Errors
