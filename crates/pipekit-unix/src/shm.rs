@@ -1049,3 +1049,159 @@ pub(crate) fn mark(fd: &OwnedFd) -> Option<Marked> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    /// The server's and the client's channels over one segment, as after an accept.
+    fn channels(capacity: usize) -> (Channel, Channel) {
+        let (server, client) = UnixStream::pair().unwrap();
+        let ours = Channel::offer(server.as_fd(), capacity).unwrap();
+        let mut buf = [0u8; OFFER.len()];
+        let got = sys::shm::recv_fds(client.as_fd(), &mut buf, false, true).unwrap();
+        assert_eq!(&buf, OFFER);
+        (ours, Channel::take(got.fds).unwrap())
+    }
+
+    /// xorshift64*: reproducible from the seed a failure prints.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// A value a lying peer might write into a word: near the indices, the capacity, the
+    /// limits, or anything.
+    fn lie(rng: &mut Rng, near: u64, capacity: u64) -> u64 {
+        match rng.below(8) {
+            0 => 0,
+            1 => u64::MAX - rng.below(16),
+            2 => u64::from(u32::MAX) - rng.below(16),
+            3 => near.wrapping_add(rng.below(2 * capacity + 64)),
+            4 => near.wrapping_sub(rng.below(2 * capacity + 64)),
+            5 => capacity.wrapping_add(rng.below(64)).wrapping_sub(32),
+            6 => rng.below(256),
+            _ => rng.next(),
+        }
+    }
+
+    /// The client side mixes keeping the protocol (writing, reading) with lies: any word of
+    /// either control block (indices, flags, the counts of the switch) or the length word
+    /// this side reads next, set to values near the indices, the limits, or anything. This
+    /// side keeps reading and writing, non-blocking, with buffers up to three rings long.
+    /// Whatever the lie, it never panics (every ring access is bounds-asserted: an index
+    /// taken on trust would trip them), never returns more than asked for or a message over
+    /// its limits, and reports a broken peer as an error of its own connection.
+    #[test]
+    fn a_lying_peer_never_makes_this_side_panic_or_overrun() {
+        let capacity = MIN_SHARED_MEMORY;
+        let max = 3000;
+        for seed in 1..=400u64 {
+            // Odd seeds: message mode; even: byte mode (a stream never mixes them).
+            let messages = seed % 2 == 1;
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let (ours, theirs) = channels(capacity);
+            let (mut our_head, mut our_tail, mut their_head, mut their_tail) = (0, 0, 0, 0);
+            // Byte-mode calls ask for up to three rings' worth.
+            let mut buf = vec![0u8; 3 * capacity];
+            for step in 0..400 {
+                let what = rng.below(6);
+                let result: io::Result<usize> = match (what, messages) {
+                    // The peer keeps the protocol: it writes and reads.
+                    (0, true) => {
+                        let len = rng.below(max as u64) as usize;
+                        theirs
+                            .send(&mut their_head, len, max, Wait::No, |b| b.fill(0xA5))
+                            .map(|()| 0)
+                    }
+                    (0, false) => {
+                        let len = rng.below(buf.len() as u64) as usize + 1;
+                        theirs.write(&mut their_head, &buf[..len], Wait::No)
+                    }
+                    (1, true) => theirs
+                        .recv(&mut their_tail, None, max, Wait::No, |_, _, len| len)
+                        .map(|n| n.unwrap_or(0)),
+                    (1, false) => {
+                        let len = rng.below(buf.len() as u64) as usize + 1;
+                        theirs.read(&mut their_tail, &mut buf[..len], Wait::No)
+                    }
+                    // It lies in a word of either control block, or at the place this side
+                    // reads next (where a message's length word is).
+                    (2 | 3, _) => {
+                        let offset = if what == 2 {
+                            let words = [
+                                HEAD,
+                                CLOSED,
+                                SWITCHED,
+                                BEFORE,
+                                TAIL,
+                                GONE,
+                                CONSUMER_WAITING,
+                                PRODUCER_WAITING,
+                            ];
+                            CONTROL[rng.below(2) as usize]
+                                + words[rng.below(words.len() as u64) as usize]
+                        } else {
+                            ours.rx.data + (our_tail % capacity as u64) as usize / 8 * 8
+                        };
+                        let value = lie(&mut rng, our_tail.max(our_head), capacity as u64);
+                        if offset.is_multiple_of(8) && rng.below(2) == 0 {
+                            theirs.map.u64_at(offset).store(value, Ordering::Release);
+                        } else {
+                            let word = theirs.map.u32_at(offset / 4 * 4);
+                            word.store(value as u32, Ordering::Release);
+                        }
+                        Ok(0)
+                    }
+                    // This side reads (a message with room or without, or bytes) and writes.
+                    (4, true) => {
+                        let room = (rng.below(2) == 0).then(|| rng.below(2 * max as u64) as usize);
+                        let got = ours.recv(&mut our_tail, room, max, Wait::No, |map, at, len| {
+                            map.with_slice(at, len, <[u8]>::len)
+                        });
+                        got.map(|got| {
+                            let len = got.unwrap_or(0);
+                            let fits = len <= max && room.is_none_or(|r| len <= r);
+                            assert!(fits, "seed {seed} step {step}: a message of {len}");
+                            len
+                        })
+                    }
+                    (4, false) => {
+                        let want = rng.below(buf.len() as u64) as usize + 1;
+                        let n = ours.read(&mut our_tail, &mut buf[..want], Wait::No);
+                        if let Ok(n) = n {
+                            assert!(n <= want, "seed {seed} step {step}: read {n} of {want}");
+                        }
+                        n
+                    }
+                    (_, true) => {
+                        let len = rng.below(max as u64) as usize;
+                        ours.send(&mut our_head, len, max, Wait::No, |b| b.len())
+                    }
+                    (_, false) => {
+                        let len = rng.below(buf.len() as u64) as usize + 1;
+                        ours.write(&mut our_head, &buf[..len], Wait::No)
+                    }
+                };
+                if let Err(e) = result {
+                    use io::ErrorKind::{BrokenPipe, InvalidData, WouldBlock};
+                    let kind = e.kind();
+                    let expected = matches!(kind, WouldBlock | InvalidData | BrokenPipe)
+                        || (messages && MessageTooLarge::from_io(&e).is_some());
+                    assert!(expected, "seed {seed} step {step}: {e}");
+                }
+            }
+        }
+    }
+}
