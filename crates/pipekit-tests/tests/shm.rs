@@ -501,6 +501,77 @@ fn tokio_streams_over_shared_memory() {
     }
 }
 
+/// Owned Tokio halves of both ends of a shared-memory connection, in four tasks on a
+/// two-thread runtime: both ways at once through rings that hold one message, so every
+/// writer waits for room while its own reader waits for data, each woken by its own pair.
+#[test]
+fn tokio_halves_move_both_ways_at_once_over_shared_memory() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for mode in [Mode::Messages, Mode::Bytes] {
+        let name = unique_name("shm-tokio-halves");
+        let mut listen = listen_options(mode, 65536);
+        listen.max_message_size(40_000);
+        let mut connect = connect_options(mode);
+        connect.max_message_size(40_000);
+        let (server, client) = pair(&name, &listen, &connect).unwrap();
+        runtime.block_on(async move {
+            let count = 150usize;
+            let (mut senders, mut receivers) = (Vec::new(), Vec::new());
+            for (end, seed) in [(server, 1u8), (client, 2u8)] {
+                let (mut rx, mut tx) = pipekit::tokio::Stream::from_blocking(end)
+                    .unwrap()
+                    .into_split();
+                senders.push(tokio::spawn(async move {
+                    for i in 0..count {
+                        let piece = pattern(40_000, seed.wrapping_add(i as u8));
+                        match mode {
+                            Mode::Messages => tx.send(&piece).await.unwrap(),
+                            _ => tx.write_all(&piece).await.unwrap(),
+                        }
+                    }
+                    tx
+                }));
+                let peer_seed = 3 - seed;
+                receivers.push(tokio::spawn(async move {
+                    let mut got = vec![0u8; 40_000];
+                    for i in 0..count {
+                        match mode {
+                            Mode::Messages => {
+                                assert_eq!(rx.recv(&mut got).await.unwrap(), Some(40_000));
+                            }
+                            _ => drop(rx.read_exact(&mut got).await.unwrap()),
+                        }
+                        let want = pattern(40_000, peer_seed.wrapping_add(i as u8));
+                        assert!(got == want, "{mode:?}: piece {i} from end {peer_seed}");
+                    }
+                    rx
+                }));
+            }
+            // Both halves live until everything is read.
+            let all = async {
+                let mut halves = Vec::new();
+                for task in receivers {
+                    halves.push(task.await.unwrap());
+                }
+                let mut writers = Vec::new();
+                for task in senders {
+                    writers.push(task.await.unwrap());
+                }
+                (halves, writers)
+            };
+            tokio::time::timeout(Duration::from_secs(60), all)
+                .await
+                .unwrap_or_else(|_| panic!("{mode:?}: the halves stopped moving"));
+        });
+    }
+}
+
 /// What a client sent over the socket before it saw the offer reaches a Tokio server (which
 /// waits on the socket and the wake-up pair at once) even while the client, before it writes
 /// again, waits for an answer; then the ring's messages follow.
