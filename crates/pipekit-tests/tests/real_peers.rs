@@ -186,12 +186,14 @@ fn ok_lines() -> String {
 }
 
 /// Serves `clients` byte-mode clients at `name`, each on its own thread, echoing until the
-/// client closes; the bytes echoed.
+/// client closes; the bytes echoed. No client of these tests asks for shared memory, so
+/// none is on it (even when the listener offers it).
 fn byte_echo_server(listener: Listener, clients: usize) -> JoinHandle<usize> {
     thread::spawn(move || {
         let conns: Vec<_> = (0..clients)
             .map(|_| {
                 let mut conn = listener.accept().unwrap();
+                assert!(!conn.is_shared_memory(), "a C# client is on shared memory");
                 thread::spawn(move || {
                     let mut buf = vec![0u8; 65536];
                     let mut total = 0;
@@ -246,8 +248,13 @@ fn csharp_client_against(runtime: &Runtime, name: &str, listener: Listener) {
 }
 
 /// A PipePeer `echo-server` on `runtime` at `name` (4 instances) serves 6 pipekit clients at
-/// once, reaching it as `pipe`, each sending `SIZES`.
-fn csharp_server_against(runtime: &Runtime, name: &str, pipe: pipekit::PipeName) {
+/// once, reaching it as `pipe` with `options`, each sending `SIZES`.
+fn csharp_server_against(
+    runtime: &Runtime,
+    name: &str,
+    pipe: pipekit::PipeName,
+    options: &ConnectOptions,
+) {
     let server = start(
         pipe_peer(runtime, &["echo-server", name, "4", "6"]),
         "listening",
@@ -255,9 +262,14 @@ fn csharp_server_against(runtime: &Runtime, name: &str, pipe: pipekit::PipeName)
     let clients: Vec<_> = (0..6)
         .map(|_| {
             let pipe = pipe.clone();
+            let options = options.clone();
             thread::spawn(move || {
-                let mut conn = Stream::connect_with(&pipe, &dotnet_connect_options()).unwrap();
+                let mut conn = Stream::connect_with(&pipe, &options).unwrap();
                 byte_echo_client(&mut conn);
+                assert!(
+                    !conn.is_shared_memory(),
+                    "a C# server offered shared memory"
+                );
             })
         })
         .collect();
@@ -308,7 +320,30 @@ macro_rules! csharp_byte_mode_tests {
         #[ignore = "needs the real peers (ci/peers/install.sh)"]
         fn a_csharp_server_with_several_instances_serves_pipekit_clients() {
             let name = unique_name("cs-server");
-            csharp_server_against(&$runtime, &name, PipeName::dotnet(&name).unwrap());
+            let pipe = PipeName::dotnet(&name).unwrap();
+            csharp_server_against(&$runtime, &name, pipe, &dotnet_connect_options());
+        }
+
+        /// pipekit clients that ask for shared memory, against a C# server (which knows
+        /// nothing of it and waits for its clients to speak first): plain connections.
+        #[test]
+        #[ignore = "needs the real peers (ci/peers/install.sh)"]
+        fn pipekit_clients_that_ask_for_shared_memory_get_plain_connections_to_a_csharp_server() {
+            let name = unique_name("cs-server-shm");
+            let mut options = dotnet_connect_options();
+            options.shared_memory(true);
+            csharp_server_against(&$runtime, &name, PipeName::dotnet(&name).unwrap(), &options);
+        }
+
+        /// A C# client of a pipekit server that offers shared memory: the plain connection.
+        #[test]
+        #[ignore = "needs the real peers (ci/peers/install.sh)"]
+        fn a_csharp_client_of_a_server_that_offers_shared_memory_gets_the_plain_connection() {
+            let name = unique_name("cs-client-shm");
+            let mut options = pipekit::ListenerOptions::new();
+            options.shared_memory(Some(1 << 20));
+            let listener = Listener::bind_with(PipeName::dotnet(&name).unwrap(), &options).unwrap();
+            csharp_client_against(&$runtime, &name, listener);
         }
 
         #[test]
@@ -555,7 +590,11 @@ mod windows_dotnet {
     #[ignore = "needs the real peers (ci/peers/install.sh)"]
     fn a_csharp_byte_mode_server_against_pipekit_clients() {
         let name = unique_name("wdn-bytes-server");
-        csharp_server_against(&runtime(), &name, pipekit::PipeName::new(&name).unwrap());
+        // Asking for shared memory changes nothing on Windows (no offer is made there).
+        let mut options = dotnet_connect_options();
+        options.shared_memory(true);
+        let pipe = pipekit::PipeName::new(&name).unwrap();
+        csharp_server_against(&runtime(), &name, pipe, &options);
     }
 
     #[test]
