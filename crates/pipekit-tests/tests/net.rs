@@ -421,21 +421,30 @@ fn connect_waits_for_a_tcp_server_as_for_a_local_one() {
 
 /// A TLS peer that dies (no `close_notify`) is `UnexpectedEof`, never a clean end; a framed
 /// message cut short over plain TCP is `UnexpectedEof` too.
+///
+/// The peer exits on a word of ours rather than being killed: under Wine (8.0) a process
+/// killed while a thread waits in a socket `recv` can leave that socket open in the
+/// wineserver (about 1 run in 20 here), and the connection then never ends.
 #[test]
-fn a_killed_peer_is_an_unexpected_end() {
+fn a_peer_that_dies_is_an_unexpected_end() {
     let pki = Pki::new("tls-kill");
     let (cert, key) = pki.server();
     let env = [
         ("PEER_TLS_CERT", cert.as_path()),
         ("PEER_TLS_KEY", key.as_path()),
     ];
-    let (mut peer, name) = serve("tls://127.0.0.1:0", "messages", &["echo"], &env);
+    let answer = ["echo", "--exit-on", "die"];
+    let (mut peer, name) = serve("tls://127.0.0.1:0", "messages", &answer, &env);
     let client = Stream::connect_with(&name, &tls_client(&pki, Mode::Messages)).unwrap();
     client.send(b"one").unwrap();
     let mut back = Vec::new();
     assert_eq!(client.recv_to_vec(&mut back).unwrap(), Some(3));
-    peer.child.kill().unwrap();
-    peer.child.wait().unwrap();
+    client.send(b"die").unwrap();
+    assert_eq!(
+        peer.child.wait().unwrap().code(),
+        Some(9),
+        "the peer died on its word"
+    );
     let err = client.recv_to_vec(&mut back).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{}", chain(&err));
 

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! pipekit-peer serve NAME bytes|messages [echo|reply TEXT|big SIZE] [--print] [--clients N] [--fifo]
+//!                    [--exit-on TEXT]
 //! pipekit-peer clients NAME CONNS MSGS
 //! pipekit-peer bytes-client NAME TEXT
 //! pipekit-peer duplex NAME bytes|messages PIECES clone|shared [--framed]
@@ -12,7 +13,9 @@
 //! sends back what arrives, `reply TEXT` answers each message with TEXT, `big SIZE` answers
 //! each message with SIZE bytes followed by the message itself. `--print` prints each
 //! received message as a line. With `--clients N` it exits 0 after N clients have finished.
-//! `--fifo` serves over the FIFO transport (Unix).
+//! `--fifo` serves over the FIFO transport (Unix). `--exit-on TEXT`: a message (or read) that
+//! is exactly TEXT makes the process exit at once with status 9, closing nothing first (a peer
+//! that dies: no TLS `close_notify`, no message finished).
 //! A name already served exits with status 3 and the error on stderr.
 //!
 //! For a `tcp://` or `tls://` NAME, `serve` prints the name it got (port 0 is any free port)
@@ -92,6 +95,7 @@ fn run(args: &[String]) -> io::Result<()> {
     let mut print = false;
     let mut clients = None;
     let mut fifo = false;
+    let mut exit_on = None;
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -103,6 +107,7 @@ fn run(args: &[String]) -> io::Result<()> {
             }
             "--print" => print = true,
             "--fifo" => fifo = true,
+            "--exit-on" => exit_on = Some(it.next().ok_or_else(usage)?.as_bytes().to_vec()),
             "--clients" => {
                 let n = it.next().ok_or_else(usage)?;
                 clients = Some(n.parse::<usize>().map_err(|_| usage())?);
@@ -126,9 +131,10 @@ fn run(args: &[String]) -> io::Result<()> {
             break;
         }
         let conn = listener.accept()?;
-        let (answer, out) = (answer.clone(), Arc::clone(&out));
+        let (answer, out, exit_on) = (answer.clone(), Arc::clone(&out), exit_on.clone());
         handles.push(thread::spawn(move || {
-            if let Err(e) = serve(conn, &answer, print.then_some(&*out)) {
+            let out = print.then_some(&*out);
+            if let Err(e) = serve(conn, &answer, exit_on.as_deref(), out) {
                 eprintln!("pipekit-peer: client: {}", pipekit_tests::chain(&e));
             }
         }));
@@ -322,7 +328,12 @@ fn bind(name: &str, options: &ListenerOptions, fifo: bool) -> io::Result<Listene
     Listener::bind_with(name, options)
 }
 
-fn serve(mut conn: Stream, answer: &Answer, out: Option<&Mutex<io::Stdout>>) -> io::Result<()> {
+fn serve(
+    mut conn: Stream,
+    answer: &Answer,
+    exit_on: Option<&[u8]>,
+    out: Option<&Mutex<io::Stdout>>,
+) -> io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match conn.mode() {
@@ -335,6 +346,9 @@ fn serve(mut conn: Stream, answer: &Answer, out: Option<&Mutex<io::Stdout>>) -> 
                 n => n,
             },
         };
+        if exit_on == Some(&buf[..n]) {
+            std::process::exit(9);
+        }
         if let Some(out) = out {
             let mut out = out.lock().unwrap();
             writeln!(out, "{}", String::from_utf8_lossy(&buf[..n]))?;
