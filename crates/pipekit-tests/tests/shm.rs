@@ -255,6 +255,76 @@ fn a_peer_writing_garbage_indices_gets_invalid_data() {
     }
 }
 
+/// A hostile client (Python) scribbles random words over the whole segment — indices,
+/// flags, length words, data — without pause, while this side keeps receiving and sending,
+/// non-blocking, in both modes: every call returns (data, `WouldBlock`, `InvalidData` or
+/// `BrokenPipe`), none panics or reads outside the segment, and the lies do reach it (the
+/// peer sends nothing, so a read that does not say `WouldBlock` met one).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_peer_scribbling_over_the_segment_while_this_side_works_cannot_crash_it() {
+    use pipekit::os::unix::{ListenerExt, StreamExt};
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/shm_hostile.py");
+    for (mode, case) in [
+        (Mode::Messages, "scribble"),
+        (Mode::Bytes, "scribble-bytes"),
+    ] {
+        let name = unique_name("shm-scribble");
+        let listener = Listener::bind_with(&name, &listen_options(mode, 1 << 17)).unwrap();
+        let path = listener.path().unwrap().to_owned();
+        let mut hostile = pipekit_tests::spawn(
+            std::process::Command::new("python3")
+                .args([script, "client"])
+                .arg(&path)
+                .arg(case)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped()),
+        )
+        .unwrap();
+        let mut server = listener.accept().unwrap();
+        assert!(server.is_shared_memory());
+        let mut lines = io::BufRead::lines(io::BufReader::new(hostile.stdout.take().unwrap()));
+        assert_eq!(lines.next().unwrap().unwrap(), "done", "{case}");
+        server.set_nonblocking(true).unwrap();
+        let (mut lies_met, mut got) = (0, Vec::new());
+        let mut buf = vec![0u8; 3 << 17];
+        // The peer switched: the first read moves this side's reads to the ring for good,
+        // and only then does the scribbling start.
+        let first = match mode {
+            Mode::Messages => server.recv_to_vec(&mut got).map(drop),
+            _ => server.read(&mut buf).map(drop),
+        };
+        assert_eq!(first.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        writeln!(hostile.stdin.as_mut().unwrap(), "go").unwrap();
+        for i in 0..20_000usize {
+            let result = match (mode, i % 2) {
+                (Mode::Messages, 0) => server.recv_to_vec(&mut got).map(|n| n.unwrap_or(0)),
+                (Mode::Messages, _) => server.send(&buf[..i % 3000]).map(|()| 0),
+                (_, 0) => server.read(&mut buf),
+                _ => server.write(&buf[..(i * 7919) % buf.len() + 1]),
+            };
+            let read = i % 2 == 0;
+            match result {
+                Ok(n) => {
+                    assert!(n <= buf.len().max(65536), "{case}: {n} bytes");
+                    lies_met += usize::from(read);
+                }
+                Err(e) => {
+                    use io::ErrorKind::{BrokenPipe, InvalidData, WouldBlock};
+                    assert!(
+                        matches!(e.kind(), WouldBlock | InvalidData | BrokenPipe),
+                        "{case}: call {i}: {e}"
+                    );
+                    lies_met += usize::from(read && e.kind() != WouldBlock);
+                }
+            }
+        }
+        assert!(lies_met > 0, "{case}: no read met a lie");
+        hostile.kill().unwrap();
+        hostile.wait().unwrap();
+    }
+}
+
 /// A hostile server offers an unusable segment: the client's read fails with `InvalidData`
 /// naming the offer (nothing mapped past a segment that could shrink).
 #[cfg(target_os = "linux")]

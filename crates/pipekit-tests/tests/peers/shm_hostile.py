@@ -6,16 +6,20 @@
 
 Client cases: `head` (a write index far past the ring), `length` (a message length past what
 was published), `wrap` (a wrap mark covering more than was published), `tail` (a read index
-far past the ring). Server cases: `unsealed` (a segment that may shrink), `two-fds` (an offer
+far past the ring), `scribble` and `scribble-bytes` (message or byte mode: random words, at
+random, in both control blocks and in both rings' data, without end, from the first line on
+stdin on). Server cases: `unsealed` (a segment that may shrink), `two-fds` (an offer
 with two descriptors), `capacity` (a header that does not match the segment).
 
-Prints `done` once the damage is done, then stays connected until stdin closes, so that the
-other side meets the damage and not the end of a dead peer.
+Prints `done` once the damage is done (a scribbler: once it switched to the ring), then stays
+connected until stdin closes (a scribbler: until it is killed), so that the other side meets
+the damage and not the end of a dead peer.
 """
 
 import fcntl
 import mmap
 import os
+import random
 import socket
 import struct
 import sys
@@ -27,7 +31,8 @@ HEAD, SWITCHED, BEFORE, TAIL = 0, 12, 16, 128
 
 
 def client(path, case):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    kind = socket.SOCK_STREAM if case == "scribble-bytes" else socket.SOCK_SEQPACKET
+    sock = socket.socket(socket.AF_UNIX, kind)
     sock.bind(b"\0pipekit-shm-v1/hostile-%d" % os.getpid())
     sock.connect(path)
     msg, anc, _flags, _addr = sock.recvmsg(len(OFFER), socket.CMSG_SPACE(3 * 4))
@@ -42,6 +47,8 @@ def client(path, case):
     capacity = struct.unpack_from("<Q", mem, 8)[0]
     ring1 = CONTROL[1]
     data1 = PAGE + capacity
+    if case.startswith("scribble"):
+        scribble(mem, size, capacity, bell1)
     if case == "tail":
         struct.pack_into("<Q", mem, CONTROL[0] + TAIL, 1 << 40)
     else:
@@ -61,6 +68,35 @@ def client(path, case):
     os.write(bell1, b"\1")
     print("done", flush=True)
     sys.stdin.read()
+
+
+def scribble(mem, size, capacity, bell):
+    """Switches to the ring and, once told (the other side reads the ring by then),
+    writes random words at random places until killed."""
+    ring1 = CONTROL[1]
+    struct.pack_into("<Q", mem, ring1 + BEFORE, 0)
+    struct.pack_into("<I", mem, ring1 + SWITCHED, 1)
+    os.write(bell, b"\1")
+    print("done", flush=True)
+    sys.stdin.readline()
+    rng = random.Random(os.getpid())
+    near = (0, 8, 16, capacity - 8, capacity, capacity + 8, 1 << 32, (1 << 64) - 8)
+    while True:
+        if rng.random() < 0.6:
+            at = rng.choice(CONTROL) + rng.choice((0, 8, 12, 16, 128, 136, 256, 384))
+        else:
+            at = rng.randrange(PAGE, size - 8) & ~7
+        value = rng.choice(near) + rng.randrange(-64, 64) if rng.random() < 0.7 else rng.getrandbits(64)
+        value %= 1 << 64
+        if rng.random() < 0.5:
+            struct.pack_into("<Q", mem, at, value)
+        else:
+            struct.pack_into("<I", mem, at, value & 0xFFFFFFFF)
+        if rng.random() < 0.01:
+            try:
+                os.write(bell, b"\1")
+            except BlockingIOError:
+                pass
 
 
 def server(path, case):
