@@ -325,6 +325,75 @@ fn a_peer_scribbling_over_the_segment_while_this_side_works_cannot_crash_it() {
     }
 }
 
+/// A hostile client (Python) writes into its wake-up socket as fast as it can, sending
+/// nothing, after switching to the ring or before: this side's calls still return at once — non-blocking ones `WouldBlock`, a
+/// blocking one with a timeout `TimedOut` when it passes — instead of trying to empty the
+/// socket first, which under the flood takes as long as the peer likes (an event loop
+/// serving other connections would stall meanwhile).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_peer_flooding_its_wake_up_socket_does_not_hold_up_this_side() {
+    use pipekit::os::unix::{ListenerExt, StreamExt};
+    use std::time::Duration;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/shm_hostile.py");
+    for case in ["flood-bell", "flood-bell-unswitched"] {
+        let name = unique_name("shm-flood-bell");
+        let listener =
+            Listener::bind_with(&name, &listen_options(Mode::Messages, 1 << 17)).unwrap();
+        let path = listener.path().unwrap().to_owned();
+        let mut hostile = pipekit_tests::spawn(
+            std::process::Command::new("python3")
+                .args([script, "client"])
+                .arg(&path)
+                .arg(case)
+                .stdout(std::process::Stdio::piped()),
+        )
+        .unwrap();
+        let server = listener.accept().unwrap();
+        assert!(server.is_shared_memory());
+        let mut lines = io::BufRead::lines(io::BufReader::new(hostile.stdout.take().unwrap()));
+        assert_eq!(lines.next().unwrap().unwrap(), "done");
+        let (done, finished) = std::sync::mpsc::channel();
+        let worker = thread::spawn(move || {
+            let mut got = Vec::new();
+            server.set_nonblocking(true).unwrap();
+            for i in 0..200 {
+                let call = std::time::Instant::now();
+                let err = server.recv_to_vec(&mut got).unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+                // Microseconds; the bound leaves room for a loaded machine's scheduling.
+                let took = call.elapsed();
+                assert!(
+                    took < Duration::from_millis(250),
+                    "{case}: call {i} took {took:?}"
+                );
+            }
+            server.set_nonblocking(false).unwrap();
+            server
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let call = std::time::Instant::now();
+            let err = server.recv_to_vec(&mut got).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+            let took = call.elapsed();
+            assert!(
+                took < Duration::from_secs(2),
+                "a 200 ms timeout took {took:?}"
+            );
+            done.send(()).unwrap();
+        });
+        // A bound on a hang, not a wait for an event: the calls take microseconds and 200 ms.
+        let returned = finished.recv_timeout(Duration::from_secs(30));
+        hostile.kill().unwrap();
+        hostile.wait().unwrap();
+        assert!(
+            returned.is_ok(),
+            "{case}: a call did not return while the peer flooded its wake-up socket"
+        );
+        worker.join().unwrap();
+    }
+}
+
 /// A hostile server offers an unusable segment: the client's read fails with `InvalidData`
 /// naming the offer (nothing mapped past a segment that could shrink).
 #[cfg(target_os = "linux")]

@@ -97,6 +97,8 @@ const RECORD_HEADER: usize = 8;
 const WRAP: u32 = u32::MAX;
 /// How many times a side checks before it sleeps.
 const SPINS: u32 = 2000;
+/// The most a side reads from a wake-up socket at a time.
+const DRAIN: usize = 1024;
 
 fn record_len(len: usize) -> usize {
     (RECORD_HEADER + len).next_multiple_of(8)
@@ -304,15 +306,19 @@ impl Channel {
         Ok(())
     }
 
-    /// Reads the wake-up bytes waiting on `bell`; its end means the peer's.
+    /// Reads the wake-up bytes waiting on `bell` (its end means the peer's), up to
+    /// [`DRAIN`] bytes: a peer that keeps the protocol leaves a byte or two, and one that
+    /// floods the socket must not keep this side reading it (the state is checked after a
+    /// drain either way; bytes left over only make the next wait return at once).
     fn drain(&self, bell: &OwnedFd) {
-        let mut buf = [0u8; 64];
-        loop {
+        let mut buf = [0u8; DRAIN / 4];
+        for _ in 0..4 {
             match sys::recv(bell.as_fd(), &mut buf) {
                 Ok(0) => {
                     self.peer_gone.store(true, Ordering::Release);
                     return;
                 }
+                Ok(n) if n < buf.len() => return,
                 Ok(_) => continue,
                 Err(e) if sys::errno(&e) == Errno::EINTR => continue,
                 Err(e) if sys::errno(&e) == Errno::EAGAIN => return,
@@ -777,6 +783,7 @@ impl Link {
         let Some(channel) = self.channel.get() else {
             return Ok(Route::Socket);
         };
+        let mut drained = false;
         loop {
             if channel.word(channel.rx, SWITCHED).load(Ordering::Acquire) != 0 {
                 let before = channel.index(channel.rx, BEFORE).load(Ordering::Acquire);
@@ -788,6 +795,11 @@ impl Link {
             }
             if buffered || channel.gone() {
                 return Ok(Route::Socket);
+            }
+            // Non-blocking, one look at the wake-up socket: a peer that floods it keeps it
+            // readable without switching.
+            if drained && matches!(wait, Wait::No) {
+                return Err(io::ErrorKind::WouldBlock.into());
             }
             let mut fds = [
                 PollFd::new(socket, PollFlags::POLLIN),
@@ -807,6 +819,7 @@ impl Link {
                 return Ok(Route::Socket);
             }
             channel.drain(&channel.rx_bell);
+            drained = true;
         }
     }
 

@@ -8,7 +8,8 @@ Client cases: `head` (a write index far past the ring), `length` (a message leng
 was published), `wrap` (a wrap mark covering more than was published), `tail` (a read index
 far past the ring), `scribble` and `scribble-bytes` (message or byte mode: random words, at
 random, in both control blocks and in both rings' data, without end, from the first line on
-stdin on). Server cases: `unsealed` (a segment that may shrink), `two-fds` (an offer
+stdin on), `flood-bell` (64 KiB at a time into the wake-up socket, without end;
+`flood-bell-unswitched` without switching to the ring first). Server cases: `unsealed` (a segment that may shrink), `two-fds` (an offer
 with two descriptors), `capacity` (a header that does not match the segment).
 
 Prints `done` once the damage is done (a scribbler: once it switched to the ring), then stays
@@ -49,6 +50,8 @@ def client(path, case):
     data1 = PAGE + capacity
     if case.startswith("scribble"):
         scribble(mem, size, capacity, bell1)
+    if case.startswith("flood-bell"):
+        flood(mem, bell1, case == "flood-bell")
     if case == "tail":
         struct.pack_into("<Q", mem, CONTROL[0] + TAIL, 1 << 40)
     else:
@@ -97,6 +100,21 @@ def scribble(mem, size, capacity, bell):
                 os.write(bell, b"\1")
             except BlockingIOError:
                 pass
+
+
+def flood(mem, bell, switch):
+    """Switches to the ring (or not), then writes into the wake-up socket as fast as it can,
+    for ever."""
+    if switch:
+        struct.pack_into("<Q", mem, CONTROL[1] + BEFORE, 0)
+        struct.pack_into("<I", mem, CONTROL[1] + SWITCHED, 1)
+    print("done", flush=True)
+    chunk = b"\1" * 65536
+    while True:
+        try:
+            os.write(bell, chunk)
+        except BlockingIOError:
+            pass
 
 
 def server(path, case):
