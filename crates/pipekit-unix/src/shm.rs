@@ -38,7 +38,9 @@
 //! sleeps in `poll` on its end of the ring's wake-up socket pair; the other side, after each
 //! step, sends a byte there if the flag is set. The socket pair also ends when the peer dies
 //! or drops its stream: the sleeper wakes and finds the end (readers, after what was
-//! published) or a broken pipe (writers).
+//! published) or a broken pipe (writers). Wake-ups are hints: a side reads at most
+//! [`DRAIN`] bytes of them at a time and checks the ring after, so a peer that floods the
+//! pair holds up none of its calls.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
