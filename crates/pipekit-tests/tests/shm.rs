@@ -428,6 +428,70 @@ fn an_unusable_offer_is_refused() {
     }
 }
 
+/// A hostile server (Python) makes a usable offer, then scribbles random words over the
+/// segment while the pipekit client that took it keeps receiving and sending, non-blocking:
+/// as on the server's side, every call returns (data, `WouldBlock`, `InvalidData` or
+/// `BrokenPipe`), none panics, and the client's reads meet the lies.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_server_scribbling_over_the_segment_cannot_crash_its_client() {
+    use pipekit::os::unix::StreamExt;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/shm_hostile.py");
+    let dir = std::env::temp_dir().join(unique_name("shm-scribbler"));
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("s");
+    let mut hostile = pipekit_tests::spawn(
+        std::process::Command::new("python3")
+            .args([script, "server"])
+            .arg(&path)
+            .arg("scribble")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped()),
+    )
+    .unwrap();
+    let mut lines = io::BufRead::lines(io::BufReader::new(hostile.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let mut options = connect_options(Mode::Messages);
+    options.max_message_size(4096);
+    let client = Stream::connect_with(path.to_str().unwrap(), &options).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "done");
+    client.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    // The offer is there: this read takes it and finds the ring empty.
+    let first = client.recv_to_vec(&mut got).unwrap_err();
+    assert_eq!(first.kind(), io::ErrorKind::WouldBlock, "{first}");
+    assert!(client.is_shared_memory());
+    writeln!(hostile.stdin.as_mut().unwrap(), "go").unwrap();
+    let msg = pattern(4096, 9);
+    let mut lies_met = 0;
+    for i in 0..20_000usize {
+        let read = i % 2 == 0;
+        let result = if read {
+            client.recv_to_vec(&mut got).map(|n| n.unwrap_or(0))
+        } else {
+            client.send(&msg[..i % 4096]).map(|()| 0)
+        };
+        match result {
+            Ok(n) => {
+                assert!(n <= 4096, "a message of {n} bytes");
+                lies_met += usize::from(read);
+            }
+            Err(e) => {
+                use io::ErrorKind::{BrokenPipe, InvalidData, WouldBlock};
+                assert!(
+                    matches!(e.kind(), WouldBlock | InvalidData | BrokenPipe),
+                    "call {i}: {e}"
+                );
+                lies_met += usize::from(read && e.kind() != WouldBlock);
+            }
+        }
+    }
+    assert!(lies_met > 0, "no read met a lie");
+    hostile.kill().unwrap();
+    hostile.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The behaviour suite once more on framed stream sockets (message mode's transport off
 /// Linux, chosen here with `Framing::LengthPrefixed`).
 #[test]

@@ -10,7 +10,8 @@ far past the ring), `scribble` and `scribble-bytes` (message or byte mode: rando
 random, in both control blocks and in both rings' data, without end, from the first line on
 stdin on), `flood-bell` (64 KiB at a time into the wake-up socket, without end;
 `flood-bell-unswitched` without switching to the ring first). Server cases: `unsealed` (a segment that may shrink), `two-fds` (an offer
-with two descriptors), `capacity` (a header that does not match the segment).
+with two descriptors), `capacity` (a header that does not match the segment), `scribble` (a
+usable offer, then random words over the segment as the client case does).
 
 Prints `done` once the damage is done (a scribbler: once it switched to the ring), then stays
 connected until stdin closes (a scribbler: until it is killed), so that the other side meets
@@ -83,23 +84,28 @@ def scribble(mem, size, capacity, bell):
     print("done", flush=True)
     sys.stdin.readline()
     rng = random.Random(os.getpid())
-    near = (0, 8, 16, capacity - 8, capacity, capacity + 8, 1 << 32, (1 << 64) - 8)
     while True:
-        if rng.random() < 0.6:
-            at = rng.choice(CONTROL) + rng.choice((0, 8, 12, 16, 128, 136, 256, 384))
-        else:
-            at = rng.randrange(PAGE, size - 8) & ~7
-        value = rng.choice(near) + rng.randrange(-64, 64) if rng.random() < 0.7 else rng.getrandbits(64)
-        value %= 1 << 64
-        if rng.random() < 0.5:
-            struct.pack_into("<Q", mem, at, value)
-        else:
-            struct.pack_into("<I", mem, at, value & 0xFFFFFFFF)
+        scribble_once(rng, mem, size, capacity)
         if rng.random() < 0.01:
             try:
                 os.write(bell, b"\1")
             except BlockingIOError:
                 pass
+
+
+def scribble_once(rng, mem, size, capacity):
+    """One random word at a random place: a control word or anywhere in the rings."""
+    near = (0, 8, 16, capacity - 8, capacity, capacity + 8, 1 << 32, (1 << 64) - 8)
+    if rng.random() < 0.6:
+        at = rng.choice(CONTROL) + rng.choice((0, 8, 12, 16, 128, 136, 256, 384))
+    else:
+        at = rng.randrange(PAGE, size - 8) & ~7
+    value = rng.choice(near) + rng.randrange(-64, 64) if rng.random() < 0.7 else rng.getrandbits(64)
+    value %= 1 << 64
+    if rng.random() < 0.5:
+        struct.pack_into("<Q", mem, at, value)
+    else:
+        struct.pack_into("<I", mem, at, value & 0xFFFFFFFF)
 
 
 def flood(mem, bell, switch):
@@ -124,6 +130,21 @@ def server(path, case):
     print("ready", flush=True)
     conn, _ = srv.accept()
     bells = socket.socketpair()
+    if case == "scribble":
+        capacity = 65536
+        size = PAGE + 2 * capacity
+        segment = os.memfd_create("hostile", os.MFD_ALLOW_SEALING)
+        os.ftruncate(segment, size)
+        mem = mmap.mmap(segment, size)
+        struct.pack_into("<QQ", mem, 0, int.from_bytes(b"pkshm-v1", "little"), capacity)
+        fcntl.fcntl(segment, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+        fds = struct.pack("3i", segment, bells[0].fileno(), bells[1].fileno())
+        conn.sendmsg([OFFER], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        print("done", flush=True)
+        sys.stdin.readline()
+        rng = random.Random(os.getpid())
+        while True:
+            scribble_once(rng, mem, size, capacity)
     if case == "unsealed":
         segment = os.memfd_create("hostile")
         os.ftruncate(segment, PAGE + 2 * 65536)
