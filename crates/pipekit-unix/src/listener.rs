@@ -471,7 +471,7 @@ fn in_use(err: io::Error, name: &PipeName) -> io::Error {
 /// Takes the lock file `<path>.lock`, which a listener holds for its lifetime.
 ///
 /// The file then holds the instance limit, if any (`max_instances N`), which clients that
-/// find the server full read to say so ([`limit_of`]).
+/// find the server full read to say so (`busy::limit_of`).
 pub(crate) fn lock(
     path: &Path,
     name: &PipeName,

@@ -70,7 +70,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// One connection over a Unix-domain socket.
 ///
-/// Made by [`Stream::connect`] or by [`Listener::accept`](crate::Listener::accept). In byte
+/// Made by [`Stream::connect`](crate::Stream::connect) or by [`Listener::accept`](crate::Listener::accept). In byte
 /// mode it is `Read + Write`; in message mode use [`send`](Self::send) and
 /// [`recv`](Self::recv) (`Read`/`Write` then move one message per call).
 pub(crate) struct SocketStream {

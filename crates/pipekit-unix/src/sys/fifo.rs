@@ -157,7 +157,7 @@ pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     }))
 }
 
-/// One `writev`, as [`write`].
+/// One `writev`, as [`write()`].
 pub(crate) fn write_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     reader_gone(without_sigpipe(|| {
         loop {
