@@ -255,6 +255,34 @@ fn a_peer_writing_garbage_indices_gets_invalid_data() {
     }
 }
 
+/// Checks call `i` of a side whose peer scribbles over the segment and sends nothing: data of
+/// at most `max` bytes, `WouldBlock`, `InvalidData` or `BrokenPipe`. Whether a read met a lie
+/// (anything but `WouldBlock`).
+#[cfg(target_os = "linux")]
+fn beside_a_scribbler(
+    result: io::Result<usize>,
+    read: bool,
+    max: usize,
+    case: &str,
+    i: usize,
+) -> bool {
+    match result {
+        Ok(n) => {
+            assert!(n <= max, "{case}: call {i}: {n} bytes");
+            read
+        }
+        Err(e) => {
+            use io::ErrorKind::{BrokenPipe, InvalidData, WouldBlock};
+            let kind = e.kind();
+            assert!(
+                matches!(kind, WouldBlock | InvalidData | BrokenPipe),
+                "{case}: call {i}: {e}"
+            );
+            read && kind != WouldBlock
+        }
+    }
+}
+
 /// A hostile client (Python) scribbles random words over the whole segment — indices,
 /// flags, length words, data — without pause, while this side keeps receiving and sending,
 /// non-blocking, in both modes: every call returns (data, `WouldBlock`, `InvalidData` or
@@ -303,21 +331,8 @@ fn a_peer_scribbling_over_the_segment_while_this_side_works_cannot_crash_it() {
                 (_, 0) => server.read(&mut buf),
                 _ => server.write(&buf[..(i * 7919) % buf.len() + 1]),
             };
-            let read = i % 2 == 0;
-            match result {
-                Ok(n) => {
-                    assert!(n <= buf.len().max(65536), "{case}: {n} bytes");
-                    lies_met += usize::from(read);
-                }
-                Err(e) => {
-                    use io::ErrorKind::{BrokenPipe, InvalidData, WouldBlock};
-                    assert!(
-                        matches!(e.kind(), WouldBlock | InvalidData | BrokenPipe),
-                        "{case}: call {i}: {e}"
-                    );
-                    lies_met += usize::from(read && e.kind() != WouldBlock);
-                }
-            }
+            let max = buf.len().max(65536);
+            lies_met += usize::from(beside_a_scribbler(result, i % 2 == 0, max, case, i));
         }
         assert!(lies_met > 0, "{case}: no read met a lie");
         hostile.kill().unwrap();
@@ -326,10 +341,10 @@ fn a_peer_scribbling_over_the_segment_while_this_side_works_cannot_crash_it() {
 }
 
 /// A hostile client (Python) writes into its wake-up socket as fast as it can, sending
-/// nothing, after switching to the ring or before: this side's calls still return at once — non-blocking ones `WouldBlock`, a
-/// blocking one with a timeout `TimedOut` when it passes — instead of trying to empty the
-/// socket first, which under the flood takes as long as the peer likes (an event loop
-/// serving other connections would stall meanwhile).
+/// nothing, after switching to the ring or before: this side's calls still return at once —
+/// non-blocking ones `WouldBlock`, a blocking one with a timeout `TimedOut` when it passes —
+/// instead of trying to empty the socket first, which under the flood takes as long as the
+/// peer likes (an event loop serving other connections would stall meanwhile).
 #[cfg(target_os = "linux")]
 #[test]
 fn a_peer_flooding_its_wake_up_socket_does_not_hold_up_this_side() {
@@ -471,20 +486,7 @@ fn a_server_scribbling_over_the_segment_cannot_crash_its_client() {
         } else {
             client.send(&msg[..i % 4096]).map(|()| 0)
         };
-        match result {
-            Ok(n) => {
-                assert!(n <= 4096, "a message of {n} bytes");
-                lies_met += usize::from(read);
-            }
-            Err(e) => {
-                use io::ErrorKind::{BrokenPipe, InvalidData, WouldBlock};
-                assert!(
-                    matches!(e.kind(), WouldBlock | InvalidData | BrokenPipe),
-                    "call {i}: {e}"
-                );
-                lies_met += usize::from(read && e.kind() != WouldBlock);
-            }
-        }
+        lies_met += usize::from(beside_a_scribbler(result, read, 4096, "client", i));
     }
     assert!(lies_met > 0, "no read met a lie");
     hostile.kill().unwrap();
