@@ -221,21 +221,12 @@ fn a_peer_killed_mid_message_is_the_end() {
 #[test]
 fn a_peer_writing_garbage_indices_gets_invalid_data() {
     use pipekit::os::unix::ListenerExt;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/shm_hostile.py");
     for case in ["head", "length", "wrap", "tail"] {
         let name = unique_name("shm-garbage");
         let listen = listen_options(Mode::Messages, 1 << 17);
         let listener = Listener::bind_with(&name, &listen).unwrap();
         let path = listener.path().unwrap().to_owned();
-        let mut hostile = pipekit_tests::spawn(
-            std::process::Command::new("python3")
-                .args([script, "client"])
-                .arg(&path)
-                .arg(case)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped()),
-        )
-        .unwrap();
+        let mut hostile = hostile_peer("client", &path, case);
         let server = listener.accept().unwrap();
         assert!(server.is_shared_memory());
         let mut lines = io::BufRead::lines(io::BufReader::new(hostile.stdout.take().unwrap()));
@@ -253,6 +244,22 @@ fn a_peer_writing_garbage_indices_gets_invalid_data() {
         drop(hostile.stdin.take());
         hostile.wait().unwrap();
     }
+}
+
+/// The hostile peer `tests/peers/shm_hostile.py` as `role` (`client` or `server`) at `path`,
+/// doing `case`, with its stdin and stdout piped.
+#[cfg(target_os = "linux")]
+fn hostile_peer(role: &str, path: &std::path::Path, case: &str) -> std::process::Child {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/shm_hostile.py");
+    pipekit_tests::spawn(
+        std::process::Command::new("python3")
+            .args([script, role])
+            .arg(path)
+            .arg(case)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped()),
+    )
+    .unwrap()
 }
 
 /// Checks call `i` of a side whose peer scribbles over the segment and sends nothing: data of
@@ -292,7 +299,6 @@ fn beside_a_scribbler(
 #[test]
 fn a_peer_scribbling_over_the_segment_while_this_side_works_cannot_crash_it() {
     use pipekit::os::unix::{ListenerExt, StreamExt};
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/shm_hostile.py");
     for (mode, case) in [
         (Mode::Messages, "scribble"),
         (Mode::Bytes, "scribble-bytes"),
@@ -300,15 +306,7 @@ fn a_peer_scribbling_over_the_segment_while_this_side_works_cannot_crash_it() {
         let name = unique_name("shm-scribble");
         let listener = Listener::bind_with(&name, &listen_options(mode, 1 << 17)).unwrap();
         let path = listener.path().unwrap().to_owned();
-        let mut hostile = pipekit_tests::spawn(
-            std::process::Command::new("python3")
-                .args([script, "client"])
-                .arg(&path)
-                .arg(case)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped()),
-        )
-        .unwrap();
+        let mut hostile = hostile_peer("client", &path, case);
         let mut server = listener.accept().unwrap();
         assert!(server.is_shared_memory());
         let mut lines = io::BufRead::lines(io::BufReader::new(hostile.stdout.take().unwrap()));
@@ -350,20 +348,12 @@ fn a_peer_scribbling_over_the_segment_while_this_side_works_cannot_crash_it() {
 fn a_peer_flooding_its_wake_up_socket_does_not_hold_up_this_side() {
     use pipekit::os::unix::{ListenerExt, StreamExt};
     use std::time::Duration;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/shm_hostile.py");
     for case in ["flood-bell", "flood-bell-unswitched"] {
         let name = unique_name("shm-flood-bell");
         let listener =
             Listener::bind_with(&name, &listen_options(Mode::Messages, 1 << 17)).unwrap();
         let path = listener.path().unwrap().to_owned();
-        let mut hostile = pipekit_tests::spawn(
-            std::process::Command::new("python3")
-                .args([script, "client"])
-                .arg(&path)
-                .arg(case)
-                .stdout(std::process::Stdio::piped()),
-        )
-        .unwrap();
+        let mut hostile = hostile_peer("client", &path, case);
         let server = listener.accept().unwrap();
         assert!(server.is_shared_memory());
         let mut lines = io::BufRead::lines(io::BufReader::new(hostile.stdout.take().unwrap()));
@@ -451,19 +441,10 @@ fn an_unusable_offer_is_refused() {
 #[test]
 fn a_server_scribbling_over_the_segment_cannot_crash_its_client() {
     use pipekit::os::unix::StreamExt;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/shm_hostile.py");
     let dir = std::env::temp_dir().join(unique_name("shm-scribbler"));
     std::fs::create_dir(&dir).unwrap();
     let path = dir.join("s");
-    let mut hostile = pipekit_tests::spawn(
-        std::process::Command::new("python3")
-            .args([script, "server"])
-            .arg(&path)
-            .arg("scribble")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped()),
-    )
-    .unwrap();
+    let mut hostile = hostile_peer("server", &path, "scribble");
     let mut lines = io::BufRead::lines(io::BufReader::new(hostile.stdout.take().unwrap()));
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let mut options = connect_options(Mode::Messages);
