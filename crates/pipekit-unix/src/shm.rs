@@ -313,15 +313,14 @@ impl Channel {
     /// floods the socket must not keep this side reading it (the state is checked after a
     /// drain either way; bytes left over only make the next wait return at once).
     fn drain(&self, bell: &OwnedFd) {
-        let mut buf = [0u8; DRAIN / 4];
-        for _ in 0..4 {
+        let mut buf = [0u8; DRAIN];
+        loop {
             match sys::recv(bell.as_fd(), &mut buf) {
                 Ok(0) => {
                     self.peer_gone.store(true, Ordering::Release);
                     return;
                 }
-                Ok(n) if n < buf.len() => return,
-                Ok(_) => continue,
+                Ok(_) => return,
                 Err(e) if sys::errno(&e) == Errno::EINTR => continue,
                 Err(e) if sys::errno(&e) == Errno::EAGAIN => return,
                 Err(_) => {
