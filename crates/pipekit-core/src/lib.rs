@@ -25,6 +25,7 @@ mod name;
 pub mod net;
 mod options;
 mod peer;
+pub mod ring;
 pub mod slots;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -316,9 +316,7 @@ fn offer(fd: &OwnedFd, capacity: usize) -> Option<Link> {
     if !shm::marked(&peer) {
         return None;
     }
-    shm::Channel::offer(fd.as_fd(), capacity)
-        .ok()
-        .map(Link::server)
+    shm::offer(fd.as_fd(), capacity).ok().map(Link::server)
 }
 
 /// The name of the address an adopted listener is bound to.

@@ -11,7 +11,7 @@
 //!    ([`mark`]): servers that do not look at their peer's address see nothing.
 //! 2. A listener that offers shared memory sees the marker on accept and sends, as the very
 //!    first thing on the connection, [`OFFER`] with three descriptors attached: the segment
-//!    and the client's ends of two wake-up socket pairs ([`Channel::offer`]). It writes to
+//!    and the client's ends of two wake-up socket pairs ([`offer`]). It writes to
 //!    its ring from then on.
 //! 3. The client finds the offer at its first read (waiting for the first thing the server
 //!    sends, as any read would) or, without waiting, at a write. Anything else first — data,
@@ -21,38 +21,27 @@
 //!    until it has read that much, then reads the ring. So nothing sent before the switch is
 //!    passed or lost.
 //!
-//! # Rings
+//! # Rings and waits
 //!
-//! Each ring is single-producer, single-consumer: the producer publishes `head` (bytes
-//! written, ever), the consumer `tail`. Each side keeps its own index locally and never
-//! trusts the peer's copy of it; the peer's index is checked (`head - tail` within the
-//! capacity) and a message's length word against what was published and the maximum
-//! message size, so a peer that writes garbage gets `InvalidData` on its own connection and
-//! no access outside the segment. In message mode a message is a 4-byte length, 4 bytes of
-//! padding and the bytes, padded to 8; a message never wraps (a length of `u32::MAX` says
-//! "continue at the start").
-//!
-//! # Waiting
-//!
-//! A side that finds nothing to do spins briefly, then says so in a flag in the ring and
-//! sleeps in `poll` on its end of the ring's wake-up socket pair; the other side, after each
-//! step, sends a byte there if the flag is set. The socket pair also ends when the peer dies
-//! or drops its stream: the sleeper wakes and finds the end (readers, after what was
-//! published) or a broken pipe (writers). Wake-ups are hints: a side reads at most
-//! [`DRAIN`] bytes of them at a time and checks the ring after, so a peer that floods the
-//! pair holds up none of its calls.
+//! The rings, their checks and their waits are [`pipekit_core::ring`]'s; here each side's
+//! [`Bell`] is its end of a wake-up socket pair: a sleeper waits in `poll` on it, the other
+//! side sends a byte, and the pair also ends when the peer dies or drops its stream. Wake-ups
+//! are hints: a side reads at most [`DRAIN`] bytes of them at a time and checks the ring
+//! after, so a peer that floods the pair holds up none of its calls.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::socket::UnixAddr;
-use pipekit_core::error::{MessageTooLarge, context_kind, message_discarded, message_over_limit};
-use pipekit_core::{MAX_SHARED_MEMORY, MIN_SHARED_MEMORY};
+use pipekit_core::error::context_kind;
+use pipekit_core::ring;
+
+pub(crate) use pipekit_core::ring::Wait;
 
 use crate::sys;
 use crate::sys::shm::Mapping;
@@ -67,530 +56,94 @@ const MARK: &[u8] = b"pipekit-shm-v1/";
 #[cfg(not(linux_android))]
 const MARK: &[u8] = b".pkshm-";
 
-/// The segment's first word.
-const MAGIC: u64 = u64::from_le_bytes(*b"pkshm-v1");
-/// The header page, then the rings' data.
-const PAGE: usize = 4096;
-const CAPACITY_AT: usize = 8;
-/// Where each ring's control block is in the header page: ring 0 carries server to client,
-/// ring 1 client to server.
-const CONTROL: [usize; 2] = [512, 1536];
-// Within a control block, one 128-byte line per writer:
-/// Producer: bytes published, ever.
-const HEAD: usize = 0;
-/// Producer: nothing more will come.
-const CLOSED: usize = 8;
-/// Producer (ring 1): the client writes here now.
-const SWITCHED: usize = 12;
-/// Producer (ring 1): what the client sent on the socket before it switched.
-const BEFORE: usize = 16;
-/// Consumer: bytes taken, ever.
-const TAIL: usize = 128;
-/// Consumer: it dropped its end.
-const GONE: usize = 136;
-/// Set by the consumer before it sleeps.
-const CONSUMER_WAITING: usize = 256;
-/// Set by the producer before it sleeps.
-const PRODUCER_WAITING: usize = 384;
+/// What the client says once it writes to its ring.
+const ON_RING: u32 = 1;
 
-/// A message's header: its length, then padding to 8 bytes.
-const RECORD_HEADER: usize = 8;
-/// The length word that says "the rest of the ring is unused: continue at the start".
-const WRAP: u32 = u32::MAX;
-/// How many times a side checks before it sleeps.
-const SPINS: u32 = 2000;
 /// The most a side reads from a wake-up socket at a time.
 const DRAIN: usize = 1024;
 
-fn record_len(len: usize) -> usize {
-    (RECORD_HEADER + len).next_multiple_of(8)
-}
+/// One side's shared-memory channel: the mapped segment and its wake-up sockets.
+pub(crate) type Channel = ring::Channel<Mapping, Bell>;
 
-/// One ring's offsets in the mapping.
-#[derive(Clone, Copy)]
-struct Ring {
-    control: usize,
-    data: usize,
-}
+/// This side's end of a wake-up socket pair: a byte written to one end makes the other
+/// readable; closing one end, or the death of its owner, makes the other readable at end of
+/// stream.
+pub(crate) struct Bell(OwnedFd);
 
-impl Ring {
-    fn new(index: usize, capacity: usize) -> Ring {
-        Ring {
-            control: CONTROL[index],
-            data: PAGE + index * capacity,
-        }
+impl Bell {
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 
-/// A mapped segment and the descriptors to wake the peer, seen from one side.
-pub(crate) struct Channel {
-    map: Mapping,
-    capacity: usize,
-    rx: Ring,
-    tx: Ring,
-    /// This side's end of the pair of the ring it reads: the peer rings it when it
-    /// publishes; this side rings it when it frees space.
-    rx_bell: OwnedFd,
-    /// This side's end of the pair of the ring it writes.
-    tx_bell: OwnedFd,
-    /// A wake-up pair ended: the peer dropped its stream or died.
-    peer_gone: AtomicBool,
-}
-
-impl std::fmt::Debug for Channel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Channel")
-            .field("capacity", &self.capacity)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Channel {
-    /// Server: makes a segment with two rings of `capacity` bytes (rounded up to pages) and
-    /// sends the offer on `socket`, the connection just accepted.
-    pub(crate) fn offer(socket: BorrowedFd<'_>, capacity: usize) -> io::Result<Channel> {
-        let capacity = capacity.next_multiple_of(PAGE);
-        let len = PAGE + 2 * capacity;
-        let segment = sys::shm::create_segment(len)?;
-        let map = Mapping::new(segment.as_fd(), len)?;
-        map.u64_at(0).store(MAGIC, Ordering::Relaxed);
-        map.u64_at(CAPACITY_AT)
-            .store(capacity as u64, Ordering::Relaxed);
-        let (server0, client0) = sys::shm::bell_pair()?;
-        let (server1, client1) = sys::shm::bell_pair()?;
-        sys::shm::send_fds(
-            socket,
-            OFFER,
-            &[segment.as_fd(), client0.as_fd(), client1.as_fd()],
-        )?;
-        Ok(Channel {
-            map,
-            capacity,
-            rx: Ring::new(1, capacity),
-            tx: Ring::new(0, capacity),
-            rx_bell: server1,
-            tx_bell: server0,
-            peer_gone: AtomicBool::new(false),
-        })
-    }
-
-    /// Client: maps the segment of an offer, after checking everything about it that the
-    /// server could have got wrong.
-    fn take(fds: Vec<OwnedFd>) -> io::Result<Channel> {
-        let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
-        let Ok([segment, bell0, bell1]) = <[OwnedFd; 3]>::try_from(fds) else {
-            return Err(bad("it does not carry three descriptors".into()));
-        };
-        let len = sys::shm::received_segment_len(segment.as_fd())?;
-        // Checked before anything is mapped: no segment beyond the largest rings is.
-        if !(PAGE + 2 * MIN_SHARED_MEMORY..=PAGE + 2 * MAX_SHARED_MEMORY).contains(&len) {
-            return Err(bad(format!("its segment is {len} bytes")));
-        }
-        let map = Mapping::new(segment.as_fd(), len)?;
-        if map.u64_at(0).load(Ordering::Relaxed) != MAGIC {
-            return Err(bad("its segment has no pipekit header".into()));
-        }
-        // Read once: the local copy is the one that counts from now on.
-        let capacity = map.u64_at(CAPACITY_AT).load(Ordering::Relaxed);
-        let fits = usize::try_from(capacity).ok().filter(|&c| {
-            (MIN_SHARED_MEMORY..=MAX_SHARED_MEMORY).contains(&c)
-                && c.is_multiple_of(PAGE)
-                && PAGE + 2 * c == len
-        });
-        let Some(capacity) = fits else {
-            return Err(bad(format!(
-                "its rings of {capacity} bytes do not match its segment of {len} bytes"
-            )));
-        };
-        for bell in [&bell0, &bell1] {
-            sys::set_nonblocking(bell.as_fd(), true)?;
-        }
-        Ok(Channel {
-            map,
-            capacity,
-            rx: Ring::new(0, capacity),
-            tx: Ring::new(1, capacity),
-            rx_bell: bell0,
-            tx_bell: bell1,
-            peer_gone: AtomicBool::new(false),
-        })
-    }
-
-    fn word(&self, ring: Ring, at: usize) -> &AtomicU32 {
-        self.map.u32_at(ring.control + at)
-    }
-
-    fn index(&self, ring: Ring, at: usize) -> &AtomicU64 {
-        self.map.u64_at(ring.control + at)
-    }
-
-    fn gone(&self) -> bool {
-        self.peer_gone.load(Ordering::Acquire)
-    }
-
-    /// Whether this side's messages of up to `max` bytes fit its ring.
-    fn fits(&self, max: usize) -> bool {
-        record_len(max) <= self.capacity
-    }
-
-    /// What the consumer may read: published minus taken, checked.
-    fn published(&self, tail: u64) -> io::Result<usize> {
-        let head = self.index(self.rx, HEAD).load(Ordering::Acquire);
-        match usize::try_from(head.wrapping_sub(tail)) {
-            Ok(n) if n <= self.capacity => Ok(n),
-            _ => Err(broken("the ring's write index is out of range")),
+impl ring::Bell for Bell {
+    fn ring(&self) -> bool {
+        match sys::send(self.0.as_fd(), &[1]) {
+            // A full pair already holds a wake-up.
+            Ok(_) => true,
+            Err(e) => sys::errno(&e) == Errno::EAGAIN,
         }
     }
 
-    /// What the producer may write: capacity minus what the consumer has not taken.
-    fn free(&self, head: u64) -> io::Result<usize> {
-        let tail = self.index(self.tx, TAIL).load(Ordering::Acquire);
-        match usize::try_from(head.wrapping_sub(tail)) {
-            Ok(n) if n <= self.capacity => Ok(self.capacity - n),
-            _ => Err(broken("the ring's read index is out of range")),
-        }
-    }
-
-    /// Whether the producer of the ring this side reads wrote its last.
-    fn rx_closed(&self) -> bool {
-        self.word(self.rx, CLOSED).load(Ordering::Acquire) != 0
-    }
-
-    /// Fails if the reader of this side's ring is gone.
-    fn check_peer_reads(&self) -> io::Result<()> {
-        if self.gone() || self.word(self.tx, GONE).load(Ordering::Acquire) != 0 {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "peer is gone"));
-        }
-        Ok(())
-    }
-
-    /// Waits until `ready()`, the peer's progress, or its end: spins, then sleeps on `bell`
-    /// after announcing it in `waiting`. `Ok` means "check again".
-    fn wait(
-        &self,
-        bell: &OwnedFd,
-        waiting: &AtomicU32,
-        ready: impl Fn() -> bool,
-        wait: Wait,
-        what: &str,
-    ) -> io::Result<()> {
-        let deadline = match wait {
-            Wait::No if ready() || self.gone() => return Ok(()),
-            Wait::No => {
-                // An event loop waits on `bell` next: empty it (so that the next wake-up is
-                // a new edge), say so, and look once more.
-                self.drain(bell);
-                waiting.store(1, Ordering::SeqCst);
-                fence(Ordering::SeqCst);
-                if ready() || self.gone() {
-                    waiting.store(0, Ordering::Relaxed);
-                    return Ok(());
-                }
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Wait::Until(deadline) => deadline,
-        };
-        for _ in 0..SPINS {
-            if ready() || self.gone() {
-                return Ok(());
-            }
-            std::hint::spin_loop();
-        }
-        waiting.store(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if ready() || self.gone() {
-            waiting.store(0, Ordering::Relaxed);
-            return Ok(());
-        }
-        let mut fds = [PollFd::new(bell.as_fd(), PollFlags::POLLIN)];
-        sys::poll_until(&mut fds, deadline).map_err(|e| timed_out(e, what))?;
-        self.drain(bell);
-        Ok(())
-    }
-
-    /// Reads the wake-up bytes waiting on `bell` (its end means the peer's), up to
-    /// [`DRAIN`] bytes: a peer that keeps the protocol leaves a byte or two, and one that
-    /// floods the socket must not keep this side reading it (the state is checked after a
-    /// drain either way; bytes left over only make the next wait return at once).
-    fn drain(&self, bell: &OwnedFd) {
+    /// Reads at most [`DRAIN`] bytes: a peer that keeps the protocol leaves a byte or two,
+    /// and one that floods the socket must not keep this side reading it (bytes left over
+    /// only make the next wait return at once).
+    fn drain(&self) -> bool {
         let mut buf = [0u8; DRAIN];
         loop {
-            match sys::recv(bell.as_fd(), &mut buf) {
-                Ok(0) => {
-                    self.peer_gone.store(true, Ordering::Release);
-                    return;
-                }
-                Ok(_) => return,
+            match sys::recv(self.0.as_fd(), &mut buf) {
+                Ok(0) => return false,
+                Ok(_) => return true,
                 Err(e) if sys::errno(&e) == Errno::EINTR => continue,
-                Err(e) if sys::errno(&e) == Errno::EAGAIN => return,
-                Err(_) => {
-                    self.peer_gone.store(true, Ordering::Release);
-                    return;
-                }
+                Err(e) => return sys::errno(&e) == Errno::EAGAIN,
             }
         }
     }
 
-    /// After a step: wakes the peer if it said it sleeps.
-    fn notify(&self, bell: &OwnedFd, waiting: &AtomicU32) {
-        fence(Ordering::SeqCst);
-        if waiting.load(Ordering::Relaxed) != 0 && waiting.swap(0, Ordering::SeqCst) != 0 {
-            self.ring(bell);
-        }
+    fn sleep(&self, deadline: Option<Instant>) -> io::Result<()> {
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        sys::poll_until(&mut fds, deadline)
     }
 
-    fn ring(&self, bell: &OwnedFd) {
-        match sys::send(bell.as_fd(), &[1]) {
-            // A full pair already holds a wake-up.
-            Ok(_) => {}
-            Err(e) if sys::errno(&e) == Errno::EAGAIN => {}
-            Err(_) => self.peer_gone.store(true, Ordering::Release),
-        }
-    }
-
-    fn publish_head(&self, head: u64) {
-        self.index(self.tx, HEAD).store(head, Ordering::Release);
-        self.notify(&self.tx_bell, self.word(self.tx, CONSUMER_WAITING));
-    }
-
-    fn publish_tail(&self, tail: u64) {
-        self.index(self.rx, TAIL).store(tail, Ordering::Release);
-        self.notify(&self.rx_bell, self.word(self.rx, PRODUCER_WAITING));
-    }
-
-    fn wait_for_data(&self, tail: u64, wait: Wait) -> io::Result<()> {
-        let head = self.index(self.rx, HEAD);
-        self.wait(
-            &self.rx_bell,
-            self.word(self.rx, CONSUMER_WAITING),
-            || head.load(Ordering::SeqCst) != tail || self.rx_closed(),
-            wait,
-            "read",
-        )
-    }
-
-    fn wait_for_space(&self, head: u64, need: usize, wait: Wait) -> io::Result<()> {
-        let tail = self.index(self.tx, TAIL);
-        let gone = self.word(self.tx, GONE);
-        self.wait(
-            &self.tx_bell,
-            self.word(self.tx, PRODUCER_WAITING),
-            || {
-                let used = head.wrapping_sub(tail.load(Ordering::SeqCst));
-                used > self.capacity as u64
-                    || self.capacity as u64 - used >= need as u64
-                    || gone.load(Ordering::Relaxed) != 0
-            },
-            wait,
-            "write",
-        )
-    }
-
-    /// Whether the ring is empty for good: the producer closed it or is gone, and nothing
-    /// was published since `tail`.
-    fn at_end(&self, tail: u64) -> io::Result<bool> {
-        if !(self.rx_closed() || self.gone()) {
-            return Ok(false);
-        }
-        Ok(self.published(tail)? == 0)
-    }
-
-    /// Byte mode: reads what the peer published, up to `buf.len()`; `Ok(0)` at the end.
-    pub(crate) fn read(&self, tail: &mut u64, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            let ready = self.published(*tail)?;
-            if ready > 0 {
-                let at = (*tail % self.capacity as u64) as usize;
-                let n = ready.min(buf.len());
-                let first = n.min(self.capacity - at);
-                self.map.copy_out(self.rx.data + at, &mut buf[..first]);
-                self.map.copy_out(self.rx.data, &mut buf[first..n]);
-                *tail += n as u64;
-                self.publish_tail(*tail);
-                return Ok(n);
-            }
-            if self.at_end(*tail)? {
-                return Ok(0);
-            }
-            self.wait_for_data(*tail, wait)?;
-        }
-    }
-
-    /// Byte mode: writes as much of `buf` as there is room for (waiting for some room).
-    pub(crate) fn write(&self, head: &mut u64, buf: &[u8], wait: Wait) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            self.check_peer_reads()?;
-            let free = self.free(*head)?;
-            if free > 0 {
-                let at = (*head % self.capacity as u64) as usize;
-                let n = free.min(buf.len());
-                let first = n.min(self.capacity - at);
-                self.map.copy_in(self.tx.data + at, &buf[..first]);
-                self.map.copy_in(self.tx.data, &buf[first..n]);
-                *head += n as u64;
-                self.publish_head(*head);
-                return Ok(n);
-            }
-            self.wait_for_space(*head, 1, wait)?;
-        }
-    }
-
-    /// Message mode: reserves room for one message of `len` bytes (`len` within the maximum
-    /// and the ring), lets `fill` write it in place, and publishes it.
-    pub(crate) fn send<R>(
-        &self,
-        head: &mut u64,
-        len: usize,
-        max: usize,
-        wait: Wait,
-        fill: impl FnOnce(&mut [u8]) -> R,
-    ) -> io::Result<R> {
-        if len > max {
-            return Err(message_over_limit(len, max));
-        }
-        let record = record_len(len);
-        if record > self.capacity {
-            // `fits` keeps a side whose messages do not fit on the socket.
-            return Err(message_over_limit(len, self.capacity - RECORD_HEADER));
-        }
-        loop {
-            self.check_peer_reads()?;
-            let at = (*head % self.capacity as u64) as usize;
-            let rest = self.capacity - at;
-            let need = if record <= rest {
-                record
-            } else {
-                rest + record
-            };
-            if self.free(*head)? >= need {
-                let mut start = *head;
-                let mut at = at;
-                if record > rest {
-                    self.map
-                        .u32_at(self.tx.data + at)
-                        .store(WRAP, Ordering::Relaxed);
-                    start += rest as u64;
-                    at = 0;
-                }
-                self.map
-                    .u32_at(self.tx.data + at)
-                    .store(len as u32, Ordering::Relaxed);
-                let out = self
-                    .map
-                    .with_slice_mut(self.tx.data + at + RECORD_HEADER, len, fill);
-                *head = start + record as u64;
-                self.publish_head(*head);
-                return Ok(out);
-            }
-            self.wait_for_space(*head, need, wait)?;
-        }
-    }
-
-    /// Message mode: waits for the next message and hands it to `take` in place (`None` at
-    /// the end). With `room`, a message longer than that is refused with
-    /// [`MessageTooLarge`] and stays; a message over `max` is dropped with an error.
-    pub(crate) fn recv<R>(
-        &self,
-        tail: &mut u64,
-        room: Option<usize>,
-        max: usize,
-        wait: Wait,
-        take: impl FnOnce(&Mapping, usize, usize) -> R,
-    ) -> io::Result<Option<R>> {
-        loop {
-            let ready = self.published(*tail)?;
-            if ready == 0 {
-                if self.at_end(*tail)? {
-                    return Ok(None);
-                }
-                self.wait_for_data(*tail, wait)?;
-                continue;
-            }
-            let at = (*tail % self.capacity as u64) as usize;
-            let rest = self.capacity - at;
-            if ready < RECORD_HEADER || rest < RECORD_HEADER {
-                return Err(broken("a message header is cut"));
-            }
-            let len = self.map.u32_at(self.rx.data + at).load(Ordering::Relaxed);
-            if len == WRAP {
-                if ready < rest {
-                    return Err(broken("a wrap mark covers more than was published"));
-                }
-                *tail += rest as u64;
-                self.publish_tail(*tail);
-                continue;
-            }
-            let len = len as usize;
-            let record = record_len(len);
-            if record > ready || record > rest {
-                return Err(broken(&format!(
-                    "a message of {len} bytes runs past what was published"
-                )));
-            }
-            if len > max {
-                *tail += record as u64;
-                self.publish_tail(*tail);
-                return Err(message_discarded(len, max));
-            }
-            if let Some(room) = room
-                && len > room
-            {
-                return Err(MessageTooLarge::error(len, room));
-            }
-            let out = take(&self.map, self.rx.data + at + RECORD_HEADER, len);
-            *tail += record as u64;
-            self.publish_tail(*tail);
-            return Ok(Some(out));
-        }
-    }
-
-    /// This side will write no more: the peer reads the end after what was published.
-    pub(crate) fn close_tx(&self) {
-        self.word(self.tx, CLOSED).store(1, Ordering::Release);
-        self.ring(&self.tx_bell);
-    }
+    /// Nothing: the descriptor closes right after, which wakes the peer.
+    fn hang_up(&self) {}
 }
 
-impl Drop for Channel {
-    fn drop(&mut self) {
-        // The descriptors close right after: a sleeping peer wakes at their end and finds
-        // these flags.
-        self.word(self.tx, CLOSED).store(1, Ordering::Release);
-        self.word(self.rx, GONE).store(1, Ordering::Release);
+/// Server: makes a segment with two rings of `capacity` bytes (rounded up to pages) and
+/// sends the offer on `socket`, the connection just accepted.
+pub(crate) fn offer(socket: BorrowedFd<'_>, capacity: usize) -> io::Result<Channel> {
+    let len = ring::segment_len(capacity);
+    let segment = sys::shm::create_segment(len)?;
+    let map = Mapping::new(segment.as_fd(), len)?;
+    let (server0, client0) = sys::shm::bell_pair()?;
+    let (server1, client1) = sys::shm::bell_pair()?;
+    // The header is written before the client can see the segment.
+    let channel = Channel::server(map, capacity, Bell(server1), Bell(server0));
+    sys::shm::send_fds(
+        socket,
+        OFFER,
+        &[segment.as_fd(), client0.as_fd(), client1.as_fd()],
+    )?;
+    Ok(channel)
+}
+
+/// Client: maps the segment of an offer, after checking everything about it that the
+/// server could have got wrong.
+fn take(fds: Vec<OwnedFd>) -> io::Result<Channel> {
+    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+    let Ok([segment, bell0, bell1]) = <[OwnedFd; 3]>::try_from(fds) else {
+        return Err(bad("it does not carry three descriptors".into()));
+    };
+    let len = sys::shm::received_segment_len(segment.as_fd())?;
+    // Checked before anything is mapped: no segment beyond the largest rings is.
+    if !Channel::plausible_len(len) {
+        return Err(bad(format!("its segment is {len} bytes")));
     }
-}
-
-/// Whether an operation may wait, and until when.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    /// Non-blocking: `WouldBlock` instead.
-    No,
-    /// Until the deadline (`None`: without limit).
-    Until(Option<Instant>),
-}
-
-impl Wait {
-    /// For a stream in non-blocking mode, or with `timeout`.
-    pub(crate) fn new(nonblocking: bool, timeout: Option<Duration>) -> Wait {
-        if nonblocking {
-            Wait::No
-        } else {
-            Wait::Until(timeout.map(|t| Instant::now() + t))
-        }
+    let map = Mapping::new(segment.as_fd(), len)?;
+    for bell in [&bell0, &bell1] {
+        sys::set_nonblocking(bell.as_fd(), true)?;
     }
-}
-
-fn broken(why: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("the peer broke the shared-memory protocol: {why}"),
-    )
+    Channel::client(map, len, Bell(bell0), Bell(bell1))
 }
 
 fn timed_out(err: io::Error, what: &str) -> io::Error {
@@ -599,6 +152,13 @@ fn timed_out(err: io::Error, what: &str) -> io::Error {
     } else {
         err
     }
+}
+
+fn broken(why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the peer broke the shared-memory protocol: {why}"),
+    )
 }
 
 /// What an event loop's registration does once a client's channel exists.
@@ -786,15 +346,15 @@ impl Link {
         };
         let mut drained = false;
         loop {
-            if channel.word(channel.rx, SWITCHED).load(Ordering::Acquire) != 0 {
-                let before = channel.index(channel.rx, BEFORE).load(Ordering::Acquire);
+            let (switched, before) = channel.switched();
+            if switched != 0 {
                 if reader.from_socket >= before && !buffered {
                     reader.on_ring = true;
                     return Ok(Route::Ring(channel));
                 }
                 return Ok(Route::Socket);
             }
-            if buffered || channel.gone() {
+            if buffered || channel.peer_gone() {
                 return Ok(Route::Socket);
             }
             // Non-blocking, one look at the wake-up socket: a peer that floods it keeps it
@@ -804,7 +364,7 @@ impl Link {
             }
             let mut fds = [
                 PollFd::new(socket, PollFlags::POLLIN),
-                PollFd::new(channel.rx_bell.as_fd(), PollFlags::POLLIN),
+                PollFd::new(channel.bells().0.as_fd(), PollFlags::POLLIN),
             ];
             match wait {
                 Wait::No => {
@@ -819,7 +379,7 @@ impl Link {
             if fds[0].any().unwrap_or(true) {
                 return Ok(Route::Socket);
             }
-            channel.drain(&channel.rx_bell);
+            channel.drain_rx();
             drained = true;
         }
     }
@@ -827,12 +387,7 @@ impl Link {
     /// Server, after the socket said end of stream: whether the client switched meanwhile
     /// (then the ring has the rest).
     pub(crate) fn switched_meanwhile(&self, reader: &Reader) -> bool {
-        self.server
-            && !reader.on_ring
-            && self
-                .channel
-                .get()
-                .is_some_and(|c| c.word(c.rx, SWITCHED).load(Ordering::Acquire) != 0)
+        self.server && !reader.on_ring && self.channel.get().is_some_and(|c| c.switched().0 != 0)
     }
 
     /// Where the next write goes (under the write lock). `max`: this side's largest
@@ -876,13 +431,7 @@ impl Link {
         if !settled || !channel.fits(max) {
             return Ok(Route::Socket);
         }
-        channel
-            .index(channel.tx, BEFORE)
-            .store(writer.to_socket, Ordering::Relaxed);
-        channel
-            .word(channel.tx, SWITCHED)
-            .store(1, Ordering::Release);
-        channel.ring(&channel.tx_bell);
+        channel.switch(ON_RING, writer.to_socket);
         writer.on_ring = true;
         Ok(Route::Ring(channel))
     }
@@ -914,7 +463,7 @@ impl Link {
         let got = sys::shm::recv_fds(socket, &mut buf, false, false)?;
         let taken = match offer(&got, &buf) {
             true if got.truncated => Err(broken("the offer carries too many descriptors")),
-            true => Channel::take(got.fds).map_err(|e| {
+            true => take(got.fds).map_err(|e| {
                 context_kind(
                     io::ErrorKind::InvalidData,
                     e,
@@ -944,8 +493,8 @@ impl Link {
     /// writes). Each becomes readable when the peer published, or freed room, after this
     /// side said (by a `WouldBlock`) that it waits; and at the peer's end.
     pub(crate) fn bells(&self) -> Option<(BorrowedFd<'_>, BorrowedFd<'_>)> {
-        let channel = self.channel.get()?;
-        Some((channel.rx_bell.as_fd(), channel.tx_bell.as_fd()))
+        let (rx, tx) = self.channel.get()?.bells();
+        Some((rx.as_fd(), tx.as_fd()))
     }
 
     /// Calls `hook` with the wake-up descriptors (reads, writes) now if there is a channel,
@@ -1067,16 +616,18 @@ pub(crate) fn mark(fd: &OwnedFd) -> Option<Marked> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipekit_core::MessageTooLarge;
+    use pipekit_core::ring::Segment as _;
     use std::os::unix::net::UnixStream;
 
     /// The server's and the client's channels over one segment, as after an accept.
     fn channels(capacity: usize) -> (Channel, Channel) {
         let (server, client) = UnixStream::pair().unwrap();
-        let ours = Channel::offer(server.as_fd(), capacity).unwrap();
+        let ours = offer(server.as_fd(), capacity).unwrap();
         let mut buf = [0u8; OFFER.len()];
         let got = sys::shm::recv_fds(client.as_fd(), &mut buf, false, true).unwrap();
         assert_eq!(&buf, OFFER);
-        (ours, Channel::take(got.fds).unwrap())
+        (ours, take(got.fds).unwrap())
     }
 
     /// xorshift64*: reproducible from the seed a failure prints.
@@ -1119,7 +670,7 @@ mod tests {
     /// its limits, and reports a broken peer as an error of its own connection.
     #[test]
     fn a_lying_peer_never_makes_this_side_panic_or_overrun() {
-        let capacity = MIN_SHARED_MEMORY;
+        let capacity = pipekit_core::MIN_SHARED_MEMORY;
         let max = 3000;
         for seed in 1..=400u64 {
             // Odd seeds: message mode; even: byte mode (a stream never mixes them).
@@ -1154,26 +705,19 @@ mod tests {
                     // reads next (where a message's length word is).
                     (2 | 3, _) => {
                         let offset = if what == 2 {
-                            let words = [
-                                HEAD,
-                                CLOSED,
-                                SWITCHED,
-                                BEFORE,
-                                TAIL,
-                                GONE,
-                                CONSUMER_WAITING,
-                                PRODUCER_WAITING,
-                            ];
-                            CONTROL[rng.below(2) as usize]
-                                + words[rng.below(words.len() as u64) as usize]
+                            let words = ring::CONTROL_WORDS;
+                            words[rng.below(words.len() as u64) as usize]
                         } else {
-                            ours.rx.data + (our_tail % capacity as u64) as usize / 8 * 8
+                            ours.rx_data() + (our_tail % capacity as u64) as usize / 8 * 8
                         };
                         let value = lie(&mut rng, our_tail.max(our_head), capacity as u64);
                         if offset.is_multiple_of(8) && rng.below(2) == 0 {
-                            theirs.map.u64_at(offset).store(value, Ordering::Release);
+                            theirs
+                                .segment()
+                                .u64_at(offset)
+                                .store(value, Ordering::Release);
                         } else {
-                            let word = theirs.map.u32_at(offset / 4 * 4);
+                            let word = theirs.segment().u32_at(offset / 4 * 4);
                             word.store(value as u32, Ordering::Release);
                         }
                         Ok(0)

@@ -18,6 +18,7 @@ use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName, UnixAddress}
 
 use crate::shm::{self, Link, Route};
 use crate::{Framing, UnixOptions, sys};
+use pipekit_core::ring::Segment as _;
 
 /// How messages travel on this connection.
 #[derive(Clone, Copy, PartialEq, Eq)]

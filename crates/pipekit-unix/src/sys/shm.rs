@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags, SockType};
 
+use pipekit_core::ring::Segment;
+
 use super::{cvt, os, set_nonblocking};
 
 /// A new segment of `len` bytes (zeroed by the OS), reachable by no name, sealed against
@@ -155,9 +157,11 @@ impl Mapping {
         // SAFETY: `offset` is within the mapping (checked above).
         unsafe { self.ptr.as_ptr().add(offset) }
     }
+}
 
+impl Segment for Mapping {
     /// The 8-aligned word at `offset`.
-    pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
+    fn u64_at(&self, offset: usize) -> &AtomicU64 {
         let p = self.at(offset, 8, 8).cast::<AtomicU64>();
         // SAFETY: in bounds and aligned (checked by `at`; the mapping is page-aligned), valid
         // for the life of `self`; the other process touches it only atomically too, and any
@@ -166,14 +170,14 @@ impl Mapping {
     }
 
     /// The 4-aligned word at `offset`.
-    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
+    fn u32_at(&self, offset: usize) -> &AtomicU32 {
         let p = self.at(offset, 4, 4).cast::<AtomicU32>();
         // SAFETY: as `u64_at`.
         unsafe { &*p }
     }
 
     /// Copies `src` into the mapping at `offset`.
-    pub(crate) fn copy_in(&self, offset: usize, src: &[u8]) {
+    fn copy_in(&self, offset: usize, src: &[u8]) {
         let dst = self.at(offset, src.len(), 1);
         // SAFETY: `dst..dst + len` lies in the mapping (checked by `at`) and cannot overlap
         // `src`, a Rust slice outside it. The ring protocol gives this region to the writer
@@ -182,7 +186,7 @@ impl Mapping {
     }
 
     /// Copies from the mapping at `offset` into `dst`.
-    pub(crate) fn copy_out(&self, offset: usize, dst: &mut [u8]) {
+    fn copy_out(&self, offset: usize, dst: &mut [u8]) {
         let src = self.at(offset, dst.len(), 1);
         // SAFETY: as `copy_in`; the region is the reader's until it hands it back. Shared
         // memory is always initialised (the OS zeroes it), so every byte read is defined.
@@ -194,7 +198,7 @@ impl Mapping {
     /// The caller holds the region by the ring protocol (it is published and not yet handed
     /// back): a peer that keeps the protocol does not write it meanwhile, and one that breaks
     /// it can only change the bytes `f` sees.
-    pub(crate) fn with_slice<R>(&self, offset: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+    fn with_slice<R>(&self, offset: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
         let p = self.at(offset, len, 1);
         // SAFETY: in bounds (checked by `at`), initialised (the OS zeroes shared memory);
         // the region is the reader's by the ring protocol for the duration of `f`.
@@ -204,12 +208,7 @@ impl Mapping {
     /// Calls `f` on `len` writable bytes at `offset`, in place. The caller holds the region
     /// by the ring protocol (free, and not yet published), under its side's write lock, so
     /// no other slice of it exists in this process.
-    pub(crate) fn with_slice_mut<R>(
-        &self,
-        offset: usize,
-        len: usize,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> R {
+    fn with_slice_mut<R>(&self, offset: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
         let p = self.at(offset, len, 1);
         // SAFETY: in bounds (checked by `at`), initialised; no other reference to the region
         // exists in this process (the caller's write lock), and the peer does not read it
