@@ -625,6 +625,21 @@ impl<S: Segment, B: Bell> Channel<S, B> {
         }
     }
 
+    /// Waits until the peer has taken everything this side published, up to `head`.
+    ///
+    /// # Errors
+    ///
+    /// `BrokenPipe` if the peer is gone; `WouldBlock` or `TimedOut`, as any write.
+    pub fn wait_until_taken(&self, head: u64, wait: Wait) -> io::Result<()> {
+        loop {
+            self.check_peer_reads()?;
+            if self.free(head)? == self.capacity {
+                return Ok(());
+            }
+            self.wait_for_space(head, self.capacity, wait)?;
+        }
+    }
+
     /// This side will write no more: the peer reads the end after what was published.
     pub fn close_tx(&self) {
         self.word(self.tx, CLOSED).store(1, Ordering::Release);

@@ -1,6 +1,6 @@
 //! Shared-memory connections: the same model over two rings in a private segment, with the
-//! socket kept for the start, wake-ups and the peer's death.
-#![cfg(unix)]
+//! socket kept for the start, wake-ups and the peer's death (Unix), or the pipe kept for
+//! the start (Windows, under Wine here).
 
 use std::io::{self, Read, Write};
 use std::thread;
@@ -65,6 +65,7 @@ fn behaviour_suite_over_shared_memory() {
 
 /// What a client sends before the offer reaches it goes over the socket and is read first;
 /// then the rest over the ring, in order, in both modes.
+#[cfg(unix)]
 #[test]
 fn writes_before_the_offer_are_read_before_the_ring() {
     for mode in [Mode::Bytes, Mode::Messages] {
@@ -145,12 +146,11 @@ fn messages_and_bytes_cross_process_over_shared_memory() {
             for piece in sent.chunks(10_000) {
                 client.write_all(piece).unwrap();
             }
-            client.shutdown_write().unwrap();
         })
     };
-    let mut got = Vec::new();
+    let mut got = vec![0u8; total];
     (&client)
-        .read_to_end(&mut got)
+        .read_exact(&mut got)
         .unwrap_or_else(|e| panic!("{}", chain(&e)));
     writer.join().unwrap();
     assert_eq!(got.len(), total);
@@ -477,6 +477,7 @@ fn a_server_scribbling_over_the_segment_cannot_crash_its_client() {
 
 /// The behaviour suite once more on framed stream sockets (message mode's transport off
 /// Linux, chosen here with `Framing::LengthPrefixed`).
+#[cfg(unix)]
 #[test]
 fn behaviour_suite_over_shared_memory_on_framed_sockets() {
     use pipekit::os::unix::{Framing, ListenerExt, StreamExt, UnixOptions};
@@ -499,12 +500,15 @@ fn behaviour_suite_over_shared_memory_on_framed_sockets() {
 /// from a listener that does not offer.
 #[test]
 fn peers_that_do_not_speak_it_get_the_plain_connection() {
-    use pipekit::os::unix::ListenerExt;
     let name = unique_name("shm-plain");
     let listener = Listener::bind_with(&name, &listen_options(Mode::Bytes, CAPACITY)).unwrap();
-    let path = listener.path().unwrap().to_owned();
+    #[cfg(unix)]
+    let path = {
+        use pipekit::os::unix::ListenerExt;
+        listener.path().unwrap().to_owned()
+    };
     let server = thread::spawn(move || {
-        for _ in 0..2 {
+        for _ in 0..if cfg!(unix) { 2 } else { 1 } {
             let mut conn = listener.accept().unwrap();
             assert!(!conn.is_shared_memory());
             let mut got = [0u8; 5];
@@ -517,19 +521,8 @@ fn peers_that_do_not_speak_it_get_the_plain_connection() {
     let mut back = [0u8; 5];
     plain.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"plain");
-    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
-                  s.sendall(b'hello')\nd=b''\nwhile len(d)<5:\n d+=s.recv(5)\nprint(d.decode())";
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+    #[cfg(unix)]
+    python_client_gets_the_plain_connection(&path);
     server.join().unwrap();
 
     let name = unique_name("shm-no-offer");
@@ -544,6 +537,24 @@ fn peers_that_do_not_speak_it_get_the_plain_connection() {
     server.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"hello");
     assert!(!client.is_shared_memory() && !server.is_shared_memory());
+}
+
+/// A Python client (a plain `AF_UNIX` socket) of a listener that offers: the plain connection.
+#[cfg(unix)]
+fn python_client_gets_the_plain_connection(path: &std::path::Path) {
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
+                  s.sendall(b'hello')\nd=b''\nwhile len(d)<5:\n d+=s.recv(5)\nprint(d.decode())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
 }
 
 /// Both ends write more than the rings hold before either reads, on cloned handles, in both
@@ -579,12 +590,11 @@ fn full_duplex_over_small_rings() {
     }
 }
 
-/// Non-blocking calls say `WouldBlock` instead of waiting; a full ring times out a blocked
-/// write after the write timeout; `send_with` and `recv_with` fall back to a buffer on a
-/// plain connection.
+/// Non-blocking calls say `WouldBlock` instead of waiting (Unix); an empty ring times out a
+/// read after the read timeout and a full one a write after the write timeout; `send_with`
+/// and `recv_with` work in the ring, and fall back to a buffer on a plain connection.
 #[test]
 fn nonblocking_timeouts_and_in_place_calls() {
-    use pipekit::os::unix::StreamExt;
     let name = unique_name("shm-misc");
     let (server, client) = pair(
         &name,
@@ -592,12 +602,28 @@ fn nonblocking_timeouts_and_in_place_calls() {
         &connect_options(Mode::Messages),
     )
     .unwrap();
-    server.set_nonblocking(true).unwrap();
+    #[cfg(unix)]
+    {
+        use pipekit::os::unix::StreamExt;
+        server.set_nonblocking(true).unwrap();
+        let err = server.recv(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+        client.send(b"now").unwrap();
+        assert_eq!(server.recv(&mut [0u8; 8]).unwrap(), Some(3));
+        server.set_nonblocking(false).unwrap();
+    }
+    server
+        .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
     let err = server.recv(&mut [0u8; 8]).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
-    client.send(b"now").unwrap();
-    assert_eq!(server.recv(&mut [0u8; 8]).unwrap(), Some(3));
-    server.set_nonblocking(false).unwrap();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    server
+        .send_with(3, |buf| buf.copy_from_slice(b"abc"))
+        .unwrap();
+    assert_eq!(
+        client.recv_with(|m| m.to_vec()).unwrap().as_deref(),
+        Some(&b"abc"[..])
+    );
 
     client
         .set_write_timeout(Some(std::time::Duration::from_millis(100)))
@@ -627,6 +653,7 @@ fn nonblocking_timeouts_and_in_place_calls() {
 /// The Tokio API over shared memory, both ends on one current-thread runtime: a writer
 /// that fills the ring waits (`Pending`) until the reader frees room, and a reader waits
 /// for data, both woken through the wake-up pairs; in message and byte mode.
+#[cfg(unix)]
 #[test]
 fn tokio_streams_over_shared_memory() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -690,6 +717,7 @@ fn tokio_streams_over_shared_memory() {
 /// Owned Tokio halves of both ends of a shared-memory connection, in four tasks on a
 /// two-thread runtime: both ways at once through rings that hold one message, so every
 /// writer waits for room while its own reader waits for data, each woken by its own pair.
+#[cfg(unix)]
 #[test]
 fn tokio_halves_move_both_ways_at_once_over_shared_memory() {
     use std::time::Duration;
@@ -761,6 +789,7 @@ fn tokio_halves_move_both_ways_at_once_over_shared_memory() {
 /// What a client sent over the socket before it saw the offer reaches a Tokio server (which
 /// waits on the socket and the wake-up pair at once) even while the client, before it writes
 /// again, waits for an answer; then the ring's messages follow.
+#[cfg(unix)]
 #[test]
 fn a_tokio_server_reads_what_came_before_the_switch() {
     use std::time::Duration;
@@ -813,6 +842,7 @@ fn a_tokio_server_reads_what_came_before_the_switch() {
 
 /// A Tokio client that asks for shared memory, against a pipekit server in another process:
 /// it learns of the offer after it became async, and waits on the wake-up pairs from then on.
+#[cfg(unix)]
 #[test]
 fn a_tokio_client_takes_the_offer_of_a_peer_process() {
     let name = unique_name("shm-tokio-xp");
@@ -850,6 +880,7 @@ fn a_tokio_client_takes_the_offer_of_a_peer_process() {
 /// at `accept`, before the reactor saw the socket readable), takes it and finds the ring
 /// empty. Reading the offer used up the socket's readiness, so that poll must already watch
 /// the wake-up pair: the message the server sends next wakes the task.
+#[cfg(unix)]
 #[test]
 fn a_tokio_client_that_takes_the_offer_while_waiting_is_woken_by_the_ring() {
     use std::future::{Future, poll_fn};
@@ -906,6 +937,7 @@ fn a_tokio_client_that_takes_the_offer_while_waiting_is_woken_by_the_ring() {
 /// One `mio` thread serves 8 shared-memory connections from 2 client processes
 /// (`pipekit-peer clients`, 100 echoed messages each): the wake-up pairs are registered
 /// under each stream's token, and every event is answered by reading until `WouldBlock`.
+#[cfg(unix)]
 #[test]
 fn a_mio_loop_serves_shared_memory_clients_of_peer_processes() {
     use std::collections::VecDeque;
@@ -986,6 +1018,7 @@ fn a_mio_loop_serves_shared_memory_clients_of_peer_processes() {
 /// A `mio` client registered before it saw the offer: its wake-up pairs are registered when
 /// it takes the offer (at the first read the socket's event leads to), and the server's
 /// messages through the ring wake it from then on.
+#[cfg(unix)]
 #[test]
 fn a_mio_client_registered_before_the_offer_is_woken_by_the_ring() {
     use std::time::{Duration, Instant};

@@ -483,7 +483,7 @@ impl Link {
                 Ok(())
             }
             Err(e) => {
-                let _ = self.broken.set(e.to_string());
+                let _ = self.broken.set(pipekit_core::error::Chain(&e).to_string());
                 Err(e)
             }
         }

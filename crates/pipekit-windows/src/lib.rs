@@ -60,6 +60,7 @@ mod listener;
 mod mio;
 pub mod nonblocking;
 mod options;
+mod shm;
 mod stream;
 #[allow(unsafe_code)]
 mod sys;

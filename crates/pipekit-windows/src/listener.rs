@@ -42,11 +42,18 @@ pub struct Listener {
     /// The instance waiting for the next client, and the event its connect waits on.
     waiting: Mutex<Waiting>,
     slots: Option<Arc<Slots>>,
+    /// The ring capacity offered on the sibling name, and that name's full path.
+    shared_memory: Option<(usize, Vec<u16>)>,
 }
 
 struct Waiting {
     instance: Option<(OwnedHandle, Option<Slot>)>,
     event: Event,
+    /// The sibling name's waiting instance, when shared memory is offered.
+    sibling: Option<OwnedHandle>,
+    sibling_event: Event,
+    /// Which name's client goes first when both have one (they take turns).
+    sibling_first: bool,
 }
 
 impl fmt::Debug for Listener {
@@ -138,6 +145,31 @@ impl Listener {
                     _ => context(e, format!("cannot create {full}")),
                 },
             )?;
+        let shared_memory = match options.shared_memory {
+            None => None,
+            Some(capacity) => {
+                let sibling = format!("{full}{}", crate::shm::SIBLING);
+                let path = sys::wide(&sibling)?;
+                if sys::wait_named_pipe(&path, 1)
+                    .map_err(|e| sys::code(&e))
+                    .err()
+                    != Some(Some(sys::ERROR_FILE_NOT_FOUND))
+                {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("{sibling}, the name for shared-memory clients, is already served"),
+                    ));
+                }
+                Some((capacity, path))
+            }
+        };
+        let sibling = match &shared_memory {
+            None => None,
+            Some((_, path)) => Some(
+                sys::create_pipe(path, true, &config, Some(&security))
+                    .map_err(|e| context(e, format!("cannot create the sibling of {full}")))?,
+            ),
+        };
         let slots = options.max_instances.map(Slots::new);
         let slot = slots.as_ref().and_then(|s| s.try_acquire());
         Ok(Listener {
@@ -150,8 +182,12 @@ impl Listener {
             waiting: Mutex::new(Waiting {
                 instance: Some((first, slot)),
                 event: Event::new()?,
+                sibling,
+                sibling_event: Event::new()?,
+                sibling_first: false,
             }),
             slots,
+            shared_memory,
         })
     }
 
@@ -167,17 +203,63 @@ impl Listener {
     pub fn accept(&self) -> io::Result<Stream> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         let (handle, slot) = match waiting.instance.take() {
+            Some((handle, None)) if self.slots.is_some() => {
+                // A client of the sibling took this instance's place last time.
+                (handle, self.slots.as_ref().map(|s| s.acquire()))
+            }
             Some(instance) => instance,
             None => {
                 let slot = self.slots.as_ref().map(|s| s.acquire());
                 (self.create_instance()?, slot)
             }
         };
-        if let Err(e) = sys::connect_pipe(handle.as_handle(), &waiting.event) {
-            return Err(context(
-                e,
-                format!("cannot wait for a client on {}", self.full_name()),
-            ));
+        match &self.shared_memory {
+            None => {
+                sys::connect_pipe(handle.as_handle(), &waiting.event)
+                    .map_err(|e| self.cannot_wait(e))?;
+            }
+            Some((_, path)) => {
+                let sibling = match waiting.sibling.take() {
+                    Some(sibling) => sibling,
+                    None => match self.create_sibling(path) {
+                        Ok(sibling) => sibling,
+                        Err(e) => {
+                            waiting.instance = Some((handle, slot));
+                            return Err(e);
+                        }
+                    },
+                };
+                let w = &mut *waiting;
+                let first = w.sibling_first;
+                let connected = if first {
+                    sys::connect_either(
+                        [sibling.as_handle(), handle.as_handle()],
+                        [&w.sibling_event, &w.event],
+                    )
+                    .map(|[s, p]| [p, s])
+                } else {
+                    sys::connect_either(
+                        [handle.as_handle(), sibling.as_handle()],
+                        [&w.event, &w.sibling_event],
+                    )
+                };
+                let connected = match connected {
+                    Ok(connected) => connected,
+                    Err(e) => return Err(self.cannot_wait(e)),
+                };
+                // Both had a client: this one now, the other at the next call.
+                let on_sibling = connected[1] && (first || !connected[0]);
+                w.sibling_first = !on_sibling;
+                if on_sibling {
+                    // The plain instance waits on, without a place (the next call takes one).
+                    w.instance = Some((handle, None));
+                    // If making the next fails now, the next accept makes it.
+                    w.sibling = self.create_sibling(path).ok();
+                    drop(waiting);
+                    return self.offer(sibling, slot);
+                }
+                w.sibling = Some(sibling);
+            }
         }
         // The next client must find an instance. If making it fails now (or the limit is
         // reached), the next accept makes it.
@@ -198,6 +280,55 @@ impl Listener {
             self.max_message_size,
             slot,
         )
+    }
+
+    /// Makes the stream of a client of the sibling name, and writes the offer (or, if this
+    /// server may not wait on the client's process, or cannot make the segment, the refusal).
+    fn offer(&self, handle: OwnedHandle, slot: Option<Slot>) -> io::Result<Stream> {
+        let capacity = self.shared_memory.as_ref().map_or(0, |(c, _)| *c);
+        let offered = crate::shm::open_peer(&handle, true)
+            .and_then(|peer| crate::shm::offer(peer, capacity).ok());
+        let (channel, first) = match offered {
+            Some((channel, first)) => (Some(channel), first),
+            None => (None, crate::shm::plain()),
+        };
+        let mut stream = Stream::new(
+            handle,
+            PipeEnd::Server,
+            self.mode,
+            self.max_message_size,
+            slot,
+        )?;
+        stream.set_link(crate::shm::Link::server(channel));
+        stream.write_first(&first);
+        Ok(stream)
+    }
+
+    fn create_sibling(&self, path: &[u16]) -> io::Result<OwnedHandle> {
+        sys::create_pipe(path, false, &self.config, Some(&self.security)).map_err(|e| {
+            context(
+                e,
+                format!(
+                    "cannot create an instance of {}{}",
+                    self.full_name(),
+                    crate::shm::SIBLING
+                ),
+            )
+        })
+    }
+
+    fn cannot_wait(&self, e: io::Error) -> io::Error {
+        context(
+            e,
+            format!("cannot wait for a client on {}", self.full_name()),
+        )
+    }
+
+    /// Closes the sibling name, for the non-blocking listener (which serves the pipe only).
+    pub(crate) fn stop_offering(&mut self) {
+        self.shared_memory = None;
+        let waiting = self.waiting.get_mut().unwrap_or_else(|e| e.into_inner());
+        waiting.sibling = None;
     }
 
     /// The waiting instance, or a new one (for the non-blocking listener). `None` when the

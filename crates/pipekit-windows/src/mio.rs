@@ -284,6 +284,7 @@ impl crate::Stream {
         if self.mode() == Mode::Messages {
             return Err(mio_message_mode());
         }
+        self.on_pipe_only()?;
         let (handle, _server_end, slot) = self.into_parts();
         Ok(MioPipe::new(handle, slot))
     }

@@ -13,9 +13,11 @@ use pipekit_core::error::{
     MessageTooLarge, context, context_kind, invalid_input, message_discarded, message_over_limit,
     wrong_mode,
 };
+use pipekit_core::ring::Segment as _;
 use pipekit_core::slots::Slot;
 use pipekit_core::{ConnectOptions, Mode, PeerCredentials, PipeName};
 
+use crate::shm::{self, Channel, Link, State, Wait};
 use crate::sys::{self, Event, Transfer};
 
 /// Which end of a named pipe instance a handle is.
@@ -45,7 +47,10 @@ pub struct Stream {
     /// end.
     read: Arc<Mutex<ReadSide>>,
     /// The write side's event, shared with clones; locked for each write.
-    write: Arc<Mutex<Event>>,
+    write: Arc<Mutex<WriteSide>>,
+    /// A connection to a listener's sibling name: the shared-memory channel, or what came
+    /// instead.
+    shm: Option<Arc<Link>>,
     /// Milliseconds, `INFINITE` for none.
     read_timeout: AtomicU32,
     write_timeout: AtomicU32,
@@ -58,6 +63,15 @@ struct ReadSide {
     /// A message taken off the pipe that did not fit the caller's buffer; the next `recv`
     /// gives it out.
     held: Option<Held>,
+    /// Bytes taken from the shared-memory ring.
+    tail: u64,
+}
+
+/// What a write needs besides the handle.
+struct WriteSide {
+    event: Event,
+    /// Bytes published in the shared-memory ring.
+    head: u64,
 }
 
 /// Locks `mutex`, also after a panic elsewhere (the read side stays consistent: a held
@@ -116,9 +130,18 @@ impl Stream {
         options.validate()?;
         let full = name.resolve_windows()?;
         let path = sys::wide(&full)?;
+        let sibling = match options.shared_memory {
+            true => Some(sys::wide(&format!("{full}{}", shm::SIBLING))?),
+            false => None,
+        };
         let deadline = options.wait.map(|wait| Instant::now() + wait);
         let mut backoff = deadline.map(Backoff::until);
         loop {
+            if let Some(sibling) = &sibling
+                && let Some(stream) = Stream::sibling(sibling, &full, options)?
+            {
+                return Ok(stream);
+            }
             let err = match sys::open_client(&path) {
                 Ok(handle) => return Stream::client(handle, &full, options),
                 Err(err) => err,
@@ -175,6 +198,21 @@ impl Stream {
         }
     }
 
+    /// Connects to the sibling name at `path` of a listener that offers shared memory;
+    /// `None` if it is not there or this client may not take handles from the server's
+    /// process (the name itself is tried then).
+    fn sibling(path: &[u16], full: &str, options: &ConnectOptions) -> io::Result<Option<Stream>> {
+        let Ok(handle) = sys::open_client(path) else {
+            return Ok(None);
+        };
+        let Some(server) = shm::open_peer(&handle, false) else {
+            return Ok(None);
+        };
+        let mut stream = Stream::client(handle, full, options)?;
+        stream.shm = Some(Arc::new(Link::client(server)));
+        Ok(Some(stream))
+    }
+
     fn client(handle: OwnedHandle, full: &str, options: &ConnectOptions) -> io::Result<Stream> {
         let is_message = sys::is_message_pipe(handle.as_handle())
             .map_err(|e| context(e, format!("cannot query {full}")))?;
@@ -214,8 +252,13 @@ impl Stream {
             read: Arc::new(Mutex::new(ReadSide {
                 event: Event::new()?,
                 held: None,
+                tail: 0,
             })),
-            write: Arc::new(Mutex::new(Event::new()?)),
+            write: Arc::new(Mutex::new(WriteSide {
+                event: Event::new()?,
+                head: 0,
+            })),
+            shm: None,
             read_timeout: AtomicU32::new(sys::WAIT_FOREVER),
             write_timeout: AtomicU32::new(sys::WAIT_FOREVER),
             _slot: slot,
@@ -232,6 +275,10 @@ impl Stream {
     /// long as the handle is in use). A message held for the caller (one that did not fit a
     /// `recv` buffer) would be lost: use [`into_handle`](Self::into_handle), which refuses
     /// then, or receive it first.
+    ///
+    /// A stream that asked for shared memory ([`ConnectOptions::shared_memory`]), or a
+    /// server's stream of such a client, must not be taken apart: its traffic does not go
+    /// through the pipe ([`into_handle`](Self::into_handle) refuses it).
     pub fn into_parts(self) -> (OwnedHandle, PipeEnd, Option<Slot>) {
         let (handle, server_end, slot, _held) = self.into_parts_with_held();
         (handle, server_end, slot)
@@ -290,8 +337,10 @@ impl Stream {
     /// # Errors
     ///
     /// `InvalidData` if the stream holds a message for the caller (one that did not fit a
-    /// `recv` buffer): it would be lost with the handle.
+    /// `recv` buffer): it would be lost with the handle. `Unsupported` for a stream of a
+    /// shared-memory connection.
     pub fn into_handle(self) -> io::Result<OwnedHandle> {
+        self.on_pipe_only()?;
         if let Some(held) = &lock(&self.read).held {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -329,6 +378,14 @@ impl Stream {
         if msg.len() > self.max_message_size {
             return Err(message_over_limit(msg.len(), self.max_message_size));
         }
+        if let Some(channel) = self.write_channel()? {
+            let mut side = lock(&self.write);
+            let wait = ring_wait(&self.write_timeout);
+            let max = self.max_message_size;
+            return channel.send(&mut side.head, msg.len(), max, wait, |dst| {
+                dst.copy_from_slice(msg);
+            });
+        }
         let n = self.write_raw(msg)?;
         if n != msg.len() {
             return Err(io::Error::new(
@@ -355,6 +412,15 @@ impl Stream {
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         if self.mode != Mode::Messages {
             return Err(wrong_mode("recv", self.mode));
+        }
+        if let Some(channel) = self.read_channel()? {
+            let mut side = lock(&self.read);
+            let wait = ring_wait(&self.read_timeout);
+            let (room, max) = (Some(buf.len()), self.max_message_size);
+            return channel.recv(&mut side.tail, room, max, wait, |map, at, len| {
+                map.copy_out(at, &mut buf[..len]);
+                len
+            });
         }
         let mut side = lock(&self.read);
         if let Some(held) = side.held.take() {
@@ -404,6 +470,16 @@ impl Stream {
             return Err(wrong_mode("recv_to_vec", self.mode));
         }
         buf.clear();
+        if let Some(channel) = self.read_channel()? {
+            let mut side = lock(&self.read);
+            let wait = ring_wait(&self.read_timeout);
+            let max = self.max_message_size;
+            return channel.recv(&mut side.tail, None, max, wait, |map, at, len| {
+                buf.resize(len, 0);
+                map.copy_out(at, buf);
+                len
+            });
+        }
         let mut side = lock(&self.read);
         if let Some(held) = side.held.take() {
             *buf = self.complete_held(&mut side, held)?;
@@ -497,8 +573,166 @@ impl Stream {
 
     fn write_raw(&self, buf: &[u8]) -> io::Result<usize> {
         let timeout = self.write_timeout.load(Ordering::Relaxed);
-        let event = lock(&self.write);
-        sys::write(self.handle.as_handle(), &event, buf, timeout).map_err(broken_pipe)
+        let side = lock(&self.write);
+        sys::write(self.handle.as_handle(), &side.event, buf, timeout).map_err(broken_pipe)
+    }
+
+    /// Fails with `Unsupported` for a connection to a listener's sibling name: its traffic
+    /// is (or may soon be) in shared memory, not on the pipe, so the handle cannot be
+    /// given to other code or an event loop.
+    pub(crate) fn on_pipe_only(&self) -> io::Result<()> {
+        match self.shm {
+            None => Ok(()),
+            Some(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a stream that asked for shared memory cannot be given up as a bare pipe \
+                 handle: its traffic does not all go through the pipe",
+            )),
+        }
+    }
+
+    /// Makes this a connection to a listener's sibling name.
+    pub(crate) fn set_link(&mut self, link: Link) {
+        self.shm = Some(Arc::new(link));
+    }
+
+    /// Server: writes the first message of a sibling connection (an offer or its refusal).
+    /// A client that left already, or does not take it within a second, finds a connection
+    /// that reads the end, or breaks.
+    pub(crate) fn write_first(&self, message: &[u8]) {
+        let side = lock(&self.write);
+        let _ = sys::write(self.handle.as_handle(), &side.event, message, 1000);
+    }
+
+    /// The channel reads go to, if any (a client reads the server's first message if it has
+    /// not yet; the server waits until the client said how it writes).
+    fn read_channel(&self) -> io::Result<Option<&Channel>> {
+        let Some(link) = &self.shm else {
+            return Ok(None);
+        };
+        if link.is_server() {
+            return link.server_channel(ring_wait(&self.read_timeout));
+        }
+        Ok(match self.client_state(link)? {
+            State::Ring(channel) => Some(channel),
+            _ => None,
+        })
+    }
+
+    /// The channel writes go to, if any.
+    fn write_channel(&self) -> io::Result<Option<&Channel>> {
+        let Some(link) = &self.shm else {
+            return Ok(None);
+        };
+        let state = match link.is_server() {
+            true => link.state(),
+            false => Some(self.client_state(link)?),
+        };
+        Ok(match state {
+            Some(State::Ring(channel)) if link.is_server() || self.writes_fit(channel) => {
+                Some(channel)
+            }
+            _ => None,
+        })
+    }
+
+    /// Whether this side's messages fit its ring (else it writes on the pipe).
+    fn writes_fit(&self, channel: &Channel) -> bool {
+        self.mode != Mode::Messages || channel.fits(self.max_message_size)
+    }
+
+    /// Client: what the server's first message said, read now if it has not been.
+    fn client_state<'a>(&self, link: &'a Link) -> io::Result<&'a State> {
+        let state = link.settle(|first| self.read_first(first), |c| self.writes_fit(c))?;
+        if let State::Broken(why) = state {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, why.clone()));
+        }
+        Ok(state)
+    }
+
+    /// Client: reads the server's first message into `first`; `false` at the end.
+    fn read_first(&self, first: &mut [u8; shm::OFFER_LEN]) -> io::Result<bool> {
+        let side = lock(&self.read);
+        let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
+        let mut got = 0;
+        while got < first.len() {
+            match self.read_raw(&side, &mut first[got..])? {
+                None if got == 0 => return Ok(false),
+                None => return Err(bad("the server closed in the middle of its first message")),
+                Some(Transfer::Done(n)) => got += n,
+                Some(Transfer::More(_)) => {
+                    return Err(bad("the server's first message is no shared-memory offer"));
+                }
+            }
+            if self.mode == Mode::Messages && got < first.len() {
+                return Err(bad("the server's first message is no shared-memory offer"));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends one message of `len` bytes that `fill` writes in place: into the shared-memory
+    /// ring on such a connection, else into a buffer that is then sent.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_with<R>(&self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> io::Result<R> {
+        if self.mode != Mode::Messages {
+            return Err(wrong_mode("send_with", self.mode));
+        }
+        if len > self.max_message_size {
+            return Err(message_over_limit(len, self.max_message_size));
+        }
+        if let Some(channel) = self.write_channel()? {
+            let mut side = lock(&self.write);
+            let wait = ring_wait(&self.write_timeout);
+            return channel.send(&mut side.head, len, self.max_message_size, wait, fill);
+        }
+        let mut buf = vec![0u8; len];
+        let out = fill(&mut buf);
+        self.send(&buf).map(|()| out)
+    }
+
+    /// Receives one message and hands it to `take` in place: from the shared-memory ring on
+    /// such a connection (no copy), else from a buffer it was received into. `None` at the
+    /// end. The bytes are the peer's: one that breaks the protocol could change them while
+    /// `take` looks.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_to_vec`](Self::recv_to_vec).
+    pub fn recv_with<R>(&self, take: impl FnOnce(&[u8]) -> R) -> io::Result<Option<R>> {
+        if self.mode != Mode::Messages {
+            return Err(wrong_mode("recv_with", self.mode));
+        }
+        if let Some(channel) = self.read_channel()? {
+            let mut side = lock(&self.read);
+            let wait = ring_wait(&self.read_timeout);
+            let max = self.max_message_size;
+            return channel.recv(&mut side.tail, None, max, wait, |map, at, len| {
+                map.with_slice(at, len, take)
+            });
+        }
+        let mut buf = Vec::new();
+        Ok(self.recv_to_vec(&mut buf)?.map(|_| take(&buf)))
+    }
+
+    /// Whether this connection runs over shared memory: the listener offers it and this
+    /// client asked ([`ConnectOptions::shared_memory`]). A client learns it from the
+    /// server's first message, which it reads at its first read or write; this call also
+    /// reads it if it is there, without waiting, and is `false` while it has not come.
+    pub fn is_shared_memory(&self) -> bool {
+        let Some(link) = &self.shm else {
+            return false;
+        };
+        if !link.is_server()
+            && link.state().is_none()
+            && sys::bytes_waiting(self.handle.as_handle()).is_ok_and(|n| n >= shm::OFFER_LEN)
+        {
+            let _ = self.client_state(link);
+        }
+        link.active()
     }
 
     /// Byte mode: reads what has arrived. Message mode: receives one message.
@@ -508,6 +742,11 @@ impl Stream {
         }
         if buf.is_empty() {
             return Ok(0);
+        }
+        if let Some(channel) = self.read_channel()? {
+            let mut side = lock(&self.read);
+            let wait = ring_wait(&self.read_timeout);
+            return channel.read(&mut side.tail, buf, wait);
         }
         let side = lock(&self.read);
         loop {
@@ -528,6 +767,11 @@ impl Stream {
         }
         if buf.is_empty() {
             return Ok(0);
+        }
+        if let Some(channel) = self.write_channel()? {
+            let mut side = lock(&self.write);
+            let wait = ring_wait(&self.write_timeout);
+            return channel.write(&mut side.head, buf, wait);
         }
         self.write_raw(buf)
     }
@@ -550,6 +794,7 @@ impl Stream {
             max_message_size: self.max_message_size,
             read: Arc::clone(&self.read),
             write: Arc::clone(&self.write),
+            shm: self.shm.clone(),
             read_timeout: AtomicU32::new(self.read_timeout.load(Ordering::Relaxed)),
             write_timeout: AtomicU32::new(self.write_timeout.load(Ordering::Relaxed)),
             _slot: self._slot.as_ref().map(Slot::share),
@@ -577,6 +822,10 @@ impl Stream {
     ///
     /// `BrokenPipe` if the peer is gone.
     pub fn flush_buffers(&self) -> io::Result<()> {
+        if let Some(channel) = self.write_channel()? {
+            let side = lock(&self.write);
+            return channel.wait_until_taken(side.head, Wait::Until(None));
+        }
         sys::flush_buffers(self.handle.as_handle()).map_err(broken_pipe)
     }
 
@@ -610,6 +859,14 @@ impl Stream {
         self.write_timeout
             .store(timeout_ms(timeout)?, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// How long a wait on a ring may take, from a timeout in milliseconds.
+fn ring_wait(timeout: &AtomicU32) -> Wait {
+    match timeout.load(Ordering::Relaxed) {
+        sys::WAIT_FOREVER => Wait::Until(None),
+        ms => Wait::Until(Some(Instant::now() + Duration::from_millis(u64::from(ms)))),
     }
 }
 

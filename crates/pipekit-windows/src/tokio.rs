@@ -87,6 +87,7 @@ impl Stream {
     /// The runtime's error registering a byte-mode handle; the OS error of setting up a
     /// message-mode stream's events and waits.
     pub fn new(stream: crate::Stream) -> io::Result<Stream> {
+        stream.on_pipe_only()?;
         if stream.mode() == Mode::Messages {
             return Ok(Stream {
                 pipe: Pipe::Messages(nonblocking::Stream::new(stream)?),

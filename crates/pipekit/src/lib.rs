@@ -599,12 +599,11 @@ impl Stream {
     /// server.send_with(4, |buf| buf.copy_from_slice(b"ping"))?;
     /// let first = client.recv_with(|msg| msg.to_vec())?;
     /// assert_eq!(first.as_deref(), Some(&b"ping"[..]));
-    /// assert_eq!(client.is_shared_memory(), cfg!(unix));
+    /// assert!(client.is_shared_memory());
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn send_with<R>(&self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> io::Result<R> {
         match &self.inner {
-            #[cfg(unix)]
             StreamInner::Local(stream) => stream.send_with(len, fill),
             _ => {
                 let max = self.max_message_size();
@@ -631,7 +630,6 @@ impl Stream {
     /// As [`recv_to_vec`](Self::recv_to_vec).
     pub fn recv_with<R>(&self, take: impl FnOnce(&[u8]) -> R) -> io::Result<Option<R>> {
         match &self.inner {
-            #[cfg(unix)]
             StreamInner::Local(stream) => stream.recv_with(take),
             _ => {
                 let mut buf = Vec::new();
@@ -645,10 +643,9 @@ impl Stream {
     /// ([`ConnectOptions::shared_memory`]). A client learns it from the server's first word,
     /// which it finds at its first read or write; this call also looks for it, without
     /// waiting, and is `false` while it has not come.
-    /// Always `false` for FIFOs, network names and Windows pipes.
+    /// Always `false` for FIFOs and network names.
     pub fn is_shared_memory(&self) -> bool {
         match &self.inner {
-            #[cfg(unix)]
             StreamInner::Local(stream) => stream.is_shared_memory(),
             _ => false,
         }

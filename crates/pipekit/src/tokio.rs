@@ -105,6 +105,13 @@ impl Listener {
                 inner: Accept::Net(net::Listener::bind(addr, options)?),
             });
         }
+        // Windows: the async streams move everything on the pipe, so nothing is offered.
+        #[cfg(windows)]
+        let options = &{
+            let mut options = options.clone();
+            options.shared_memory(None);
+            options
+        };
         Listener::from_blocking(crate::Listener::bind_with(name, options)?)
     }
 
@@ -194,6 +201,14 @@ impl Stream {
                 inner: Conn::Net(net::connect(addr, options).await?),
             });
         }
+        // Windows: the async streams move everything on the pipe; asking would only cost a
+        // look at the sibling name.
+        #[cfg(windows)]
+        let options = &{
+            let mut options = options.clone();
+            options.shared_memory(false);
+            options
+        };
         let options = options.clone();
         let stream =
             tokio::task::spawn_blocking(move || crate::Stream::connect_with(name, &options))

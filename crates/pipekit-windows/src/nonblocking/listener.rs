@@ -55,7 +55,12 @@ impl Listener {
     /// # Errors
     ///
     /// The OS error of creating the waiting instance.
-    pub fn new(listener: crate::Listener) -> io::Result<Listener> {
+    ///
+    /// A listener bound with [`shared_memory`](pipekit_core::ListenerOptions::shared_memory)
+    /// stops offering it here (the non-blocking streams move everything on the pipe): its
+    /// sibling name closes, and clients that ask get the plain connection.
+    pub fn new(mut listener: crate::Listener) -> io::Result<Listener> {
+        listener.stop_offering();
         let listener = Listener {
             inner: listener,
             pending: Mutex::new(None),

@@ -46,6 +46,7 @@ impl Stream {
     ///
     /// The OS error of creating the events and thread-pool waits.
     pub fn new(stream: crate::Stream) -> io::Result<Stream> {
+        stream.on_pipe_only()?;
         let mode = stream.mode();
         let max = stream.max_message_size();
         let (handle, end, slot, held) = stream.into_parts_with_held();

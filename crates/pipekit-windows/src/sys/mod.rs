@@ -8,6 +8,7 @@
 //! - [`op`]: overlapped operations that run on while the caller goes on (the non-blocking
 //!   engine's), each owning what the kernel may write until the kernel is done with it.
 //! - [`security`]: security descriptors and the current user's SID.
+//! - [`shm`]: shared-memory connections' sections, views, events and process handles.
 //!
 //! All handles are opened with `FILE_FLAG_OVERLAPPED`.
 
@@ -16,6 +17,7 @@ mod event;
 mod op;
 mod pipe;
 mod security;
+pub(crate) mod shm;
 mod wait;
 
 pub(crate) use call::{Transfer, code, millis, wide};

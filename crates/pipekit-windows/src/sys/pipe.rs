@@ -8,7 +8,7 @@ use std::ptr;
 
 use windows_sys::Win32::Foundation::{
     ERROR_IO_PENDING, ERROR_MORE_DATA, ERROR_PIPE_CONNECTED, GetLastError, INVALID_HANDLE_VALUE,
-    WAIT_OBJECT_0, WAIT_TIMEOUT,
+    WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::Storage::FileSystem::{
@@ -23,7 +23,9 @@ use windows_sys::Win32::System::Pipes::{
     GetNamedPipeServerProcessId, PIPE_SERVER_END, PeekNamedPipe, SetNamedPipeHandleState,
     WaitNamedPipeW,
 };
-use windows_sys::Win32::System::Threading::{INFINITE, WaitForSingleObject};
+use windows_sys::Win32::System::Threading::{
+    INFINITE, WaitForMultipleObjects, WaitForSingleObject,
+};
 
 use super::call::{Transfer, code, cvt, finish, io_len, last_error, raw};
 use super::event::Event;
@@ -141,6 +143,71 @@ pub(crate) fn connect_pipe(handle: BorrowedHandle<'_>, event: &Event) -> io::Res
         Ok(_) => Ok(()),
         Err(e) if matches!(code(&e), Some(ERROR_PIPE_CONNECTED | ERROR_NO_DATA)) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Waits for a client on either of two server instances (a listener's two names) and says
+/// which have one: `[first, second]`, at least one `true`. The other instance's wait is
+/// cancelled before this returns; a client that connected to it meanwhile counts too, and
+/// one that connects later is found by the next call (`ERROR_PIPE_CONNECTED`).
+pub(crate) fn connect_either(
+    instances: [BorrowedHandle<'_>; 2],
+    events: [&Event; 2],
+) -> io::Result<[bool; 2]> {
+    // SAFETY: OVERLAPPED is plain data; all-zero is its documented initial state.
+    let mut ovs: [OVERLAPPED; 2] = unsafe { mem::zeroed() };
+    let mut connected = [false; 2];
+    let mut pending = [false; 2];
+    let mut failed = None;
+    for i in 0..2 {
+        if failed.is_some() || connected.contains(&true) {
+            break;
+        }
+        ovs[i].hEvent = events[i].raw();
+        // SAFETY: `ovs[i]` is a live OVERLAPPED with an event; every operation started here
+        // is collected below before `ovs` is dropped.
+        let started = unsafe { ConnectNamedPipe(raw(instances[i]), &mut ovs[i]) };
+        if started != 0 {
+            pending[i] = true;
+            continue;
+        }
+        // SAFETY: reads the calling thread's last-error value.
+        match unsafe { GetLastError() } {
+            ERROR_IO_PENDING => pending[i] = true,
+            ERROR_PIPE_CONNECTED | ERROR_NO_DATA => connected[i] = true,
+            err => failed = Some(io::Error::from_raw_os_error(err as i32)),
+        }
+    }
+    if failed.is_none() && !connected.contains(&true) {
+        let raw_events = [events[0].raw(), events[1].raw()];
+        // SAFETY: two valid event handles, owned by `events`, outlive the call.
+        let waited = unsafe { WaitForMultipleObjects(2, raw_events.as_ptr(), 0, INFINITE) };
+        if waited == WAIT_FAILED {
+            failed = Some(last_error());
+        }
+    }
+    for i in 0..2 {
+        if !pending[i] {
+            continue;
+        }
+        // SAFETY: `ovs[i]` is the OVERLAPPED of an operation started on `instances[i]`; an
+        // operation already over ignores the cancel.
+        unsafe { CancelIoEx(raw(instances[i]), &ovs[i]) };
+        // SAFETY: as above; `finish` waits for the operation to be over, so `ovs` outlives it.
+        match unsafe { finish(instances[i], &ovs[i], true) } {
+            Ok(_) => connected[i] = true,
+            Err((e, _)) => match code(&e) {
+                Some(ERROR_PIPE_CONNECTED | ERROR_NO_DATA) => connected[i] = true,
+                Some(ERROR_OPERATION_ABORTED) => {}
+                _ => {
+                    failed.get_or_insert(e);
+                }
+            },
+        }
+    }
+    match failed {
+        Some(e) if !connected.contains(&true) => Err(e),
+        _ => Ok(connected),
     }
 }
 
