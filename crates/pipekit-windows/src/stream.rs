@@ -316,7 +316,7 @@ impl Stream {
         ConnectOptions::new()
             .max_message_size(max_message_size)
             .validate()?;
-        let (message, end) = sys::pipe_info(handle.as_handle()).map_err(|e| {
+        let (message, server_end) = sys::pipe_info(handle.as_handle()).map_err(|e| {
             context_kind(
                 io::ErrorKind::InvalidInput,
                 e,
@@ -328,6 +328,11 @@ impl Stream {
                 .map_err(|e| context(e, "cannot set message read mode"))?;
         }
         let mode = if message { Mode::Messages } else { Mode::Bytes };
+        let end = if server_end {
+            PipeEnd::Server
+        } else {
+            PipeEnd::Client
+        };
         Stream::new(handle, end, mode, max_message_size, None)
     }
 

@@ -260,8 +260,9 @@ pub(crate) fn is_message_pipe(handle: BorrowedHandle<'_>) -> io::Result<bool> {
     Ok(pipe_info(handle)?.0)
 }
 
-/// Whether the pipe behind `handle` is of message type, and which end `handle` is.
-pub(crate) fn pipe_info(handle: BorrowedHandle<'_>) -> io::Result<(bool, crate::PipeEnd)> {
+/// Whether the pipe behind `handle` is of message type, and whether `handle` is its
+/// server's end.
+pub(crate) fn pipe_info(handle: BorrowedHandle<'_>) -> io::Result<(bool, bool)> {
     let mut flags = 0u32;
     // SAFETY: `flags` is a valid out-pointer; the other outputs are not asked for.
     cvt(unsafe {
@@ -273,12 +274,7 @@ pub(crate) fn pipe_info(handle: BorrowedHandle<'_>) -> io::Result<(bool, crate::
             ptr::null_mut(),
         )
     })?;
-    let end = if flags & PIPE_SERVER_END != 0 {
-        crate::PipeEnd::Server
-    } else {
-        crate::PipeEnd::Client
-    };
-    Ok((flags & PIPE_TYPE_MESSAGE != 0, end))
+    Ok((flags & PIPE_TYPE_MESSAGE != 0, flags & PIPE_SERVER_END != 0))
 }
 
 /// The process id of the other end: the client's if `server_end`, else the server's.
