@@ -171,11 +171,18 @@ impl ListenerOptions {
     ///
     /// # Platform-specific behavior
     ///
-    /// Unix-domain sockets only (Linux, macOS, the BSDs): the segment is a sealed `memfd`
+    /// Unix-domain sockets (Linux, macOS, the BSDs): the segment is a sealed `memfd`
     /// (Linux, FreeBSD) or an `shm_open` object unlinked at once, passed over the socket with
-    /// `SCM_RIGHTS`. FIFO servers, `tcp://`/`tls://` names and Windows pipes offer nothing
-    /// and serve the plain connection. The Tokio and `mio` APIs wait on such streams too
-    /// (their wake-up socket pairs are watched beside the socket).
+    /// `SCM_RIGHTS`. The Tokio and `mio` APIs wait on such streams too (their wake-up socket
+    /// pairs are watched beside the socket).
+    ///
+    /// Windows: the listener also serves the sibling pipe `NAME@pkshm-v1` (same security
+    /// descriptor); a client that asks connects there and takes an unnamed section and four
+    /// events from the server's process with `DuplicateHandle`. Blocking streams only: the
+    /// Tokio API and non-blocking listeners on Windows offer nothing, and such a stream
+    /// refuses to become non-blocking or to give up its handle.
+    ///
+    /// FIFO servers and `tcp://`/`tls://` names offer nothing and serve the plain connection.
     ///
     /// # Examples
     ///
@@ -378,8 +385,10 @@ impl ConnectOptions {
     ///
     /// # Platform-specific behavior
     ///
-    /// Unix-domain sockets only; elsewhere (FIFOs, network names, Windows) it has no
-    /// effect.
+    /// Unix-domain sockets, and blocking Windows pipes: there the client opens the sibling
+    /// pipe `NAME@pkshm-v1` (falling back to `NAME` when it is not there) and, unlike Unix,
+    /// a write made before the server accepted waits for the accept. Elsewhere (FIFOs,
+    /// network names, the Tokio API on Windows) it has no effect.
     pub fn shared_memory(&mut self, accept: bool) -> &mut Self {
         self.shared_memory = accept;
         self
