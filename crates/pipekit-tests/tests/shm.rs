@@ -263,9 +263,9 @@ fn hostile_peer(role: &str, path: &std::path::Path, case: &str) -> std::process:
 }
 
 /// Checks call `i` of a side whose peer scribbles over the segment and sends nothing: data of
-/// at most `max` bytes, `WouldBlock`, `InvalidData` or `BrokenPipe`. Whether a read met a lie
-/// (anything but `WouldBlock`).
-#[cfg(target_os = "linux")]
+/// at most `max` bytes, `WouldBlock` (or `TimedOut`), `InvalidData` or `BrokenPipe`. Whether
+/// a read met a lie (anything but `WouldBlock` or `TimedOut`).
+#[cfg(any(target_os = "linux", windows))]
 fn beside_a_scribbler(
     result: io::Result<usize>,
     read: bool,
@@ -279,13 +279,13 @@ fn beside_a_scribbler(
             read
         }
         Err(e) => {
-            use io::ErrorKind::{BrokenPipe, InvalidData, WouldBlock};
+            use io::ErrorKind::{BrokenPipe, InvalidData, TimedOut, WouldBlock};
             let kind = e.kind();
             assert!(
-                matches!(kind, WouldBlock | InvalidData | BrokenPipe),
+                matches!(kind, WouldBlock | TimedOut | InvalidData | BrokenPipe),
                 "{case}: call {i}: {e}"
             );
-            read && kind != WouldBlock
+            read && !matches!(kind, WouldBlock | TimedOut)
         }
     }
 }
@@ -473,6 +473,153 @@ fn a_server_scribbling_over_the_segment_cannot_crash_its_client() {
     hostile.kill().unwrap();
     hostile.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Windows: a hostile peer process (`shm-liar`) on the sibling pipe.
+#[cfg(windows)]
+mod liars {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    /// `shm-liar ROLE NAME [CASE]`, stdin and stdout piped; its first line (`ready` for a
+    /// server) already read.
+    fn liar(
+        role: &str,
+        name: &str,
+        case: &[&str],
+    ) -> (Child, io::Lines<io::BufReader<std::process::ChildStdout>>) {
+        let mut child = pipekit_tests::spawn(
+            Command::new(env!("CARGO_BIN_EXE_shm-liar"))
+                .arg(role)
+                .arg(name)
+                .args(case)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        )
+        .unwrap();
+        let mut lines = io::BufRead::lines(io::BufReader::new(child.stdout.take().unwrap()));
+        if role == "server" {
+            assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        }
+        (child, lines)
+    }
+
+    /// A server whose first message on the sibling is no usable offer — no offer at all, a
+    /// segment of no size or of 2^64 - 1 bytes, handle values naming nothing, a section
+    /// smaller than it says or without a header, or a good section with events that are no
+    /// events (the server's own process, as `-1` names it; the section again): the client's
+    /// calls fail with `InvalidData` naming the offer, at once and every time after, and
+    /// nothing runs over memory.
+    #[test]
+    fn an_unusable_offer_is_refused() {
+        let cases = [
+            "tag",
+            "len-0",
+            "len-huge",
+            "garbage",
+            "short",
+            "no-header",
+            "pseudo",
+            "not-events",
+        ];
+        for case in cases {
+            let name = unique_name("shm-liar");
+            let (mut liar, mut lines) = liar("server", &name, &[case]);
+            // (Its stdin closes with `liar` if an assertion fails: it exits then.)
+            let client = Stream::connect_with(&name, &connect_options(Mode::Messages)).unwrap();
+            // A bound on a hang (an offer taken for good would wait for data that never
+            // comes), not a wait for an event: a refusal is immediate.
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            client
+                .set_write_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            assert_eq!(lines.next().unwrap().unwrap(), "done", "{case}");
+            for _ in 0..2 {
+                let err = client.recv_to_vec(&mut Vec::new()).unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{case}: {err}");
+                assert!(err.to_string().contains("offer"), "{case}: {err}");
+                let err = client.send(b"x").unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{case}: {err}");
+            }
+            assert!(!client.is_shared_memory(), "{case}");
+            drop(liar.stdin.take());
+            assert!(liar.wait().unwrap().success(), "{case}");
+        }
+    }
+
+    /// Runs `calls` receives and sends, alternately, on `stream` (whose peer scribbles and
+    /// sends nothing), each with a 1 ms timeout: every one returns what
+    /// [`beside_a_scribbler`] allows, and some read meets a lie.
+    fn work_beside_a_scribbler(stream: &Stream, who: &str) {
+        let msg = pattern(4096, 9);
+        let mut got = Vec::new();
+        let mut lies_met = 0;
+        for i in 0..2000usize {
+            let read = i % 2 == 0;
+            let result = if read {
+                stream.recv_to_vec(&mut got).map(|n| n.unwrap_or(0))
+            } else {
+                stream.send(&msg[..i % 4096]).map(|()| 0)
+            };
+            lies_met += usize::from(beside_a_scribbler(result, read, 4096, who, i));
+        }
+        assert!(lies_met > 0, "{who}: no read met a lie");
+    }
+
+    fn short_timeouts(stream: &Stream) {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+    }
+
+    /// A hostile client takes the offer, says it writes to its ring, then scribbles random
+    /// words over the whole segment while the server keeps receiving and sending: no call
+    /// panics or hangs, each returns data, `TimedOut`, `InvalidData` or `BrokenPipe`.
+    #[test]
+    fn a_client_scribbling_over_the_segment_cannot_crash_the_server() {
+        let name = unique_name("shm-scribble");
+        let listener =
+            Listener::bind_with(&name, &listen_options(Mode::Messages, 1 << 17)).unwrap();
+        let (mut liar, mut lines) = liar("client", &name, &[]);
+        let server = listener.accept().unwrap();
+        assert!(server.is_shared_memory());
+        assert_eq!(lines.next().unwrap().unwrap(), "done");
+        short_timeouts(&server);
+        // The client switched: this read finds the ring empty.
+        let first = server.recv_to_vec(&mut Vec::new()).unwrap_err();
+        assert_eq!(first.kind(), io::ErrorKind::TimedOut, "{first}");
+        writeln!(liar.stdin.as_mut().unwrap(), "go").unwrap();
+        work_beside_a_scribbler(&server, "server");
+        drop(liar.stdin.take());
+        assert!(liar.wait().unwrap().success());
+    }
+
+    /// A hostile server makes a usable offer, then scribbles over the segment while the
+    /// client that took it keeps receiving and sending: as on the server's side.
+    #[test]
+    fn a_server_scribbling_over_the_segment_cannot_crash_its_client() {
+        let name = unique_name("shm-scribbler");
+        let (mut liar, mut lines) = liar("server", &name, &["scribble"]);
+        let mut options = connect_options(Mode::Messages);
+        options.max_message_size(4096);
+        let client = Stream::connect_with(&name, &options).unwrap();
+        assert_eq!(lines.next().unwrap().unwrap(), "done");
+        short_timeouts(&client);
+        // This read takes the offer and finds the ring empty.
+        let first = client.recv_to_vec(&mut Vec::new()).unwrap_err();
+        assert_eq!(first.kind(), io::ErrorKind::TimedOut, "{first}");
+        assert!(client.is_shared_memory());
+        writeln!(liar.stdin.as_mut().unwrap(), "go").unwrap();
+        work_beside_a_scribbler(&client, "client");
+        drop(liar.stdin.take());
+        assert!(liar.wait().unwrap().success());
+    }
 }
 
 /// The behaviour suite once more on framed stream sockets (message mode's transport off

@@ -202,7 +202,19 @@ pub(crate) fn take(server: Peer, message: &[u8; OFFER_LEN]) -> io::Result<Option
     let process = server.process.as_handle();
     let take = |i: usize| sys::take_handle(process, word(i)).map_err(unusable);
     let view = View::new(take(1)?, len).map_err(unusable)?;
-    let (c0, p0, c1, p1) = (take(2)?, take(3)?, take(4)?, take(5)?);
+    // An event is what `SetEvent` takes: a spurious wake-up of either side is harmless (a
+    // sleeper looks at the ring again), a bell that cannot ring would look like the end.
+    let event = |i: usize| {
+        let handle = take(i)?;
+        if !sys::set_event(handle.as_handle()) {
+            return Err(unusable(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("handle {} of the offer is no event", i - 1),
+            )));
+        }
+        Ok(handle)
+    };
+    let (c0, p0, c1, p1) = (event(2)?, event(3)?, event(4)?, event(5)?);
     let server = Arc::new(server);
     let rx = Bell {
         mine: c0,
@@ -238,6 +250,8 @@ pub(crate) struct Link {
     /// The channel, or what came instead; set at accept (server) or at the client's first
     /// read or write.
     state: OnceLock<State>,
+    /// Server: whether the client writes to its ring, once it said so.
+    on_ring: OnceLock<bool>,
 }
 
 pub(crate) enum State {
@@ -266,6 +280,7 @@ impl Link {
             server: true,
             peer: Mutex::new(None),
             state,
+            on_ring: OnceLock::new(),
         }
     }
 
@@ -275,6 +290,7 @@ impl Link {
             server: false,
             peer: Mutex::new(Some(server)),
             state: OnceLock::new(),
+            on_ring: OnceLock::new(),
         }
     }
 
@@ -321,13 +337,35 @@ impl Link {
     }
 
     /// Server: the channel, if the client reads and writes on it; waits (as a read) until
-    /// the client said how it writes.
+    /// the client said how it writes. What it said is taken once: a client that writes over
+    /// the word later does not move this side's reads.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` if the client said neither [`ON_RING`] nor [`ON_PIPE`].
     pub(crate) fn server_channel(&self, wait: Wait) -> io::Result<Option<&Channel>> {
         let Some(State::Ring(channel)) = self.state.get() else {
             return Ok(None);
         };
+        if let Some(&on_ring) = self.on_ring.get() {
+            return Ok(on_ring.then_some(channel));
+        }
         channel.wait_for_switch(wait)?;
-        Ok((channel.switched().0 == ON_RING).then_some(channel))
+        let on_ring = match channel.switched().0 {
+            ON_RING => true,
+            ON_PIPE => false,
+            how => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the peer broke the shared-memory protocol: it says it writes in way {how}, \
+                         neither to its ring nor on the pipe"
+                    ),
+                ));
+            }
+        };
+        let on_ring = *self.on_ring.get_or_init(|| on_ring);
+        Ok(on_ring.then_some(channel))
     }
 
     pub(crate) fn is_server(&self) -> bool {

@@ -248,10 +248,19 @@ pub(crate) fn open_process(pid: u32, dup: bool) -> io::Result<OwnedHandle> {
 /// The handle value `value` of `process` duplicated into this process, with the same
 /// access. The value is the peer's word: whatever it names in the peer's own handle table
 /// is all it can give (`DuplicateHandle` fails for a value that names nothing).
+///
+/// Values no handle table holds are refused first (`InvalidData`): 0, values that are not
+/// multiples of 4, and values beyond 32 bits — among them the pseudo-handles (`-1`, the
+/// process itself; `-2`, its thread), which `DuplicateHandle` would turn into a handle on
+/// the peer's process or thread with all access.
 pub(crate) fn take_handle(process: BorrowedHandle<'_>, value: u64) -> io::Result<OwnedHandle> {
-    let source = usize::try_from(value)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "handle value out of range"))?
-        as HANDLE;
+    if value == 0 || !value.is_multiple_of(4) || value > u64::from(u32::MAX) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("handle value {value:#x} names no handle"),
+        ));
+    }
+    let source = value as usize as HANDLE;
     let mut taken: HANDLE = ptr::null_mut();
     // SAFETY: no arguments; the pseudo-handle needs no closing.
     let this = unsafe { GetCurrentProcess() };
