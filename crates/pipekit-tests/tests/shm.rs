@@ -550,10 +550,10 @@ mod liars {
         }
     }
 
-    /// Runs `calls` receives and sends, alternately, on `stream` (whose peer scribbles and
-    /// sends nothing), each with a 1 ms timeout: every one returns what
-    /// [`beside_a_scribbler`] allows, and some read meets a lie.
-    fn work_beside_a_scribbler(stream: &Stream, who: &str) {
+    /// Runs 2000 receives and sends, alternately, on `stream` (whose peer scribbles and
+    /// sends nothing; its largest message `max` bytes), each with a 1 ms timeout: every one
+    /// returns what [`beside_a_scribbler`] allows, and some read meets a lie.
+    fn work_beside_a_scribbler(stream: &Stream, max: usize, who: &str) {
         let msg = pattern(4096, 9);
         let mut got = Vec::new();
         let mut lies_met = 0;
@@ -564,7 +564,7 @@ mod liars {
             } else {
                 stream.send(&msg[..i % 4096]).map(|()| 0)
             };
-            lies_met += usize::from(beside_a_scribbler(result, read, 4096, who, i));
+            lies_met += usize::from(beside_a_scribbler(result, read, max, who, i));
         }
         assert!(lies_met > 0, "{who}: no read met a lie");
     }
@@ -595,7 +595,7 @@ mod liars {
         let first = server.recv_to_vec(&mut Vec::new()).unwrap_err();
         assert_eq!(first.kind(), io::ErrorKind::TimedOut, "{first}");
         writeln!(liar.stdin.as_mut().unwrap(), "go").unwrap();
-        work_beside_a_scribbler(&server, "server");
+        work_beside_a_scribbler(&server, 65536, "server");
         drop(liar.stdin.take());
         assert!(liar.wait().unwrap().success());
     }
@@ -616,7 +616,7 @@ mod liars {
         assert_eq!(first.kind(), io::ErrorKind::TimedOut, "{first}");
         assert!(client.is_shared_memory());
         writeln!(liar.stdin.as_mut().unwrap(), "go").unwrap();
-        work_beside_a_scribbler(&client, "client");
+        work_beside_a_scribbler(&client, 4096, "client");
         drop(liar.stdin.take());
         assert!(liar.wait().unwrap().success());
     }
