@@ -590,18 +590,31 @@ mod windows_dotnet {
     #[ignore = "needs the real peers (ci/peers/install.sh)"]
     fn a_csharp_byte_mode_server_against_pipekit_clients() {
         let name = unique_name("wdn-bytes-server");
-        // Asking for shared memory changes nothing on Windows (no offer is made there).
+        // A C# server serves no sibling pipe: clients that ask for shared memory fall back
+        // to the name itself.
         let mut options = dotnet_connect_options();
         options.shared_memory(true);
         let pipe = pipekit::PipeName::new(&name).unwrap();
         csharp_server_against(&runtime(), &name, pipe, &options);
     }
 
+    /// A C# client of a pipekit server that offers shared memory (and serves the sibling
+    /// pipe): the plain connection.
+    #[test]
+    #[ignore = "needs the real peers (ci/peers/install.sh)"]
+    fn a_csharp_client_of_a_server_that_offers_shared_memory_gets_the_plain_connection() {
+        let name = unique_name("wdn-shm");
+        let mut options = pipekit::ListenerOptions::new();
+        options.shared_memory(Some(1 << 20));
+        let listener = Listener::bind_with(name.as_str(), &options).unwrap();
+        csharp_client_against(&runtime(), &name, listener);
+    }
+
     #[test]
     #[ignore = "needs the real peers (ci/peers/install.sh)"]
     fn csharp_message_mode_client_against_a_pipekit_server() {
         let name = unique_name("wdn-msgs");
-        let server = message_echo_server(&name);
+        let server = message_echo_server(&name, None);
         let sizes = size_args();
         let out = output(pipe_peer(
             &runtime(),
@@ -642,13 +655,21 @@ mod windows_dotnet {
     }
 }
 
-/// Serves one message-mode client at `name`, echoing each message; the sizes it echoed.
+/// Serves one message-mode client at `name`, echoing each message, offering shared memory
+/// with rings of `offer` bytes if given (the client, not asking, is never on it); the sizes
+/// it echoed.
 #[cfg(windows)]
-fn message_echo_server(name: &str) -> JoinHandle<Vec<usize>> {
+fn message_echo_server(name: &str, offer: Option<usize>) -> JoinHandle<Vec<usize>> {
     use pipekit::{ListenerOptions, Mode};
-    let listener = Listener::bind_with(name, ListenerOptions::new().mode(Mode::Messages)).unwrap();
+    let mut options = ListenerOptions::new();
+    options.mode(Mode::Messages).shared_memory(offer);
+    let listener = Listener::bind_with(name, &options).unwrap();
     thread::spawn(move || {
         let conn = listener.accept().unwrap();
+        assert!(
+            !conn.is_shared_memory(),
+            "a foreign client is on shared memory"
+        );
         let mut buf = Vec::new();
         let mut sizes = Vec::new();
         while let Some(n) = conn.recv_to_vec(&mut buf).unwrap() {
@@ -734,7 +755,9 @@ mod pywin32 {
     #[ignore = "needs the real peers (ci/peers/install.sh)"]
     fn pywin32_reads_big_messages_through_error_more_data() {
         let name = unique_name("pywin32-more");
-        let server = message_echo_server(&name);
+        // The server offers shared memory too: pywin32, which never opens the sibling pipe,
+        // gets the plain connection.
+        let server = message_echo_server(&name, Some(2 << 20));
         let sizes = ["1", "4096", "4097", "65535", "300000"];
         let mut args = vec![name.as_str()];
         args.extend(sizes);
