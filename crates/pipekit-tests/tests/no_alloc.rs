@@ -115,11 +115,13 @@ fn allocations(mut round_trip: impl FnMut()) -> usize {
     ALLOCATIONS.load(Ordering::Relaxed)
 }
 
+/// Unix: sockets, FIFOs and shared memory; Windows: pipes (`Socket` there) and shared
+/// memory.
 fn transports() -> Vec<Kind> {
     if cfg!(unix) {
         vec![Kind::Socket, Kind::Fifo, Kind::SharedMemory]
     } else {
-        vec![Kind::Socket]
+        vec![Kind::Socket, Kind::SharedMemory]
     }
 }
 
@@ -160,7 +162,6 @@ fn byte_round_trips_allocate_nothing() {
 
 /// Messages written and read in place on shared memory (`send_with`/`recv_with`) allocate
 /// nothing either.
-#[cfg(unix)]
 #[test]
 fn in_place_round_trips_allocate_nothing() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -173,4 +174,33 @@ fn in_place_round_trips_allocate_nothing() {
         assert_eq!(a.recv_with(|msg| msg.len()).unwrap(), Some(1));
     });
     assert_eq!(n, 0, "in-place messages allocated {n} times");
+}
+
+/// Round trips through an echo on another thread (not counted): the counted side waits for
+/// each answer (on shared memory it spins, then sleeps on its wake-up), and allocates
+/// nothing either.
+#[test]
+fn round_trips_through_an_echo_thread_allocate_nothing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for kind in transports() {
+        let (a, b) = pair(Mode::Messages, kind);
+        let echo = thread::spawn(move || {
+            let mut buf = vec![0u8; 65535];
+            while let Some(n) = b.recv(&mut buf).unwrap() {
+                b.send(&buf[..n]).unwrap();
+            }
+        });
+        let msg = vec![0x42u8; 65535];
+        let mut buf = vec![0u8; 65535];
+        let n = allocations(|| {
+            a.send(&msg).unwrap();
+            assert_eq!(a.recv(&mut buf).unwrap(), Some(65535));
+        });
+        drop(a);
+        echo.join().unwrap();
+        assert_eq!(
+            n, 0,
+            "round trips through a thread ({kind:?}) allocated {n} times"
+        );
+    }
 }

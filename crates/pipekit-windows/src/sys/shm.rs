@@ -176,13 +176,29 @@ pub(crate) enum Woken {
     TimedOut,
 }
 
-/// Waits until one of `handles` is signalled, or `deadline` passes (`None`: forever; a
-/// deadline already past looks once).
+/// The most handles [`wait_any`] waits on (its callers wait on one or two).
+const WAIT_AT_MOST: usize = 4;
+
+/// Waits until one of `handles` (at most [`WAIT_AT_MOST`]) is signalled, or `deadline`
+/// passes (`None`: forever; a deadline already past looks once). Allocates nothing: it is
+/// on the path of every wait for a peer.
 pub(crate) fn wait_any(
     handles: &[BorrowedHandle<'_>],
     deadline: Option<Instant>,
 ) -> io::Result<Woken> {
-    let raw_handles: Vec<HANDLE> = handles.iter().map(|h| raw(*h)).collect();
+    if handles.len() > WAIT_AT_MOST {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a wait on {} handles (at most {WAIT_AT_MOST})",
+                handles.len()
+            ),
+        ));
+    }
+    let mut raw_handles: [HANDLE; WAIT_AT_MOST] = [ptr::null_mut(); WAIT_AT_MOST];
+    for (slot, handle) in raw_handles.iter_mut().zip(handles) {
+        *slot = raw(*handle);
+    }
     loop {
         let ms = match deadline {
             None => super::WAIT_FOREVER,
@@ -195,10 +211,10 @@ pub(crate) fn wait_any(
                 }
             }
         };
-        // SAFETY: `raw_handles` holds valid handles (borrowed for the call) and outlives it.
-        let got = unsafe {
-            WaitForMultipleObjects(raw_handles.len() as u32, raw_handles.as_ptr(), 0, ms)
-        };
+        // SAFETY: the first `handles.len()` entries of `raw_handles` are valid handles
+        // (borrowed for the call), and the array outlives it.
+        let got =
+            unsafe { WaitForMultipleObjects(handles.len() as u32, raw_handles.as_ptr(), 0, ms) };
         match got {
             WAIT_FAILED => return Err(last_error()),
             WAIT_TIMEOUT => {
