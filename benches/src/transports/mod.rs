@@ -36,6 +36,7 @@ pub fn all() -> Vec<&'static dyn Transport> {
     {
         all.extend(windows::PIPEKIT.iter().map(|t| t as &dyn Transport));
         all.push(&windows::TOKIO);
+        all.extend(windows::PIPEKIT_SHM.iter().map(|t| t as &dyn Transport));
         all.extend(windows::RAW.iter().map(|t| t as &dyn Transport));
     }
     all.push(&net::Tcp);

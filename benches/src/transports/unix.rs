@@ -96,13 +96,6 @@ pub(crate) static PIPEKIT_SHM: [PipekitShm; 3] = [
     },
 ];
 
-/// The rings' capacity for `size`-byte messages: 256 KiB, or room for four messages. (Small
-/// rings stay in cache: on the reference machine 256 KiB moved 4 KiB messages almost three
-/// times as fast as 4 MiB, and 64 KiB messages as fast.)
-fn shm_capacity(size: usize) -> usize {
-    (256 << 10).max(size.saturating_add(pipekit::SHARED_MEMORY_OVERHEAD) * 4)
-}
-
 impl Transport for PipekitShm {
     fn name(&self) -> &'static str {
         self.name
@@ -125,7 +118,7 @@ impl Transport for PipekitShm {
 
     fn listen(&self, addr: &str, size: usize) -> io::Result<Box<dyn Listen>> {
         let (mut options, _) = pk::options(Mode::Messages, size);
-        options.shared_memory(Some(shm_capacity(size)));
+        options.shared_memory(Some(pk::shm_capacity(size)));
         let listener = pipekit::Listener::bind_with(addr, &options)?;
         Ok(pk::listen(listener, addr, self.api))
     }

@@ -61,6 +61,62 @@ impl Transport for Pipekit {
     }
 }
 
+/// pipekit message mode over shared memory: the listener offers two rings on its sibling
+/// pipe, the client takes them (blocking streams; events for wake-ups).
+pub(crate) struct PipekitShm {
+    name: &'static str,
+    about: &'static str,
+    api: Api,
+}
+
+pub(crate) static PIPEKIT_SHM: [PipekitShm; 2] = [
+    PipekitShm {
+        name: "pipekit-shm",
+        about: "pipekit message mode over shared memory (two rings, events for wake-ups)",
+        api: Api::Blocking,
+    },
+    PipekitShm {
+        name: "pipekit-shm-zc",
+        about: "pipekit-shm with send_with (written in place) and recv_with (read in place)",
+        api: Api::ZeroCopy,
+    },
+];
+
+impl Transport for PipekitShm {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn about(&self) -> &'static str {
+        self.about
+    }
+
+    fn baseline(&self) -> Option<&'static str> {
+        Some("raw-named-pipe-messages")
+    }
+
+    fn addr(&self, unique: &str) -> String {
+        unique.to_string()
+    }
+
+    fn listen(&self, addr: &str, size: usize) -> io::Result<Box<dyn Listen>> {
+        let (mut options, _) = pk::options(Mode::Messages, size);
+        options.shared_memory(Some(pk::shm_capacity(size)));
+        let listener = pipekit::Listener::bind_with(addr, &options)?;
+        Ok(pk::listen(listener, addr, self.api))
+    }
+
+    fn connect(&self, addr: &str, size: usize) -> io::Result<Box<dyn Conn>> {
+        let (_, mut options) = pk::options(Mode::Messages, size);
+        options.shared_memory(true);
+        let stream = pipekit::Stream::connect_with(addr, &options)?;
+        match self.api {
+            Api::ZeroCopy => Ok(pk::zero_copy(stream)),
+            _ => Ok(pk::conn(stream)),
+        }
+    }
+}
+
 /// pipekit's Tokio API over a message-mode pipe, each end on its own current-thread
 /// runtime: what the async layer costs over the blocking API.
 pub(crate) struct PipekitTokio;
