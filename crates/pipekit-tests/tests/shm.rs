@@ -507,10 +507,11 @@ mod liars {
 
     /// A server whose first message on the sibling is no usable offer — no offer at all, a
     /// segment of no size or of 2^64 - 1 bytes, handle values naming nothing, a section
-    /// smaller than it says or without a header, or a good section with events that are no
-    /// events (the server's own process, as `-1` names it; the section again): the client's
-    /// calls fail with `InvalidData` naming the offer, at once and every time after, and
-    /// nothing runs over memory.
+    /// smaller than it says or without a header, a section whose pages are only reserved
+    /// (touching them would fault) or that maps a file (whose pages could fail to come in),
+    /// or a good section with events that are no events (the server's own process, as `-1`
+    /// names it; the section again): the client's calls fail with `InvalidData` naming the
+    /// offer, at once and every time after, and nothing runs over memory.
     #[test]
     fn an_unusable_offer_is_refused() {
         let cases = [
@@ -520,6 +521,8 @@ mod liars {
             "garbage",
             "short",
             "no-header",
+            "reserved",
+            "file",
             "pseudo",
             "not-events",
         ];

@@ -21,7 +21,10 @@
 //! 4. The client reads that message at its first read or write (waiting for the server's
 //!    accept, as a read would) and takes the handles out of the server's process with
 //!    `DuplicateHandle`: a value is only a number looked up in the server's table, so a
-//!    lying server can give nothing but its own objects. It then says in the segment how it
+//!    lying server can give nothing but its own objects. The section must be the length the
+//!    offer says, committed read-write throughout and backed by no file (a `SEC_RESERVE`
+//!    page or a file's page could fault at a touch), the events must be events, and the
+//!    values must be handle values (no pseudo-handle). It then says in the segment how it
 //!    writes: to its ring, or on the pipe if its messages do not fit the ring. The server
 //!    reads the ring or the pipe accordingly.
 //!
@@ -202,6 +205,7 @@ pub(crate) fn take(server: Peer, message: &[u8; OFFER_LEN]) -> io::Result<Option
     let process = server.process.as_handle();
     let take = |i: usize| sys::take_handle(process, word(i)).map_err(unusable);
     let view = View::new(take(1)?, len).map_err(unusable)?;
+    view.check_private().map_err(unusable)?;
     // An event is what `SetEvent` takes: a spurious wake-up of either side is harmless (a
     // sleeper looks at the ring again), a bell that cannot ring would look like the end.
     let event = |i: usize| {

@@ -11,7 +11,9 @@
 //! - `tag`: 64 bytes that are no offer; `len-0`, `len-huge`: an offer of a segment of 0 or
 //!   2^64 - 1 bytes; `garbage`: handle values that name nothing in this process;
 //! - `short`: a section half the size the offer says; `no-header`: a section of the right
-//!   size that nobody wrote a header in;
+//!   size that nobody wrote a header in; `reserved`: a section made with `SEC_RESERVE`, its
+//!   header page committed and the rings' pages not (touching them would fault); `file`: a
+//!   section of a file (whose pages could fail to come in);
 //! - `pseudo`: a good section, and `-1` (this process, as `GetCurrentProcess` names it) for
 //!   every event; `not-events`: the section's handle for every event;
 //! - `scribble`: a good offer; after a line on stdin, random words over the whole segment
@@ -55,7 +57,8 @@ mod liar {
         DUPLICATE_SAME_ACCESS, DuplicateHandle, HANDLE, INVALID_HANDLE_VALUE,
     };
     use windows_sys::Win32::System::Memory::{
-        CreateFileMappingW, FILE_MAP_READ, FILE_MAP_WRITE, MapViewOfFile, PAGE_READWRITE,
+        CreateFileMappingW, FILE_MAP_READ, FILE_MAP_WRITE, MEM_COMMIT, MapViewOfFile,
+        PAGE_READWRITE, SEC_RESERVE, VirtualAlloc,
     };
     use windows_sys::Win32::System::Pipes::GetNamedPipeServerProcessId;
     use windows_sys::Win32::System::Threading::{
@@ -95,10 +98,31 @@ mod liar {
             "len-0" => words[0] = 0,
             "len-huge" => words[0] = u64::MAX,
             "garbage" => {}
-            "short" | "no-header" | "pseudo" | "not-events" | "scribble" => {
+            "short" | "no-header" | "reserved" | "file" | "pseudo" | "not-events" | "scribble" => {
                 let made = if case == "short" { len / 2 } else { len };
-                let section = section(made)?;
+                let section = match case {
+                    "reserved" => section_of(INVALID_HANDLE_VALUE, made, SEC_RESERVE)?,
+                    "file" => {
+                        let path = std::env::temp_dir().join(format!("shm-liar-{name}"));
+                        let file = std::fs::OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .create(true)
+                            .truncate(true)
+                            .open(&path)?;
+                        file.set_len(made as u64)?;
+                        let section = section_of(file.as_raw_handle() as HANDLE, made, 0)?;
+                        drop(file);
+                        // Deleted when the section closes (Windows keeps a mapped file).
+                        let _ = std::fs::remove_file(&path);
+                        section
+                    }
+                    _ => section(made)?,
+                };
                 let view = View::new(&section, made)?;
+                if case == "reserved" {
+                    view.commit_first_page()?;
+                }
                 if case != "no-header" && case != "short" {
                     // Not dropped: that would mark the rings closed.
                     std::mem::forget(ring::Channel::server(view, CAPACITY, Mute, Mute));
@@ -108,7 +132,8 @@ mod liar {
                 match case {
                     "pseudo" => words[2..].fill(u64::MAX),
                     "not-events" => words[2..].fill(value),
-                    "scribble" => {
+                    // Real events: only the section lies.
+                    _ => {
                         let events: io::Result<Vec<OwnedHandle>> =
                             (0..4).map(|_| event()).collect();
                         let events = events?;
@@ -117,7 +142,6 @@ mod liar {
                         }
                         kept = Some(events);
                     }
-                    _ => {}
                 }
                 kept.get_or_insert_with(Vec::new).push(section);
             }
@@ -222,12 +246,18 @@ mod liar {
     }
 
     fn section(len: usize) -> io::Result<OwnedHandle> {
-        // SAFETY: the pagefile, no security attributes, no name; the result is checked.
+        section_of(INVALID_HANDLE_VALUE, len, 0)
+    }
+
+    /// A section of `file` (the pagefile if `INVALID_HANDLE_VALUE`), with `flags` (`SEC_*`).
+    fn section_of(file: HANDLE, len: usize, flags: u32) -> io::Result<OwnedHandle> {
+        // SAFETY: `file` is a valid file handle or the pagefile's marker; no security
+        // attributes, no name; the result is checked.
         owned(unsafe {
             CreateFileMappingW(
-                INVALID_HANDLE_VALUE,
+                file,
                 ptr::null(),
-                PAGE_READWRITE,
+                PAGE_READWRITE | flags,
                 0,
                 len as u32,
                 ptr::null(),
@@ -279,6 +309,16 @@ mod liar {
                 ptr: view.Value.cast(),
                 len,
             })
+        }
+
+        /// Commits the view's first page (of a `SEC_RESERVE` section).
+        fn commit_first_page(&self) -> io::Result<()> {
+            // SAFETY: the first page of this view; committing changes no mapped content.
+            let got = unsafe { VirtualAlloc(self.ptr.cast(), 4096, MEM_COMMIT, PAGE_READWRITE) };
+            if got.is_null() {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
         }
 
         fn at(&self, offset: usize, len: usize) -> *mut u8 {

@@ -14,9 +14,10 @@ use windows_sys::Win32::Foundation::{
     WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::System::Memory::{
-    CreateFileMappingW, FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_MAPPED_VIEW_ADDRESS, MapViewOfFile,
-    PAGE_READWRITE, UnmapViewOfFile,
+    CreateFileMappingW, FILE_MAP_READ, FILE_MAP_WRITE, MEM_COMMIT, MEMORY_BASIC_INFORMATION,
+    MEMORY_MAPPED_VIEW_ADDRESS, MapViewOfFile, PAGE_READWRITE, UnmapViewOfFile, VirtualQuery,
 };
+use windows_sys::Win32::System::ProcessStatus::K32GetMappedFileNameW;
 use windows_sys::Win32::System::Threading::{
     CreateEventW, GetCurrentProcess, OpenProcess, PROCESS_DUP_HANDLE, PROCESS_SYNCHRONIZE,
     SetEvent, WaitForMultipleObjects,
@@ -78,6 +79,56 @@ impl View {
         let view = unsafe { MapViewOfFile(raw(section.as_handle()), access, 0, 0, len) };
         let ptr = NonNull::new(view.Value.cast::<u8>()).ok_or_else(last_error)?;
         Ok(View { ptr, len, section })
+    }
+
+    /// Client: checks that the view is memory no peer can take away: every page committed
+    /// and read-write, and no file behind it. A section made with `SEC_RESERVE` maps pages
+    /// that fault when touched until someone commits them; a file's pages can fail to come
+    /// in (a network or removable drive) — either would crash this process at a touch. A
+    /// committed pagefile-backed page of a view stays so: views cannot be decommitted.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` naming what is wrong.
+    pub(crate) fn check_private(&self) -> io::Result<()> {
+        let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+        let start = self.ptr.as_ptr() as usize;
+        let mut at = start;
+        while at < start + self.len {
+            let mut info = MEMORY_BASIC_INFORMATION::default();
+            let size = std::mem::size_of::<MEMORY_BASIC_INFORMATION>();
+            // SAFETY: any address may be queried; `info` is a valid out-buffer of `size`.
+            if unsafe { VirtualQuery(at as *const c_void, &mut info, size) } == 0 {
+                return Err(last_error());
+            }
+            if info.State != MEM_COMMIT || info.Protect != PAGE_READWRITE {
+                return Err(bad(format!(
+                    "the shared-memory section has pages that are not committed read-write \
+                     (state {:#x}, protection {:#x}, at offset {})",
+                    info.State,
+                    info.Protect,
+                    at - start
+                )));
+            }
+            at = (info.BaseAddress as usize).saturating_add(info.RegionSize.max(1));
+        }
+        let mut name = [0u16; 64];
+        // SAFETY: no arguments; the pseudo-handle needs no closing.
+        let this = unsafe { GetCurrentProcess() };
+        // SAFETY: this process, an address in this view, and a buffer of `name.len()` UTF-16
+        // units.
+        let has_file = unsafe {
+            K32GetMappedFileNameW(
+                this,
+                start as *const c_void,
+                name.as_mut_ptr(),
+                name.len() as u32,
+            )
+        } != 0;
+        if has_file {
+            return Err(bad("the shared-memory section maps a file".into()));
+        }
+        Ok(())
     }
 
     /// The section's handle.
